@@ -1,0 +1,1 @@
+"""The toolstack port (`port.Toolstack`) and its adapters: xl, xm, and the simulator."""
