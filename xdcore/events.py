@@ -199,18 +199,25 @@ class GuestFinished(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CommandStarted(Event):
+    """A toolstack command was spawned (guest/stage: the pipeline step it serves)."""
+
     argv: tuple[str, ...]
     pid: int = 0
     timeout: float = 0.0
+    guest: str = ""
+    stage: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class CommandFinished(Event):
+    """A toolstack command ended; returncode None means it was killed (watchdog/abort)."""
+
     argv: tuple[str, ...]
     returncode: int | None
     elapsed: float = 0.0
     stderr: str = ""
-    killed: bool = False
+    guest: str = ""
+    stage: str = ""
 
 
 # --- operator control ----------------------------------------------------------------

@@ -94,9 +94,9 @@ class Toolstack(abc.ABC):
     async def destroy(self, domid: int, timeout: float | None = None) -> None:
         """`destroy ID`."""
 
-    def translate_shutdown_options(self, options: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Options fit for this toolstack, and notes on what was translated (logged once)."""
+    def translate_shutdown_options(self, options: Sequence[str], key: str = "XENDOMAINS_SHUTDOWN") -> tuple[list[str], list[str]]:
+        """Options fit for this toolstack, and notes (naming `key`) on what was translated."""
         return list(options), []
 
-    def translate_migrate_options(self, words: Sequence[str]) -> tuple[list[str], list[str]]:
+    def translate_migrate_options(self, words: Sequence[str], key: str = "XENDOMAINS_MIGRATE") -> tuple[list[str], list[str]]:
         return list(words), []

@@ -1,0 +1,268 @@
+"""`xendomains`: a drop-in for /etc/init.d/xendomains with LSB exit codes.
+
+    xendomains [--config FILE] [--json] [--parallel N] VERB [GUEST …]
+
+Verbs: start stop restart reload force-reload condrestart try-restart status
+plan [stop|start] help.  Each verb is one `asyncio.run` of the same Service
+coroutines the console awaits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import Config, load_config
+from .errors import ConfigMissing, ToolstackMissing, XendomainsError
+from .events import EventBus
+from .output import HumanPrinter, JsonWriter, ProgressFile
+from .service import (
+    EXIT_FAILED,
+    EXIT_NOT_CONFIGURED,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_PRIV,
+    EXIT_USAGE,
+    Service,
+    StatusReport,
+    new_run_id,
+)
+
+VERBS = ("start", "stop", "restart", "reload", "force-reload", "condrestart", "try-restart", "status", "plan", "help")
+USAGE = "Usage: xendomains [--config FILE] [--json] [--parallel N] {start|stop|restart|reload|force-reload|condrestart|try-restart|status|plan [stop|start]|help} [GUEST ...]"
+EXIT_NOT_INSTALLED = 5
+
+HELP = f"""{USAGE}
+
+Start Xen guests at boot and evacuate them at shutdown.
+
+  start         restore saved guests, then create those in the auto directory
+  stop          evacuate: SysRq, migrate, save or shut down every guest
+  restart       stop, then start (reload, force-reload: the same)
+  condrestart   restart only when the service is started (try-restart: the same)
+  status        running guests; exit 0 all up, 1 auto guest missing or images left, 3 not started
+  plan [stop|start]  what each guest will go through, why, how long; nothing is done
+  help          this text
+
+Options:
+  --config FILE   config file (default: $XENDOMAINS_CONFIG, /etc/sysconfig/xendomains, /etc/default/xendomains)
+  --json          one JSON object per event on stdout instead of progress lines
+  --parallel N    guests handled at once (overrides XENDOMAINS_PARALLEL)
+  --version       print the version
+
+stop takes optional guest names: only those guests are evacuated.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xendomains", add_help=False, usage=USAGE)
+    p.add_argument("--config")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--parallel", type=int)
+    p.add_argument("--version", action="store_true")
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("verb", nargs="?")
+    p.add_argument("args", nargs="*")
+    return p
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = _parser()
+    p.error = lambda msg: (_ for _ in ()).throw(_UsageError(msg))  # type: ignore[method-assign]
+    return p.parse_args(list(argv))
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"xendomains: {msg}\n")
+    sys.stderr.flush()
+
+
+def print_status(rep: StatusReport, out=None) -> None:
+    out = out or sys.stdout
+    w = lambda s="": out.write(s + "\n")  # noqa: E731
+    w("Checking for xendomains: " + ("started" if rep.lock_present else "not started (no lock file)"))
+    if rep.running:
+        w(" running: " + " ".join(f"{d.name}({d.domid})" for d in rep.running))
+    else:
+        w(" running: no guest")
+    if rep.missing_auto:
+        w(" MISS AUTO: " + " ".join(rep.missing_auto))
+    if rep.saved:
+        w(" MISS SAVED: " + " ".join(str(i.path) for i in rep.saved))
+    for q in rep.quarantined:
+        w(f" QUARANTINED: {q.guest}: {q.path} (failed to restore; restore or remove it by hand)")
+    word = {EXIT_OK: "running", EXIT_FAILED: "dead", EXIT_NOT_RUNNING: "unused"}.get(rep.exit_code, "unknown")
+    w(f"  [{word}]")
+    out.flush()
+
+
+def status_json(rep: StatusReport) -> str:
+    return json.dumps({
+        "event": "status",
+        "exit_code": rep.exit_code,
+        "lock_present": rep.lock_present,
+        "running": [{"name": d.name, "domid": d.domid, "state": d.state.flags if d.state else None} for d in rep.running],
+        "missing_auto": list(rep.missing_auto),
+        "saved": [str(i.path) for i in rep.saved],
+        "quarantined": [{"guest": q.guest, "path": str(q.path)} for q in rep.quarantined],
+    })
+
+
+def make_service(cfg: Config, bus: EventBus) -> Service:
+    from .plan import Throughputs, throughput_path
+    from .toolstack.detect import choose_toolstack
+
+    ts = choose_toolstack(cfg.toolstack)
+    t = Throughputs.load(throughput_path(cfg))
+    return Service(cfg, ts, bus, estimate=lambda st, d: t.estimate(st, d, cfg))
+
+
+async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> int:
+    from .plan import ThroughputRecorder, start_plan, stop_plan
+
+    bus = EventBus(run=new_run_id())
+    bus.subscribe(JsonWriter() if as_json else HumanPrinter())
+    svc = make_service(cfg, bus)
+    if verb == "status":
+        rep = await svc.status()
+        if as_json:
+            print(status_json(rep))
+        else:
+            print_status(rep)
+        return rep.exit_code
+    if verb == "plan":
+        which = args[0] if args else "stop"
+        if which not in ("stop", "start"):
+            raise _UsageError(f"plan takes stop or start, not {which!r}")
+        plan = await (stop_plan(svc, args[1:] or None) if which == "stop" else start_plan(svc))
+        if as_json:
+            print(json.dumps(plan.to_dict()))
+        else:
+            print_plan(plan)
+        return EXIT_OK
+    progress = ProgressFile(cfg.progress)
+    bus.subscribe(progress)
+    bus.subscribe(ThroughputRecorder(cfg))
+    try:
+        if verb == "start":
+            code = (await svc.start()).exit_code
+        elif verb == "stop":
+            code = (await svc.stop(args or None)).exit_code
+        else:
+            raise _UsageError(verb)
+    finally:
+        progress.close()
+    if progress.error:
+        _err(f"warning: {progress.error}")
+    return code
+
+
+def print_plan(plan, out=None) -> None:
+    out = out or sys.stdout
+    w = lambda s="": out.write(s + "\n")  # noqa: E731
+    w(f"Plan for {plan.verb} ({len(plan.guests)} guests, {plan.parallel} at a time, about {plan.estimate_s:.0f}s):")
+    for g in plan.guests:
+        stages = " → ".join(g.stages) if g.stages else "nothing"
+        w(f"  {g.guest:<24} {stages:<36} ~{g.estimate_s:.0f}s" + (f"  ({g.note})" if g.note else ""))
+        for r in g.reasons:
+            w(f"      {r}")
+    for name, why in plan.skipped:
+        w(f"  {name:<24} skipped: {why}")
+    if plan.save_dir_free is not None:
+        w(f"  save directory: {plan.save_needed / 2**20:.0f} MiB needed, {plan.save_dir_free / 2**20:.0f} MiB free")
+    if plan.no_room:
+        w("  no room to save (shut down instead): " + " ".join(plan.no_room))
+    for n in plan.notes:
+        w(f"  note: {n}")
+    out.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        ns = _parse(argv)
+    except _UsageError as exc:
+        _err(str(exc))
+        sys.stderr.write(USAGE + "\n")
+        return EXIT_USAGE
+    if ns.version:
+        print(f"xendomains {__version__}")
+        return EXIT_OK
+    if ns.help or ns.verb == "help":
+        print(HELP, end="")
+        return EXIT_OK
+    verb = ns.verb
+    if verb not in VERBS:
+        if verb:
+            _err(f"unknown verb {verb!r}")
+        sys.stderr.write(USAGE + "\n")
+        return EXIT_USAGE
+    if verb in ("start", "status", "restart", "reload", "force-reload", "condrestart", "try-restart") and ns.args:
+        _err(f"{verb} takes no guest names")
+        sys.stderr.write(USAGE + "\n")
+        return EXIT_USAGE
+
+    try:
+        cfg = load_config(ns.config)
+    except ConfigMissing as exc:
+        if verb == "stop":
+            _err(f"{exc}; nothing to stop")
+            return EXIT_OK
+        _err(str(exc))
+        return EXIT_NOT_CONFIGURED
+    for w in cfg.warnings:
+        _err(f"warning: {w}")
+    if ns.parallel is not None:
+        if ns.parallel < 1:
+            _err("--parallel must be at least 1")
+            return EXIT_USAGE
+        cfg = cfg.with_overrides(parallel=ns.parallel)
+    if cfg.problems and verb != "stop":
+        for p in cfg.problems:
+            _err(str(p))
+        _err(f"refusing to {verb} with a malformed config (fix it; stop would use the defaults)")
+        return EXIT_NOT_CONFIGURED
+
+    def run(v: str, args: list[str]) -> int:
+        try:
+            return asyncio.run(_run_verb(v, args, cfg, ns.json))
+        except ToolstackMissing as exc:
+            _err(str(exc))
+            if v == "stop":
+                return EXIT_OK if False else EXIT_NOT_INSTALLED
+            return EXIT_NOT_RUNNING if v == "status" else EXIT_NOT_INSTALLED
+        except _UsageError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+        except XendomainsError as exc:
+            _err(str(exc))
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            _err("interrupted")
+            return EXIT_FAILED
+
+    if verb in ("start", "stop", "status", "plan"):
+        return run(verb, ns.args)
+    if verb in ("condrestart", "try-restart"):
+        from .lock import default_lock_path
+
+        if not os.path.lexists(default_lock_path(cfg.lockfile)):
+            print("xendomains is not started: nothing to restart")
+            return EXIT_OK
+    # restart / reload / force-reload / condrestart / try-restart
+    rc_stop = run("stop", [])
+    rc_start = run("start", [])
+    return rc_start if rc_start != EXIT_OK else rc_stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

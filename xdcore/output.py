@@ -1,0 +1,155 @@
+"""Event consumers of the headless front end: the human printer, `--json`, the progress file.
+
+All three take events and nothing else; the console is a fourth consumer of
+the same stream (live, or read back from the progress file).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+from .events import (
+    Event,
+    GuestFinished,
+    GuestSkipped,
+    LockHeld,
+    MessageLogged,
+    RunFinished,
+    RunStarted,
+    StageDowngraded,
+    StageFinished,
+    StageStarted,
+)
+from .pipeline.stages import STAGES
+
+_MARK = {"done": ".", "failed": "!", "timeout": "!", "cancelled": "-", "skipped": "-"}
+_HEADINGS = {
+    ("stop", "select"): "Shutting down Xen domains:",
+    ("start", "restore"): "Restoring Xen domains:",
+    ("start", "create"): "Starting auto Xen domains:",
+}
+
+
+class HumanPrinter:
+    """Classic-style progress: a heading per phase, then one line per guest as it finishes.
+
+    `web01(SR-s)(migr!)(save). saved 3.2s` — the classic tags, '.' for done and
+    '!' for failed, so that a run in parallel still reads one guest per line.
+    Warnings and errors go to `err` as they happen.
+    """
+
+    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None, verbose: bool = False):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.verbose = verbose
+        self.verb = ""
+        self.tags: dict[str, list[str]] = {}
+
+    def _p(self, text: str, stream: IO[str] | None = None) -> None:
+        s = stream or self.out
+        s.write(text + "\n")
+        s.flush()
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, RunStarted):
+            self.verb = e.verb
+        elif isinstance(e, StageStarted) and not e.guest:
+            heading = _HEADINGS.get((self.verb, e.stage))
+            if heading:
+                self._p(heading)
+        elif isinstance(e, StageFinished) and e.guest:
+            st = STAGES.get(e.stage)
+            label = st.label if st else e.stage
+            if e.stage == "sysrq" and e.detail and e.outcome == "done":
+                label = "SR-" + e.detail.replace(" ", ",")
+            self.tags.setdefault(e.guest, []).append(f"({label}){_MARK.get(e.outcome, '?')}")
+        elif isinstance(e, StageFinished) and e.stage == "shutdown_all":
+            self._p(f" SHUTDOWN_ALL {e.outcome}{': ' + e.detail if e.detail else ''}")
+        elif isinstance(e, StageDowngraded):
+            self._p(f" {e.guest}: {e.from_stage} → {e.to_stage} ({e.reason})")
+        elif isinstance(e, GuestSkipped):
+            self._p(f" {e.guest}(skip): {e.reason}")
+        elif isinstance(e, GuestFinished):
+            tags = "".join(self.tags.pop(e.guest, []))
+            if e.outcome == "zombie":
+                tags = "(zomb)"
+            tail = f" {e.outcome}"
+            if e.elapsed:
+                tail += f" {e.elapsed:.1f}s"
+            self._p(f" {e.guest}{tags}{tail}")
+        elif isinstance(e, MessageLogged):
+            if e.level == "info":
+                self._p(e.text)
+            else:
+                self._p(f"xendomains: {e.level}: {e.text}", self.err)
+        elif isinstance(e, LockHeld):
+            pass  # the service logs "xendomains already running (lockfile exists)"
+        elif isinstance(e, RunFinished):
+            if e.verb in ("start", "stop"):
+                word = "done" if e.exit_code == 0 else "failed"
+                self._p(f"{e.verb}: {e.summary or 'nothing to do'}  [{word}]")
+
+
+class JsonWriter:
+    """`--json`: one JSON object per event on stdout."""
+
+    def __init__(self, out: IO[str] | None = None):
+        self.out = out or sys.stdout
+
+    def __call__(self, e: Event) -> None:
+        self.out.write(e.to_json() + "\n")
+        self.out.flush()
+
+
+class ProgressFile:
+    """One run's events, one JSON object a line, readable while the run goes on.
+
+    A new run replaces the file atomically (a fresh inode) when it emits
+    RunStarted — that is, once it holds the lock, so a `start` that finds the
+    service running never clobbers the file of the run in progress.  A
+    follower notices a new run by the inode change and never sees two runs mixed.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.fh: IO[str] | None = None
+        self.error: str | None = None
+        self.buffer: list[str] = []
+
+    def open(self) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            self.fh = os.fdopen(fd, "w", encoding="utf-8")
+            for line in self.buffer:
+                self.fh.write(line)
+            self.fh.flush()
+            os.replace(tmp, self.path)
+            self.buffer.clear()
+            return True
+        except OSError as exc:
+            self.error = f"cannot write the progress file {self.path}: {exc.strerror}"
+            return False
+
+    def __call__(self, e: Event) -> None:
+        line = e.to_json() + "\n"
+        if self.fh is None:
+            if self.error is not None:
+                return
+            self.buffer.append(line)
+            if isinstance(e, RunStarted):  # emitted once the run holds the lock: now replace the file
+                self.open()
+            return
+        self.fh.write(line)
+        self.fh.flush()
+        if isinstance(e, RunFinished):
+            self.close()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None

@@ -1,0 +1,346 @@
+"""Runs the stop and start stage tables over a set of guests.
+
+One coroutine per guest walks the stage table (`stages.py`) in order; a
+resizable limiter bounds how many guests run at once (XENDOMAINS_PARALLEL),
+per-stage limiters bound shared resources (migrations share a link, saves a
+disk), every migrate/save/shutdown runs under the watchdog (the process tree
+is killed after XENDOMAINS_STOP_MAXWAIT), and a `RunControl` lets an operator
+skip, abort or re-tune the run while it goes.  Every step is an event.
+
+The actions of the stages live in `STOP_ACTIONS` — a table, like the stages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import savedir
+from ..config import Config
+from ..errors import CommandFailed, CommandTimedOut, ToolstackError, UnsafePathError, XendomainsError
+from ..events import (
+    CommandFinished,
+    CommandStarted,
+    EventBus,
+    GuestFinished,
+    GuestPlanned,
+    GuestSkipped,
+    MessageLogged,
+    StageDowngraded,
+    StageFinished,
+    StageStarted,
+)
+from ..model import Domain
+from ..toolstack.port import Toolstack
+from .control import Limiter, RunControl
+from .stages import STOP_GUEST_STAGES, Stage, stage
+
+#: the guest and stage the current task serves; read by the command observer
+current_step: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("current_step", default=("", ""))
+
+
+class StageSkipped(Exception):
+    """The operator skipped this stage (or the deadline replaced it)."""
+
+
+@dataclass
+class GuestResult:
+    """How one guest's pipeline ended."""
+
+    guest: str
+    domid: int
+    outcome: str = "pending"  # migrated / saved / shutdown / zombie / failed / skipped / destroyed …
+    detail: str = ""
+    elapsed: float = 0.0
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> outcome
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("migrated", "saved", "shutdown", "zombie", "destroyed", "restored", "created", "running")
+
+
+def attach_command_events(toolstack: Toolstack, bus: EventBus) -> Callable[[], None]:
+    """Turn the toolstack's command observer calls into CommandStarted/CommandFinished events."""
+
+    def observer(phase: str, argv: tuple[str, ...], pid_or_rc: int | None, secs: float, stderr: str) -> None:
+        guest, st = current_step.get()
+        if phase == "start":
+            bus.emit(CommandStarted(argv=argv, pid=pid_or_rc or 0, timeout=secs, guest=guest, stage=st))
+        else:
+            bus.emit(CommandFinished(argv=argv, returncode=pid_or_rc, elapsed=secs, stderr=stderr[-2000:], guest=guest, stage=st))
+
+    toolstack.observers.append(observer)
+    return lambda: toolstack.observers.remove(observer) if observer in toolstack.observers else None
+
+
+class Deadline:
+    """The budget of a whole stop (XENDOMAINS_STOP_DEADLINE), if any."""
+
+    def __init__(self, seconds: float | None, started: float | None = None):
+        self.seconds = seconds
+        self.started = started if started is not None else time.monotonic()
+
+    def remaining(self) -> float | None:
+        if not self.seconds:
+            return None
+        return self.seconds - (time.monotonic() - self.started)
+
+
+Estimator = Callable[[str, Domain], float]
+"""estimate(stage_name, domain) -> expected seconds (from measured throughputs)."""
+
+
+class StopRunner:
+    """Executes the per-guest stop stages (SysRq → Migrate → Save → Shutdown) for selected guests."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        toolstack: Toolstack,
+        bus: EventBus,
+        control: RunControl,
+        *,
+        estimate: Estimator | None = None,
+        deadline: Deadline | None = None,
+        no_room: frozenset[str] = frozenset(),
+    ):
+        self.cfg, self.ts, self.bus, self.control = cfg, toolstack, bus, control
+        self.estimate = estimate
+        self.deadline = deadline or Deadline(None)
+        self.no_room = no_room  # guests the plan found no room to save: save is skipped for them
+        for name, cap in (("migrate", cfg.parallel_migrate), ("save", cfg.parallel_save)):
+            control.stage_limiters.setdefault(name, Limiter(cap))
+        self.shutdown_opts, notes = toolstack.translate_shutdown_options(cfg.shutdown)
+        for n in notes:
+            bus.emit(MessageLogged(level="info", text=n))
+        self.migrate_words, notes = toolstack.translate_migrate_options(cfg.migrate)
+        for n in notes:
+            bus.emit(MessageLogged(level="info", text=n))
+
+    # -- the stage actions (a table: stage name -> coroutine) ---------------------------
+
+    async def _sysrq(self, d: Domain, timeout: float | None) -> str:
+        for key in self.cfg.sysrq:
+            await self.ts.sysrq(d.domid, key, timeout=timeout)
+            if self.cfg.usleep_us:
+                await asyncio.sleep(self.cfg.usleep_us / 1e6)
+        return " ".join(self.cfg.sysrq)
+
+    async def _migrate(self, d: Domain, timeout: float | None) -> str:
+        words = self.control.migrate_target or self.migrate_words
+        if self.control.migrate_target:
+            words, _ = self.ts.translate_migrate_options(words)
+        await self.ts.migrate(d.domid, words, timeout=timeout)
+        return " ".join(words)
+
+    async def _save(self, d: Domain, timeout: float | None) -> str:
+        assert self.cfg.save_dir is not None
+        save_dir = self.cfg.save_dir
+        final = savedir.image_path(save_dir, d.name)
+        tmp = savedir.partial_path(save_dir, d.name)
+        savedir.ensure_save_dir(save_dir)
+        try:
+            await self.ts.save(d.domid, tmp, timeout=timeout)
+        except BaseException:
+            _unlink_quietly(tmp)  # nothing partial is ever left, under any name
+            raise
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:  # the guest is gone; its image is safe under the partial name
+            raise XendomainsError(f"saved {d.name} to {tmp} but could not rename it to {final}: {exc.strerror}; "
+                                  f"rename it by hand before the next boot") from exc
+        return str(final)
+
+    async def _shutdown(self, d: Domain, timeout: float | None) -> str:
+        await self.ts.shutdown(d.domid, self.shutdown_opts, timeout=timeout)
+        return " ".join(self.shutdown_opts)
+
+    async def _destroy(self, d: Domain, timeout: float | None) -> str:
+        await self.ts.destroy(d.domid, timeout=timeout)
+        return "destroy"
+
+    def _actions(self) -> dict[str, Callable[[Domain, float | None], Awaitable[str]]]:
+        return {"sysrq": self._sysrq, "migrate": self._migrate, "save": self._save,
+                "shutdown": self._shutdown, "destroy": self._destroy}
+
+    # -- deadline ---------------------------------------------------------------------------
+
+    def _watchdog(self, st: Stage) -> float | None:
+        t = float(self.cfg.stop_maxwait) if (st.watchdog and self.cfg.stop_maxwait) else None
+        rem = self.deadline.remaining()
+        if rem is not None and st.watchdog:
+            rem = max(rem, 1.0)
+            t = rem if t is None else min(t, rem)
+        return t
+
+    def _fits(self, st: Stage, d: Domain) -> bool:
+        rem = self.deadline.remaining()
+        if rem is None or self.estimate is None:
+            return True
+        return self.estimate(st.name, d) <= rem
+
+    # -- one guest ------------------------------------------------------------------------------
+
+    def stages_for(self, d: Domain) -> list[Stage]:
+        out = []
+        for st in STOP_GUEST_STAGES:
+            if not st.is_enabled(self.cfg) or not self.control.stage_enabled(st.name):
+                continue
+            if st.name == "save" and d.name in self.no_room:
+                continue
+            out.append(st)
+        return out
+
+    async def run_guest(self, d: Domain) -> GuestResult:
+        """Walk the stage table for one guest; always ends with exactly one GuestFinished."""
+        res = GuestResult(d.name, d.domid)
+        t0 = time.monotonic()
+        await self.control.limiter.acquire()
+        try:
+            if self.control.aborted or self.control.guest_skipped(d.name):
+                res.outcome = "skipped"
+                res.detail = "run aborted" if self.control.aborted else "skipped by operator"
+                self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=res.detail))
+            elif d.zombie:
+                res.outcome, res.detail = "zombie", f"dying ({d.state.flags if d.state else ''}): no migrate, save or shutdown"
+            else:
+                await self._walk(d, res)
+        finally:
+            self.control.limiter.release()
+        res.elapsed = time.monotonic() - t0
+        self.bus.emit(GuestFinished(guest=d.name, domid=d.domid, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
+        return res
+
+    async def _walk(self, d: Domain, res: GuestResult) -> None:
+        try:
+            await self._walk_stages(d, res)
+        except _GuestStopped:  # skipped or aborted-now while a stage ran: res already says so
+            pass
+
+    async def _walk_stages(self, d: Domain, res: GuestResult) -> None:
+        actions = self._actions()
+        done_names: set[str] = set()
+        while True:
+            # re-read the table each step: the operator may toggle stages mid-run
+            todo = [s for s in self.stages_for(d) if s.name not in done_names]
+            if not todo:
+                break
+            st = todo[0]
+            done_names.add(st.name)
+            if self.control.aborted and st.terminal and res.stages:
+                res.outcome, res.detail = "skipped", "run aborted"
+                return
+            if self.control.guest_skipped(d.name):
+                res.outcome, res.detail = "skipped", "skipped by operator"
+                return
+            if self.control.consume_skip(d.name, st.name):
+                self.bus.emit(StageFinished(stage=st.name, guest=d.name, domid=d.domid, outcome="skipped", detail="skipped by operator"))
+                res.stages[st.name] = "skipped"
+                continue
+            if st.terminal and not self._fits(st, d):
+                nxt = next((s for s in todo[1:] if s.terminal), None)
+                to = nxt.name if nxt else ("destroy" if self.cfg.destroy_on_deadline else "none")
+                self.bus.emit(StageDowngraded(guest=d.name, from_stage=st.name, to_stage=to,
+                                              reason=f"estimated {self.estimate(st.name, d):.0f}s > {self.deadline.remaining():.0f}s left"))  # type: ignore[misc]
+                res.stages[st.name] = "skipped"
+                if nxt is None:
+                    if self.cfg.destroy_on_deadline:
+                        await self._run_stage(st, d, res, actions, override="destroy")
+                        if res.stages.get("destroy") == "done":
+                            res.outcome, res.detail = "destroyed", "deadline: destroyed as a last resort"
+                            return
+                    break
+                continue
+            ok = await self._run_stage(st, d, res, actions)
+            if ok and st.terminal:
+                res.outcome = st.outcome
+                return
+        if res.outcome == "pending":
+            res.outcome = "failed"
+            failed = [f"{k} {v}" for k, v in res.stages.items() if v not in ("done",)]
+            res.detail = ", ".join(failed) or "no stage could handle it (migrate, save and shutdown all disabled)"
+
+    async def _run_stage(self, st: Stage, d: Domain, res: GuestResult, actions, override: str | None = None) -> bool:
+        name = override or st.name
+        timeout = self._watchdog(st)
+        cap = self.control.stage_limiters.get(name)
+        if cap is not None:
+            await cap.acquire()
+        try:
+            self.bus.emit(StageStarted(stage=name, guest=d.name, domid=d.domid, timeout=timeout or 0.0))
+            t0 = time.monotonic()
+            token = current_step.set((d.name, name))
+            task = asyncio.ensure_future(actions[name](d, timeout))
+            current_step.reset(token)
+            self.control.register(d.name, name, task)
+            try:
+                try:
+                    await asyncio.wait({task})
+                except asyncio.CancelledError:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise
+            finally:
+                self.control.unregister(d.name)
+            elapsed = time.monotonic() - t0
+            if task.cancelled():
+                why = "skipped by operator" if (self.control.consume_skip(d.name, name) or self.control.guest_skipped(d.name)) else "run aborted"
+                res.stages[name] = "skipped"
+                self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome="cancelled", elapsed=elapsed, detail=why))
+                if self.control.guest_skipped(d.name) or self.control.abort_now:
+                    res.outcome, res.detail = "skipped", why
+                    raise _GuestStopped()
+                return False
+            exc = task.exception()
+            if exc is None:
+                res.stages[name] = "done"
+                self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome="done", elapsed=elapsed, detail=task.result()))
+                return True
+            outcome = "timeout" if isinstance(exc, CommandTimedOut) else "failed"
+            res.stages[name] = outcome
+            detail = _describe(exc)
+            self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome=outcome, elapsed=elapsed, detail=detail))
+            fb = f"; falls back to {st.fallback}" if (st.fallback and name != "sysrq") else ""
+            self.bus.emit(MessageLogged(level="error", guest=d.name, text=f"{st.title if not override else 'Destroy'} of {d.name} {outcome}: {detail}{fb}"))
+            if not isinstance(exc, (XendomainsError, OSError)):
+                raise exc
+            return False
+        finally:
+            if cap is not None:
+                cap.release()
+
+    async def run(self, guests: Sequence[Domain]) -> list[GuestResult]:
+        for d in guests:
+            self.bus.emit(GuestPlanned(guest=d.name, domid=d.domid, memory_mib=d.memory_mib,
+                                       stages=("zombie",) if d.zombie else tuple(s.name for s in self.stages_for(d))))
+        return list(await asyncio.gather(*(self.run_guest(d) for d in guests)))
+
+
+class _GuestStopped(Exception):
+    """Internal: the guest's pipeline ends now (skipped / aborted while a stage ran)."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CommandFailed):
+        tail = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else ""
+        return f"{exc.title}{': ' + tail if tail else ''}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{' (' + str(exc.filename) + ')' if exc.filename else ''}"
+    return str(exc)
+
+
+def _unlink_quietly(p: Path) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+__all__ = ["StopRunner", "GuestResult", "Deadline", "attach_command_events", "current_step", "stage"]

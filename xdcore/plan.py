@@ -1,0 +1,266 @@
+"""A plan before acting: what each guest will go through, why, how long, and room to save.
+
+`xendomains plan` and the console's confirmation dialog show the same plan;
+the stop run uses the same `guests_without_room` so that it does exactly
+what the plan said.  Estimates come from throughputs measured in earlier runs
+(a small JSON state file beside the progress file), falling back to
+conservative defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .events import Event, GuestPlanned, RunFinished, StageFinished
+from .model import Domain
+from .pipeline.control import RunControl
+from .pipeline.stages import STAGES, STOP_GUEST_STAGES
+
+#: bytes reserved per image beyond the guest's memory (header, config, page tables)
+IMAGE_OVERHEAD = 16 * 1024 * 1024
+DEFAULTS = {"save_mbps": 250.0, "migrate_mbps": 110.0, "restore_mbps": 300.0, "shutdown_s": 15.0,
+            "create_s": 5.0, "sysrq_s": 0.5}
+
+
+@dataclass
+class Throughputs:
+    """Measured speeds (MB/s) and durations (s), smoothed over runs."""
+
+    save_mbps: float = DEFAULTS["save_mbps"]
+    migrate_mbps: float = DEFAULTS["migrate_mbps"]
+    restore_mbps: float = DEFAULTS["restore_mbps"]
+    shutdown_s: float = DEFAULTS["shutdown_s"]
+    create_s: float = DEFAULTS["create_s"]
+    sysrq_s: float = DEFAULTS["sysrq_s"]
+    samples: int = 0
+
+    @classmethod
+    def load(cls, path: Path | None) -> "Throughputs":
+        if path is None:
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: float(v) if k != "samples" else int(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError):
+            return cls()
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, path)
+
+    def estimate(self, stage: str, d: Domain, cfg: Config | None = None) -> float:
+        mb = max(d.memory_mib, 1)
+        if stage == "migrate":
+            return mb / self.migrate_mbps + 1.0
+        if stage == "save":
+            return mb / self.save_mbps + 0.5
+        if stage == "restore":
+            return mb / self.restore_mbps + 0.5
+        if stage == "shutdown":
+            return self.shutdown_s
+        if stage == "sysrq":
+            n = len(cfg.sysrq) if cfg else 1
+            return n * (self.sysrq_s + (cfg.usleep_us / 1e6 if cfg else 0.1))
+        if stage == "create":
+            return self.create_s
+        return 0.0
+
+    def observe(self, stage: str, memory_mib: int, elapsed: float) -> None:
+        """Fold one measured stage into the averages (exponential smoothing)."""
+        if elapsed <= 0:
+            return
+        a = 0.3
+        if stage in ("save", "migrate", "restore") and memory_mib > 0:
+            key = f"{stage}_mbps"
+            speed = memory_mib / max(elapsed - 0.5, 0.05)
+            setattr(self, key, (1 - a) * getattr(self, key) + a * speed)
+        elif stage in ("shutdown", "create", "sysrq"):
+            key = f"{stage}_s"
+            setattr(self, key, (1 - a) * getattr(self, key) + a * elapsed)
+        else:
+            return
+        self.samples += 1
+
+
+def throughput_path(cfg: Config) -> Path:
+    return cfg.progress.parent / "throughput.json"
+
+
+class ThroughputRecorder:
+    """An event sink that learns throughputs from a run and stores them when it finishes."""
+
+    def __init__(self, cfg: Config, path: Path | None = None):
+        self.path = path or throughput_path(cfg)
+        self.t = Throughputs.load(self.path)
+        self.memory: dict[str, int] = {}
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, GuestPlanned):
+            self.memory[e.guest] = e.memory_mib
+        elif isinstance(e, StageFinished) and e.outcome == "done" and e.guest:
+            self.t.observe(e.stage, self.memory.get(e.guest, 0), e.elapsed)
+        elif isinstance(e, RunFinished):
+            try:
+                self.t.save(self.path)
+            except OSError:
+                pass
+
+
+def free_bytes(directory: Path) -> int | None:
+    """Free space of the filesystem that holds `directory` (or its nearest existing parent)."""
+    p = Path(os.path.abspath(directory))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def guests_without_room(cfg: Config, guests: Sequence[Domain], control: RunControl | None = None,
+                        free: int | None = None) -> frozenset[str]:
+    """Guests (in selection order) whose image would not fit in the save directory's free space.
+
+    Every guest that has Save among its stages is reserved room (a migrate may
+    fail and fall through to save); the first that does not fit and all after
+    it are shut down instead.
+    """
+    if cfg.save_dir is None:
+        return frozenset()
+    free = free_bytes(cfg.save_dir) if free is None else free
+    if free is None:
+        return frozenset()
+    used = 0
+    out: set[str] = set()
+    for d in guests:
+        if d.zombie:
+            continue
+        need = d.memory_mib * 1024 * 1024 + IMAGE_OVERHEAD
+        if used + need > free:
+            out.add(d.name)
+        else:
+            used += need
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    guest: str
+    domid: int
+    memory_mib: int
+    stages: tuple[str, ...]
+    reasons: tuple[str, ...]
+    estimate_s: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    verb: str
+    guests: tuple[GuestPlan, ...]
+    skipped: tuple[tuple[str, str], ...]
+    host_stages: tuple[str, ...]
+    estimate_s: float
+    parallel: int
+    save_dir_free: int | None = None
+    save_needed: int = 0
+    no_room: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _wall_estimate(durations: Sequence[float], parallel: int) -> float:
+    """Greedy list scheduling of per-guest durations on `parallel` lanes."""
+    lanes = [0.0] * max(1, parallel)
+    for d in sorted(durations, reverse=True):
+        i = lanes.index(min(lanes))
+        lanes[i] += d
+    return max(lanes) if lanes else 0.0
+
+
+async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # service: xdcore.service.Service
+    cfg: Config = service.cfg
+    control: RunControl = service.control
+    t = Throughputs.load(throughput_path(cfg))
+    guests, _ = await service.guests()
+    selected, skipped = await service.select_for_stop(guests, set(only) if only else None)
+    no_room = guests_without_room(cfg, selected, control) if (cfg.save_dir and control.stage_enabled("save")) else frozenset()
+    out: list[GuestPlan] = []
+    for d in selected:
+        if d.zombie:
+            out.append(GuestPlan(d.name, d.domid, d.memory_mib, ("zombie",), ("dying: no migrate, save or shutdown",), 0.0))
+            continue
+        stages, reasons = [], []
+        for st in STOP_GUEST_STAGES:
+            if not st.is_enabled(cfg) or not control.stage_enabled(st.name):
+                continue
+            if st.name == "save" and d.name in no_room:
+                reasons.append("save: no room in the save directory, shut down instead")
+                continue
+            stages.append(st.name)
+            reasons.append(f"{st.name}: {st.why(cfg)}")
+        # estimate: the first terminal stage is expected to succeed
+        est = 0.0
+        for s in stages:
+            est += t.estimate(s, d, cfg)
+            if STAGES[s].terminal:
+                break
+        note = "" if any(STAGES[s].terminal for s in stages) else "no stage can stop this guest: it will stay running"
+        out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note))
+    host = ["select"]
+    if cfg.shutdown_all and control.stage_enabled("shutdown_all"):
+        host.append("shutdown_all")
+    host.append("cleanup")
+    needed = sum(g.memory_mib * 1024 * 1024 + IMAGE_OVERHEAD for g in out if "save" in g.stages)
+    notes = []
+    if cfg.auto_only and not selected:
+        notes.append("XENDOMAINS_AUTO_ONLY=true and no running guest has a config in the auto directory")
+    if cfg.stop_deadline:
+        notes.append(f"deadline {cfg.stop_deadline:g}s: guests are downgraded migrate → save → shutdown as it nears")
+    return Plan("stop", tuple(out), tuple((d.name, why) for d, why in skipped), tuple(host),
+                round(_wall_estimate([g.estimate_s for g in out], control.parallel or 1), 1), control.parallel or 1,
+                free_bytes(cfg.save_dir) if cfg.save_dir else None, needed, tuple(sorted(no_room)), tuple(notes))
+
+
+async def start_plan(service) -> Plan:
+    from . import savedir
+
+    cfg: Config = service.cfg
+    t = Throughputs.load(throughput_path(cfg))
+    images = savedir.scan(cfg.save_dir)
+    blocked = {im.guest for im in images if im.guest and im.valid}
+    out: list[GuestPlan] = []
+    skipped: list[tuple[str, str]] = []
+    if cfg.restore and cfg.save_dir:
+        for im in images:
+            if im.quarantined:
+                skipped.append((im.guest or im.path.name, f"quarantined image {im.path}"))
+            elif not im.valid:
+                skipped.append((im.path.name, "no save-image header: left alone"))
+            else:
+                mem = max(im.size // (1024 * 1024), 1)
+                d = Domain(-1, im.guest or im.path.name, memory_mib=mem)
+                out.append(GuestPlan(d.name, -1, mem, ("restore",), (f"restore {im.path}",), round(t.estimate("restore", d), 1)))
+    guests, _ = await service.guests()
+    running = {d.name for d in guests}
+    for a in await service.auto_configs():
+        if a.name is None:
+            skipped.append((a.path.name, f"unreadable config: {a.error}"))
+        elif a.name in running:
+            skipped.append((a.name, "already running"))
+        elif a.name in blocked:
+            skipped.append((a.name, "has a saved image"))
+        else:
+            out.append(GuestPlan(a.name, -1, 0, ("create",), (f"create from {a.path}",), round(t.estimate("create", Domain(-1, a.name)), 1)))
+    par = service.control.parallel or 1
+    return Plan("start", tuple(out), tuple(skipped), ("lock",), round(_wall_estimate([g.estimate_s for g in out], par), 1), par)

@@ -1,0 +1,484 @@
+"""The xendomains verbs — start, stop, status, restart … — over the pipelines.
+
+`Service` is what both front ends drive: the CLI wraps each verb in
+`asyncio.run`, the console awaits the same coroutines on its own loop.  It
+owns the lock semantics (SEMANTICS §2), the start pipeline (§3: lock →
+restore → autostart), the stop pipeline (§4: select → per-guest stages →
+shutdown-all → cleanup) and status (§5).  It reports only through events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import savedir
+from .config import Config
+from .errors import CommandFailed, LockError, ToolstackError, XendomainsError
+from .events import (
+    EventBus,
+    GuestFinished,
+    GuestPlanned,
+    GuestSkipped,
+    LockHeld,
+    LockReleased,
+    LockTaken,
+    MessageLogged,
+    RunFinished,
+    RunStarted,
+    StageFinished,
+    StageStarted,
+)
+from .lock import RunLock, default_lock_path
+from .model import AutoConfig, Domain, ImageKind, SaveImage
+from .pipeline.control import Limiter, RunControl
+from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
+from .pipeline.stages import START_STAGES, STOP_STAGES
+from .toolstack.port import Toolstack
+
+# LSB exit codes
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_PRIV, EXIT_NOT_CONFIGURED = 0, 1, 2, 3, 4, 6
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class RunOutcome:
+    """What a verb did: its exit code and, per guest, how it ended."""
+
+    verb: str
+    exit_code: int
+    guests: list[GuestResult] = field(default_factory=list)
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    lock_present: bool
+    running: tuple[Domain, ...]
+    auto: tuple[AutoConfig, ...]
+    missing_auto: tuple[str, ...]
+    saved: tuple[SaveImage, ...]
+    quarantined: tuple[SaveImage, ...]
+    exit_code: int
+
+
+class Service:
+    """The xendomains service for one config and one toolstack."""
+
+    def __init__(self, cfg: Config, toolstack: Toolstack, bus: EventBus | None = None,
+                 control: RunControl | None = None, estimate: Estimator | None = None):
+        self.cfg = cfg
+        self.ts = toolstack
+        self.bus = bus or EventBus()
+        self.control = control or RunControl(cfg.parallel, emit=self.bus.emit)
+        self.estimate = estimate
+        self.lock_path = default_lock_path(cfg.lockfile)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _info(self, text: str, guest: str = "") -> None:
+        self.bus.emit(MessageLogged(level="info", text=text, guest=guest))
+
+    def _warn(self, text: str, guest: str = "") -> None:
+        self.bus.emit(MessageLogged(level="warning", text=text, guest=guest))
+
+    def _error(self, text: str, guest: str = "") -> None:
+        self.bus.emit(MessageLogged(level="error", text=text, guest=guest))
+
+    async def guests(self) -> tuple[list[Domain], int | None]:
+        """Domains other than Domain-0 and the xenstore stub domain, and the stub's domid."""
+        domains, xs = await asyncio.gather(self.ts.list_domains(), self.ts.xenstore_domid())
+        return [d for d in domains if not d.is_dom0 and d.domid != xs], xs
+
+    def auto_paths(self) -> list[Path]:
+        d = self.cfg.auto_dir
+        if d is None:
+            return []
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except PermissionError as exc:
+            self._error(f"cannot read the auto directory {d}: {exc.strerror}")
+            return []
+        out = []
+        for e in entries:
+            if e.name.startswith(".") or e.name.endswith(("~", ".bak", ".dpkg-old", ".dpkg-dist", ".rpmsave", ".rpmnew")):
+                continue
+            try:
+                if e.is_file(follow_symlinks=True):
+                    out.append(Path(e.path))
+                elif e.is_symlink():
+                    self._warn(f"auto entry {e.path} is a dangling symlink; ignored")
+            except OSError:
+                continue
+        return out
+
+    async def auto_configs(self) -> list[AutoConfig]:
+        paths = self.auto_paths()
+        return await self.ts.config_names(paths) if paths else []
+
+    def _begin(self, verb: str, stages: Sequence[str]) -> None:
+        self.bus.emit(RunStarted(verb=verb, pid=os.getpid(), toolstack=self.ts.name, parallel=self.control.parallel,
+                                 config=str(self.cfg.path or ""), stages=tuple(stages)))
+
+    def _end(self, outcome: RunOutcome) -> RunOutcome:
+        self.bus.emit(RunFinished(verb=outcome.verb, exit_code=outcome.exit_code, summary=outcome.summary))
+        return outcome
+
+    # -- stop -------------------------------------------------------------------------------------
+
+    async def select_for_stop(self, guests: Sequence[Domain], only: set[str] | None = None) -> tuple[list[Domain], list[tuple[Domain, str]]]:
+        """Select stage: (selected, [(skipped, why)])."""
+        skipped: list[tuple[Domain, str]] = []
+        names: set[str] | None = None
+        if self.cfg.auto_only:
+            autos = await self.auto_configs()
+            names = {a.name for a in autos if a.name}
+            for a in autos:
+                if a.error:
+                    self._warn(f"cannot read the guest name of {a.path}: {a.error}")
+            if not names:
+                self._warn(f"XENDOMAINS_AUTO_ONLY=true and the auto directory {self.cfg.auto_dir} has no guest configs: no guest selected")
+        selected = []
+        for d in guests:
+            if only is not None and d.name not in only:
+                continue
+            if names is not None and d.name not in names:
+                skipped.append((d, "not in the auto directory (XENDOMAINS_AUTO_ONLY)"))
+                continue
+            selected.append(d)
+        return selected, skipped
+
+    async def stop(self, only: Sequence[str] | None = None, *, take_lock: bool = True,
+                   lock_wait: float = 600.0) -> RunOutcome:
+        """The evacuation.  Never refuses for config problems (a host going down must evacuate)."""
+        lock = RunLock(self.lock_path)
+        detach = attach_command_events(self.ts, self.bus)
+        outcome = RunOutcome("stop", EXIT_OK)
+        try:
+            if take_lock:
+                try:
+                    lock.acquire_for_stop(wait=lock_wait)
+                except PermissionError as exc:
+                    self._error(f"cannot create the lock file {self.lock_path}: {exc.strerror} (are you root?)")
+                    outcome.exit_code = EXIT_PRIV
+                    return outcome
+                except (LockError, OSError) as exc:
+                    self._error(f"lock file {self.lock_path}: {exc}")
+                    outcome.exit_code = EXIT_FAILED
+                    return outcome
+            self._begin("stop", [s.name for s in STOP_STAGES])
+            for note in lock.notes:
+                self._warn(note)
+            for p in self.cfg.problems:
+                self._warn(f"{p}; using the default")
+            if take_lock:
+                self.bus.emit(LockTaken(path=str(self.lock_path)))
+            outcome = await self._stop_body(set(only) if only else None)
+            return outcome
+        except ToolstackError as exc:
+            self._error(str(exc))
+            outcome.exit_code = EXIT_FAILED
+            return outcome
+        finally:
+            detach()
+            if take_lock:
+                lock.release(remove=True)  # stop always removes it, also after errors
+                self.bus.emit(LockReleased(path=str(self.lock_path)))
+            self._end(outcome)
+
+    async def _stop_body(self, only: set[str] | None) -> RunOutcome:
+        cfg = self.cfg
+        deadline = Deadline(cfg.stop_deadline)
+        outcome = RunOutcome("stop", EXIT_OK)
+        self.bus.emit(StageStarted(stage="select"))
+        guests, _xs = await self.guests()
+        selected, skipped = await self.select_for_stop(guests, only)
+        for d, why in skipped:
+            self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=why))
+        self.bus.emit(StageFinished(stage="select", outcome="done", detail=f"{len(selected)} selected, {len(skipped)} skipped"))
+        no_room = frozenset()
+        if cfg.save_dir is not None and self.control.stage_enabled("save"):
+            from .plan import guests_without_room  # local: plan imports service
+
+            no_room = guests_without_room(cfg, selected, self.control)
+            for n in sorted(no_room):
+                self._warn(f"no room in {cfg.save_dir} to save {n}: it will be shut down instead", guest=n)
+        runner = StopRunner(cfg, self.ts, self.bus, self.control, estimate=self.estimate, deadline=deadline, no_room=no_room)
+        results = await runner.run(selected)
+        outcome.guests = results
+        # shutdown-all: only when guests other than zombies remain
+        if cfg.shutdown_all and self.control.stage_enabled("shutdown_all") and not self.control.aborted:
+            remaining, _ = await self.guests()
+            alive = [d for d in remaining if not d.zombie]
+            if alive:
+                opts, notes = self.ts.translate_shutdown_options(cfg.shutdown_all, "XENDOMAINS_SHUTDOWN_ALL")
+                for n in notes:
+                    self._info(n)
+                maxwait = float(cfg.stop_maxwait) or None
+                rem = deadline.remaining()
+                if rem is not None:
+                    maxwait = max(1.0, min(maxwait or rem, rem))
+                self.bus.emit(StageStarted(stage="shutdown_all", timeout=maxwait or 0.0, detail=" ".join(opts)))
+                t0 = time.monotonic()
+                token = current_step.set(("", "shutdown_all"))
+                try:
+                    await self.ts.shutdown_all(opts, timeout=maxwait)
+                    self.bus.emit(StageFinished(stage="shutdown_all", outcome="done", elapsed=time.monotonic() - t0,
+                                                detail=", ".join(d.name for d in alive)))
+                except ToolstackError as exc:
+                    self.bus.emit(StageFinished(stage="shutdown_all", outcome="failed", elapsed=time.monotonic() - t0, detail=str(exc)))
+                    self._error(f"shutdown of all remaining guests failed: {exc}")
+                    outcome.exit_code = EXIT_FAILED
+                finally:
+                    current_step.reset(token)
+            else:
+                why = "only zombies remain" if remaining else "no guest remains"
+                self.bus.emit(StageFinished(stage="shutdown_all", outcome="skipped", detail=why))
+        failed = [r for r in results if not r.ok]
+        if failed:
+            outcome.exit_code = EXIT_FAILED
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        outcome.summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no guest selected"
+        self.bus.emit(StageStarted(stage="cleanup"))
+        self.bus.emit(StageFinished(stage="cleanup", outcome="done", detail=f"remove {self.lock_path}"))
+        return outcome
+
+    # -- start ---------------------------------------------------------------------------------------
+
+    async def start(self) -> RunOutcome:
+        lock = RunLock(self.lock_path)
+        outcome = RunOutcome("start", EXIT_OK)
+        try:
+            state = lock.acquire_for_start()
+        except PermissionError as exc:
+            self._error(f"cannot create the lock file {self.lock_path}: {exc.strerror} (are you root?)")
+            return RunOutcome("start", EXIT_PRIV)
+        except (LockError, OSError) as exc:
+            self._error(f"lock file {self.lock_path}: {exc}")
+            return RunOutcome("start", EXIT_FAILED)
+        if state == "running":
+            self.bus.emit(LockHeld(path=str(self.lock_path)))
+            self._info("xendomains already running (lockfile exists)")
+            return RunOutcome("start", EXIT_OK, summary="already running")
+        detach = attach_command_events(self.ts, self.bus)
+        remove_lock = True
+        try:
+            self._begin("start", [s.name for s in START_STAGES])
+            for note in lock.notes:
+                self._warn(note)
+            self.bus.emit(LockTaken(path=str(self.lock_path)))
+            outcome = await self._start_body()
+            guests, _ = await self.guests()
+            remove_lock = not any(not d.zombie for d in guests)
+            if remove_lock:
+                self._info("no guest is running: lock file removed")
+            return outcome
+        except ToolstackError as exc:
+            self._error(str(exc))
+            outcome.exit_code = EXIT_FAILED
+            return outcome
+        finally:
+            detach()
+            if not remove_lock:
+                lock.mark_started()
+            lock.release(remove=remove_lock)
+            if remove_lock:
+                self.bus.emit(LockReleased(path=str(self.lock_path)))
+            self._end(outcome)
+
+    async def _start_body(self) -> RunOutcome:
+        cfg = self.cfg
+        outcome = RunOutcome("start", EXIT_OK)
+        results: list[GuestResult] = []
+        for p in savedir.partial_files(cfg.save_dir):
+            self._warn(f"removing {p}: a save interrupted before it completed (never restored)")
+            try:
+                os.unlink(p)
+            except OSError as exc:
+                self._error(f"cannot remove partial save {p}: {exc.strerror}")
+        # names of every image in the save dir at the beginning (restored or not) and the quarantine
+        images = savedir.scan(cfg.save_dir)
+        blocked_names = {im.guest for im in images if im.guest and im.valid}
+        quarantined = [im for im in images if im.quarantined]
+        for im in quarantined:
+            self._warn(f"{im.guest}: image {im.path} is quarantined after a failed restore; not autostarted until an administrator restores or removes it", guest=im.guest or "")
+        # restore
+        if cfg.restore and cfg.save_dir is not None and self.control.stage_enabled("restore"):
+            to_restore = [im for im in images if not im.quarantined]
+            self.bus.emit(StageStarted(stage="restore", detail=str(cfg.save_dir)))
+            for im in to_restore:
+                if not im.valid:
+                    self._warn(f"{im.path} has no save-image header; not restored, left alone")
+                elif im.kind.value != self.ts.name:
+                    self._warn(f"{im.path} is an {im.kind.value} image but the toolstack is {self.ts.name}; left alone")
+            todo = [im for im in to_restore if im.valid and im.kind.value == self.ts.name]
+            for im in todo:
+                self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path)))
+            results += await asyncio.gather(*(self._restore_one(im) for im in todo))
+            self.bus.emit(StageFinished(stage="restore", outcome="done", detail=f"{len(todo)} image(s)"))
+        # autostart
+        if cfg.auto_dir is not None and self.control.stage_enabled("create"):
+            results += await self._autostart(blocked_names)
+        outcome.guests = results
+        if any(not r.ok for r in results):
+            outcome.exit_code = EXIT_FAILED
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        outcome.summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to start"
+        return outcome
+
+    async def _restore_one(self, im: SaveImage) -> GuestResult:
+        name = im.guest or im.path.name
+        res = GuestResult(name, -1)
+        async with self.control.limiter:
+            if self.control.aborted or self.control.guest_skipped(name):
+                res.outcome, res.detail = "skipped", "skipped by operator"
+                self.bus.emit(GuestSkipped(guest=name, reason=res.detail))
+                return res
+            self.bus.emit(StageStarted(stage="restore", guest=name, detail=str(im.path)))
+            t0 = time.monotonic()
+            token = current_step.set((name, "restore"))
+            try:
+                await self.ts.restore(im.path)
+            except ToolstackError as exc:
+                res.elapsed = time.monotonic() - t0
+                try:
+                    dest = savedir.quarantine(im.path, self.cfg.save_dir)  # type: ignore[arg-type]
+                    where = f"image moved to {dest}"
+                except OSError as qexc:
+                    where = f"image left at {im.path} (cannot quarantine: {qexc.strerror})"
+                res.outcome, res.detail = "failed", f"restore failed: {exc}; {where}"
+                self.bus.emit(StageFinished(stage="restore", guest=name, outcome="failed", elapsed=res.elapsed, detail=str(exc)))
+                self._error(f"An error occurred while restoring domain {name}: {exc}; {where}", guest=name)
+            else:
+                res.elapsed = time.monotonic() - t0
+                try:
+                    os.unlink(im.path)
+                except OSError as exc:
+                    self._error(f"restored {name} but cannot remove {im.path}: {exc.strerror}", guest=name)
+                res.outcome = "restored"
+                self.bus.emit(StageFinished(stage="restore", guest=name, outcome="done", elapsed=res.elapsed, detail=str(im.path)))
+            finally:
+                current_step.reset(token)
+        self.bus.emit(GuestFinished(guest=name, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
+        return res
+
+    async def _autostart(self, blocked: set[str]) -> list[GuestResult]:
+        autos = await self.auto_configs()
+        if not autos:
+            return []
+        self.bus.emit(StageStarted(stage="create", detail=str(self.cfg.auto_dir)))
+        running, _ = await self.guests()
+        running_names = {d.name for d in running}
+        todo: list[AutoConfig] = []
+        results: list[GuestResult] = []
+        seen: set[str] = set()
+        for a in autos:
+            if a.name is None:
+                self._error(f"cannot read the guest name of {a.path}: {a.error}")
+                results.append(GuestResult(a.path.name, -1, "failed", f"unreadable config: {a.error}"))
+                self.bus.emit(GuestFinished(guest=a.path.name, outcome="failed", detail=f"unreadable config: {a.error}"))
+                continue
+            if a.name in running_names:
+                self.bus.emit(GuestSkipped(guest=a.name, reason="already running"))
+            elif a.name in blocked:
+                self.bus.emit(GuestSkipped(guest=a.name, reason="has a saved image (restored, or waiting for an administrator)"))
+            elif a.name in seen:
+                self._warn(f"{a.path}: guest {a.name} appears twice in the auto directory; created once")
+                self.bus.emit(GuestSkipped(guest=a.name, reason=f"duplicate config {a.path}"))
+            else:
+                seen.add(a.name)
+                todo.append(a)
+                self.bus.emit(GuestPlanned(guest=a.name, stages=("create",), reason=str(a.path)))
+        spacer = _Spacer(self.cfg.create_usleep_us / 1e6, sequential=self.control.parallel == 1)
+        results += await asyncio.gather(*(self._create_one(a, spacer, i == len(todo) - 1) for i, a in enumerate(todo)))
+        self.bus.emit(StageFinished(stage="create", outcome="done", detail=f"{len(todo)} created or tried"))
+        return results
+
+    async def _create_one(self, a: AutoConfig, spacer: "_Spacer", last: bool) -> GuestResult:
+        name = a.name or a.path.name
+        res = GuestResult(name, -1)
+        async with self.control.limiter:
+            if self.control.aborted or self.control.guest_skipped(name):
+                res.outcome, res.detail = "skipped", "skipped by operator"
+                self.bus.emit(GuestSkipped(guest=name, reason=res.detail))
+                return res
+            await spacer.before()
+            self.bus.emit(StageStarted(stage="create", guest=name, detail=str(a.path)))
+            t0 = time.monotonic()
+            token = current_step.set((name, "create"))
+            try:
+                await self.ts.create(a.path)
+            except ToolstackError as exc:
+                res.outcome, res.detail = "failed", str(exc)
+                self.bus.emit(StageFinished(stage="create", guest=name, outcome="failed", elapsed=time.monotonic() - t0, detail=str(exc)))
+                self._error(f"An error occurred while creating domain {name} from {a.path}: {exc}", guest=name)
+            else:
+                res.outcome = "created"
+                self.bus.emit(StageFinished(stage="create", guest=name, outcome="done", elapsed=time.monotonic() - t0, detail=str(a.path)))
+                if not last:
+                    await spacer.after()
+            finally:
+                current_step.reset(token)
+                res.elapsed = time.monotonic() - t0
+        self.bus.emit(GuestFinished(guest=name, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
+        return res
+
+    # -- status ------------------------------------------------------------------------------------------
+
+    async def status(self) -> StatusReport:
+        lock_present = os.path.lexists(self.lock_path)
+        (guests, _), autos = await asyncio.gather(self.guests(), self.auto_configs())
+        running = tuple(d for d in guests if not d.zombie)
+        names = {d.name for d in running}
+        missing = tuple(a.name or str(a.path) for a in autos if a.name not in names)
+        images = savedir.scan(self.cfg.save_dir)
+        saved = tuple(i for i in images if not i.quarantined)
+        quarantined = tuple(i for i in images if i.quarantined)
+        if not lock_present or not running:
+            code = EXIT_NOT_RUNNING
+        elif missing or saved or quarantined:
+            code = EXIT_FAILED
+        else:
+            code = EXIT_OK
+        return StatusReport(lock_present, running, tuple(autos), missing, saved, quarantined, code)
+
+
+class _Spacer:
+    """XENDOMAINS_CREATE_USLEEP: the minimum spacing between two creates.
+
+    Sequentially (PARALLEL=1) this is the classic pause after each create; in
+    parallel it spaces the starts of creates by the same interval.
+    """
+
+    def __init__(self, seconds: float, sequential: bool):
+        self.seconds = seconds
+        self.sequential = sequential
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def before(self) -> None:
+        if self.sequential or self.seconds <= 0:
+            return
+        async with self._lock:
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = time.monotonic() + self.seconds
+
+    async def after(self) -> None:
+        if self.sequential and self.seconds > 0:
+            await asyncio.sleep(self.seconds)
