@@ -243,3 +243,16 @@ async def test_save_paths_stay_inside_the_save_directory_whatever_the_name(tmp_p
     ev.clear()
     await svc.start()
     assert outcomes(ev) == {name: "restored"}
+
+
+async def test_deadline_destroys_as_a_last_resort_only_when_allowed(tmp_path):
+    for allowed, expected in ((True, "destroyed"), (False, "failed")):
+        svc, ts, ev = make(tmp_path / str(allowed), save_dir=None, stop_deadline=1, destroy_on_deadline=allowed,
+                           shutdown_all=())
+        svc.estimate = lambda stage, d: 0.1
+        ts.add("stubborn")
+        ts.hang.add(("shutdown", "stubborn"))
+        await svc.stop()
+        assert outcomes(ev) == {"stubborn": expected}
+        downs = [(e.from_stage, e.to_stage) for e in ev if isinstance(e, StageDowngraded)]
+        assert downs == ([("shutdown", "destroy")] if allowed else [])

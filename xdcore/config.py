@@ -1,0 +1,549 @@
+"""The xendomains config file: a shell-style assignment list, parsed — never executed.
+
+The classic script sources `/etc/default/xendomains` with bash, as root, at
+boot: whatever the file contains runs.  We read the same files with a small
+scanner that understands exactly the shell quoting an administrator writes in
+such a file (bare words, "double", 'single', adjacent parts concatenated,
+`export`, comments, `$VAR` of keys assigned earlier in the same file) and
+nothing more.  Command substitution is kept as literal text and warned about;
+the environment is never consulted for `$VAR`.
+
+Bad values never raise: each becomes a `ConfigError` in `Config.problems`
+and its key keeps the default, because `stop` must still evacuate guests
+with a broken config (SEMANTICS §1).  The CLI decides who refuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, ConfigMissing
+
+DEFAULT_SEARCH: tuple[Path, ...] = (
+    Path("/etc/sysconfig/xendomains"),  # Oracle VM, RHEL, SUSE
+    Path("/etc/default/xendomains"),  # Debian, Ubuntu
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The service's settings, typed, with defaults for every key (SEMANTICS §1)."""
+
+    path: Path | None = None
+    sysrq: tuple[str, ...] = ()
+    usleep_us: int = 100000
+    create_usleep_us: int = 5000000
+    migrate: tuple[str, ...] = ()
+    save_dir: Path | None = Path("/var/lib/xen/save")
+    shutdown: tuple[str, ...] = ("--halt", "--wait")
+    shutdown_all: tuple[str, ...] = ("--all", "--halt", "--wait")
+    restore: bool = True
+    auto_dir: Path | None = Path("/etc/xen/auto")
+    auto_only: bool = False
+    stop_maxwait: int = 300
+    lockfile: Path | None = None
+    toolstack: str = "auto"
+    parallel: int = 1
+    parallel_migrate: int | None = None
+    parallel_save: int | None = None
+    progress: Path = Path("/run/xendomains/progress.jsonl")
+    stop_deadline: float | None = None
+    destroy_on_deadline: bool = False
+    problems: tuple[ConfigError, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def with_overrides(self, **kw: Any) -> "Config":
+        """A copy with some fields replaced (command-line options win over the file)."""
+        return dataclasses.replace(self, **kw)
+
+
+# -- the scanner ----------------------------------------------------------------
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
+_BLANK = " \t"
+_DQ_ESCAPABLE = '"\\$`'
+
+
+@dataclass(frozen=True, slots=True)
+class _Assignment:
+    key: str
+    value: str
+    line: int
+
+
+class _Unterminated(Exception):
+    """A quote or substitution left open until the end of the file."""
+
+
+class _Scanner:
+    """Reads statements (lists of shell words) out of the text, tracking line numbers.
+
+    A word is scanned twice in spirit: once for where it ends (quotes,
+    escapes) and, for the part after `KEY=`, once more to expand `$VAR`
+    — both happen here in a single pass because expansion only needs the
+    variables assigned by *earlier* statements.
+    """
+
+    def __init__(self, text: str, filename: str, variables: dict[str, str], warn: Callable[[str], None]):
+        self.s = text
+        self.i = 0
+        self.line = 1
+        self.filename = filename
+        self.vars = variables
+        self.warn = warn
+
+    # -- low level
+
+    def _peek(self, k: int = 0) -> str:
+        j = self.i + k
+        return self.s[j] if j < len(self.s) else ""
+
+    def _next(self) -> str:
+        c = self.s[self.i]
+        self.i += 1
+        if c == "\n":
+            self.line += 1
+        return c
+
+    def _where(self, line: int) -> str:
+        return f"{self.filename}:{line}"
+
+    # -- statements
+
+    def statements(self):
+        """Yield (line, words, raw_text) per statement; words are (raw, value) pairs."""
+        while self.i < len(self.s):
+            c = self._peek()
+            if c in _BLANK or c in "\n;":
+                self._next()
+                continue
+            if c == "#":
+                self._skip_comment()
+                continue
+            start, line = self.i, self.line
+            try:
+                words = self._statement_words()
+            except _Unterminated as exc:
+                self.warn(f"{self._where(line)}: {exc.args[0]}; rest of the file ignored")
+                return
+            yield line, words, self.s[start : self.i].strip()
+
+    def _skip_comment(self) -> None:
+        while self.i < len(self.s) and self._peek() != "\n":
+            self._next()
+
+    def _statement_words(self) -> list[tuple[str, str]]:
+        words: list[tuple[str, str]] = []
+        while self.i < len(self.s):
+            c = self._peek()
+            if c in "\n;":
+                break
+            if c in _BLANK:
+                self._next()
+                continue
+            if c == "\\" and self._peek(1) == "\n":  # line continuation between words
+                self._next()
+                self._next()
+                continue
+            if c == "#":
+                self._skip_comment()
+                break
+            words.append(self._word())
+        return words
+
+    # -- words
+
+    def _word(self) -> tuple[str, str]:
+        """One shell word: returns (raw text, value with quotes removed and $VAR expanded).
+
+        Expansion is applied only after `NAME=` — exactly the words we use.
+        """
+        start = self.i
+        m = _ASSIGN_RE.match(self.s, self.i)
+        prefix = ""
+        if m:
+            prefix = m.group(0)
+            for _ in range(len(prefix)):
+                self._next()
+        parts: list[str] = []
+        while self.i < len(self.s):
+            c = self._peek()
+            if c in _BLANK or c in "\n;":
+                break
+            if c == "'":
+                parts.append(self._single_quoted())
+            elif c == '"':
+                parts.append(self._double_quoted())
+            elif c == "\\":
+                self._next()
+                if self.i >= len(self.s):
+                    parts.append("\\")
+                elif self._peek() == "\n":  # continuation inside a word
+                    self._next()
+                else:
+                    parts.append(self._next())
+            elif c == "$":
+                parts.append(self._dollar(in_dquote=False))
+            elif c == "`":
+                parts.append(self._backticks())
+            else:
+                parts.append(self._next())
+        return self.s[start : self.i], prefix + "".join(parts)
+
+    def _single_quoted(self) -> str:
+        line = self.line
+        self._next()
+        out: list[str] = []
+        while True:
+            if self.i >= len(self.s):
+                raise _Unterminated(f"unterminated single quote opened on line {line}")
+            c = self._next()
+            if c == "'":
+                return "".join(out)
+            out.append(c)
+
+    def _double_quoted(self) -> str:
+        line = self.line
+        self._next()
+        out: list[str] = []
+        while True:
+            if self.i >= len(self.s):
+                raise _Unterminated(f"unterminated double quote opened on line {line}")
+            c = self._peek()
+            if c == '"':
+                self._next()
+                return "".join(out)
+            if c == "\\":
+                nxt = self._peek(1)
+                if nxt in _DQ_ESCAPABLE and nxt:
+                    self._next()
+                    out.append(self._next())
+                elif nxt == "\n":
+                    self._next()
+                    self._next()
+                else:
+                    out.append(self._next())
+            elif c == "$":
+                out.append(self._dollar(in_dquote=True))
+            elif c == "`":
+                out.append(self._backticks())
+            else:
+                out.append(self._next())
+
+    def _dollar(self, in_dquote: bool) -> str:
+        """`$NAME`, `${NAME}`, `${NAME:-word}` from this file's earlier keys; `$(…)` kept literally."""
+        line = self.line
+        nxt = self._peek(1)
+        if nxt == "(":
+            start = self.i
+            self._next()
+            self._skip_balanced("(", ")", line)
+            text = self.s[start : self.i]
+            self.warn(f"{self._where(line)}: command substitution {text!r} is not executed; kept as literal text")
+            return text
+        if nxt == "{":
+            start = self.i
+            self._next()
+            self._next()
+            while True:
+                if self.i >= len(self.s):
+                    raise _Unterminated(f"unterminated ${{ opened on line {line}")
+                if self._next() == "}":
+                    break
+            body = self.s[start + 2 : self.i - 1]
+            m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)(.*))?", body, re.S)
+            if not m:
+                self.warn(f"{self._where(line)}: unsupported expansion ${{{body}}} kept as literal text")
+                return self.s[start : self.i]
+            name, op, default = m.groups()
+            if op is not None:
+                val = self.vars.get(name)
+                if val is None or (op == ":-" and val == ""):
+                    return default
+                return val
+            return self._lookup(name, line)
+        m = _NAME_RE.match(self.s, self.i + 1)
+        if m:
+            for _ in range(len(m.group(0)) + 1):
+                self._next()
+            return self._lookup(m.group(0), line)
+        return self._next()  # a lone `$` (or `$1`, `$$`) stays literal
+
+    def _lookup(self, name: str, line: int) -> str:
+        if name in self.vars:
+            return self.vars[name]
+        self.warn(
+            f"{self._where(line)}: ${name} is not assigned earlier in this file; "
+            "it expands to the empty string (the environment is never read)"
+        )
+        return ""
+
+    def _backticks(self) -> str:
+        line = self.line
+        start = self.i
+        self._next()
+        while True:
+            if self.i >= len(self.s):
+                raise _Unterminated(f"unterminated backquote opened on line {line}")
+            c = self._next()
+            if c == "\\" and self.i < len(self.s):
+                self._next()
+            elif c == "`":
+                break
+        text = self.s[start : self.i]
+        self.warn(f"{self._where(line)}: command substitution {text!r} is not executed; kept as literal text")
+        return text
+
+    def _skip_balanced(self, open_: str, close: str, line: int) -> None:
+        depth = 0
+        quote = ""
+        while True:
+            if self.i >= len(self.s):
+                raise _Unterminated(f"unterminated $( opened on line {line}")
+            c = self._next()
+            if quote:
+                if c == "\\" and quote == '"' and self.i < len(self.s):
+                    self._next()
+                elif c == quote:
+                    quote = ""
+            elif c in "'\"":
+                quote = c
+            elif c == "\\" and self.i < len(self.s):
+                self._next()
+            elif c == open_:
+                depth += 1
+            elif c == close:
+                depth -= 1
+                if depth == 0:
+                    return
+
+
+def _scan(text: str, filename: str) -> tuple[dict[str, _Assignment], list[str]]:
+    """All assignments (last one per key wins) and the warnings met on the way."""
+    warnings: list[str] = []
+    variables: dict[str, str] = {}
+    assignments: dict[str, _Assignment] = {}
+    scanner = _Scanner(text, filename, variables, warnings.append)
+    for line, words, raw in scanner.statements():
+        if not words:
+            continue
+        is_export = words[0][0] == "export"
+        body = words[1:] if is_export else words
+        if is_export and all(_NAME_RE.fullmatch(w[0]) for w in body):
+            continue  # `export A B`: marks variables for the environment, nothing to read
+        pending: list[tuple[str, str]] = []
+        ok = bool(body)
+        for rawword, value in body:
+            m = _ASSIGN_RE.match(rawword)
+            if m:
+                pending.append((m.group(1), value[len(m.group(0)) :]))
+            elif is_export and _NAME_RE.fullmatch(rawword):
+                continue
+            else:
+                ok = False
+                break
+        if not ok:
+            shown = raw if len(raw) <= 60 else raw[:57] + "..."
+            warnings.append(f"{filename}:{line}: ignored line: {shown}")
+            continue
+        for key, value in pending:
+            variables[key] = value
+            assignments[key] = _Assignment(key, value, line)
+    return assignments, warnings
+
+
+# -- typed keys -----------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A value that does not fit its key: carries the `expected …` wording."""
+
+
+def _int(expected: str, minimum: int = 0) -> Callable[[str], int]:
+    def conv(v: str) -> int:
+        s = v.strip()
+        if not re.fullmatch(r"\+?[0-9]+", s) or int(s) < minimum:
+            raise _Bad(expected)
+        return int(s)
+
+    return conv
+
+
+def _optional_int(expected: str, minimum: int) -> Callable[[str], int | None]:
+    inner = _int(expected, minimum)
+
+    def conv(v: str) -> int | None:
+        return None if not v.strip() else inner(v)
+
+    return conv
+
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def _bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise _Bad("a boolean (true/false, yes/no, 1/0, on/off)")
+
+
+def _directory_or_none(v: str) -> Path | None:
+    s = v.strip()
+    if not s:
+        return None
+    if not s.startswith("/"):
+        raise _Bad("an absolute directory path (or empty to disable)")
+    return Path(s)
+
+
+def _path_or_none(v: str) -> Path | None:
+    s = v.strip()
+    if not s:
+        return None
+    if not s.startswith("/"):
+        raise _Bad("an absolute file path")
+    return Path(s)
+
+
+def _path(v: str) -> Path:
+    p = _path_or_none(v)
+    if p is None:
+        raise _Bad("an absolute file path")
+    return p
+
+
+def _sysrq(v: str) -> tuple[str, ...]:
+    keys = tuple(v.split())
+    if any(len(k) != 1 for k in keys):
+        raise _Bad("SysRq keys, single characters separated by spaces")
+    return keys
+
+
+def _words(v: str) -> tuple[str, ...]:
+    return tuple(v.split())
+
+
+def _shell_words(v: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(v, comments=False, posix=True))
+    except ValueError:
+        raise _Bad("words split like a shell command line (balanced quotes)") from None
+
+
+def _toolstack(v: str) -> str:
+    s = v.strip().lower()
+    if s not in ("auto", "xl", "xm"):
+        raise _Bad("one of auto, xl, xm")
+    return s
+
+
+def _seconds_or_none(v: str) -> float | None:
+    s = v.strip()
+    if not s:
+        return None
+    try:
+        f = float(s)
+    except ValueError:
+        raise _Bad("a number of seconds") from None
+    if not (f >= 0 and f != float("inf")):
+        raise _Bad("a number of seconds")
+    return f
+
+
+# key -> (Config field, converter).  The converter raises _Bad with the expectation.
+KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "XENDOMAINS_SYSRQ": ("sysrq", _sysrq),
+    "XENDOMAINS_USLEEP": ("usleep_us", _int("an integer number of microseconds")),
+    "XENDOMAINS_CREATE_USLEEP": ("create_usleep_us", _int("an integer number of microseconds")),
+    "XENDOMAINS_MIGRATE": ("migrate", _shell_words),
+    "XENDOMAINS_SAVE": ("save_dir", _directory_or_none),
+    "XENDOMAINS_SHUTDOWN": ("shutdown", _words),
+    "XENDOMAINS_SHUTDOWN_ALL": ("shutdown_all", _words),
+    "XENDOMAINS_RESTORE": ("restore", _bool),
+    "XENDOMAINS_AUTO": ("auto_dir", _directory_or_none),
+    "XENDOMAINS_AUTO_ONLY": ("auto_only", _bool),
+    "XENDOMAINS_STOP_MAXWAIT": ("stop_maxwait", _int("an integer number of seconds")),
+    "XENDOMAINS_LOCKFILE": ("lockfile", _path_or_none),
+    "XENDOMAINS_TOOLSTACK": ("toolstack", _toolstack),
+    "XENDOMAINS_PARALLEL": ("parallel", _int("an integer of at least 1", minimum=1)),
+    "XENDOMAINS_PARALLEL_MIGRATE": ("parallel_migrate", _optional_int("an integer of at least 1 (or empty)", 1)),
+    "XENDOMAINS_PARALLEL_SAVE": ("parallel_save", _optional_int("an integer of at least 1 (or empty)", 1)),
+    "XENDOMAINS_PROGRESS": ("progress", _path),
+    "XENDOMAINS_STOP_DEADLINE": ("stop_deadline", _seconds_or_none),
+    "XENDOMAINS_DESTROY_ON_DEADLINE": ("destroy_on_deadline", _bool),
+}
+
+# Keys the xendomains of other distributions use that we accept silently.
+_TOLERATED = {"XENDOMAINS_CONFIG"}
+
+
+def parse_config(text: str, filename: str = "<config>") -> Config:
+    """Parse the text of a config file; never raises for anything in `text`."""
+    assignments, warnings = _scan(text, filename)
+    values: dict[str, Any] = {}
+    problems: list[ConfigError] = []
+    for key, a in sorted(assignments.items(), key=lambda kv: kv[1].line):
+        if key in KEYS:
+            field, conv = KEYS[key]
+            try:
+                values[field] = conv(a.value)
+            except _Bad as bad:
+                problems.append(ConfigError(filename, a.line, key, bad.args[0], a.value))
+        elif key.startswith("XENDOMAINS_") and key not in _TOLERATED:
+            warnings.append(f"{filename}:{a.line}: unknown key {key}")
+    path = None if filename.startswith("<") else Path(filename)
+    return Config(path=path, problems=tuple(problems), warnings=tuple(warnings), **values)
+
+
+def find_config(
+    explicit: str | None,
+    env: Mapping[str, str] = os.environ,
+    search: Sequence[Path] = DEFAULT_SEARCH,
+) -> Path | None:
+    """The config file to read: --config, $XENDOMAINS_CONFIG, then the search order.
+
+    A file named explicitly (option or environment) that does not exist raises
+    ConfigMissing naming it; search-order files that do not exist are skipped;
+    None when nothing is found.
+    """
+    for named, how in ((explicit, "--config"), (env.get("XENDOMAINS_CONFIG") or None, "$XENDOMAINS_CONFIG")):
+        if named:
+            p = Path(named)
+            if not p.is_file():
+                raise ConfigMissing(f"{p}: config file named by {how} does not exist")
+            return p
+    for p in search:
+        if p.is_file():
+            return p
+    return None
+
+
+def load_config(
+    explicit: str | None = None,
+    env: Mapping[str, str] = os.environ,
+    search: Sequence[Path] = DEFAULT_SEARCH,
+) -> Config:
+    """Find and parse the config file; ConfigMissing when there is none (or it cannot be read)."""
+    path = find_config(explicit, env, search)
+    if path is None:
+        raise ConfigMissing("no config file found (looked for " + ", ".join(str(p) for p in search) + ")")
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigMissing(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    return parse_config(text, str(path))
+
+
+__all__ = ["Config", "DEFAULT_SEARCH", "KEYS", "find_config", "load_config", "parse_config"]
