@@ -1,0 +1,42 @@
+"""Fixtures shared by the whole suite: a simulated Xen host and its `xl`/`xm` on PATH.
+
+    def test_something(sim_env):            # PATH has BINDIR first, XDSIM_STATE is set
+        subprocess.run(["xl", "list"], check=True)
+
+`sim_state` is a fresh host (Domain-0 only, tiny latencies); populate it with
+`xdcore.sim.testing.make_host(sim_state, guests=[("web01", 1024, 2)], auto=["web01"])`
+or `xdsim --state DIR add …`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xdcore.sim import host
+from xdcore.sim.testing import write_shims
+
+
+@pytest.fixture
+def sim_state(tmp_path: Path) -> Path:
+    """A fresh simulated host (dom0 only, fast latencies) in tmp_path/host."""
+    return host.init_state(tmp_path / "host", fast=True)
+
+
+@pytest.fixture
+def sim_bin(sim_state: Path) -> Path:
+    """A directory with the `xl` and `xm` shims acting on sim_state."""
+    bindir = sim_state / "bin"
+    write_shims(sim_state, bindir)
+    return bindir
+
+
+@pytest.fixture
+def sim_env(sim_bin: Path, sim_state: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """os.environ with sim_bin first on PATH and XDSIM_STATE set; returns the patched values."""
+    import os
+
+    monkeypatch.setenv("PATH", f"{sim_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("XDSIM_STATE", str(sim_state))
+    return {"PATH": os.environ["PATH"], "XDSIM_STATE": str(sim_state)}

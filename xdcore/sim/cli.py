@@ -1,0 +1,186 @@
+"""`xdsim`: drive the simulated Xen host (state, shims, faults, latencies, the demo).
+
+    xdsim --state DIR init [--fast]
+    xdsim --state DIR shim BINDIR
+    xdsim --state DIR demo [--fast]
+    xdsim --state DIR add NAME [--mem MIB] [--vcpus N] [--config FILE] [--state-flags -b----] …
+    xdsim --state DIR latency OP SECONDS        (create restore save migrate shutdown ack ack_timeout destroy sysrq list)
+    xdsim --state DIR rate save|migrate|restore MBPS
+    xdsim --state DIR fault OP GUEST fail|hang|ignore|zombie|enospc|delay:S
+    xdsim --state DIR clear [--latency]
+    xdsim --state DIR memory --total MIB [--free MIB]
+    xdsim --state DIR list | targets | history
+    xdsim --state DIR xl ARGS… | xm ARGS…     (run the simulated tool without a shim)
+
+DIR defaults to $XDSIM_STATE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import host
+from .testing import add_domain, config_of, guest_config_text, write_shims
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xdsim", description="The simulated Xen host for xendomains.")
+    p.add_argument("--state", default=os.environ.get("XDSIM_STATE"), help="state directory ($XDSIM_STATE)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("init", help="create a fresh host (dom0 only)")
+    s.add_argument("--fast", action="store_true", help="tiny latencies (tests)")
+    s = sub.add_parser("shim", help="write xl and xm into BINDIR")
+    s.add_argument("bindir")
+    s = sub.add_parser("demo", help="lay out a realistic demo host")
+    s.add_argument("--fast", action="store_true")
+    s = sub.add_parser("add", help="put a running guest on the host")
+    s.add_argument("name")
+    s.add_argument("--mem", type=int, default=1024, help="MiB")
+    s.add_argument("--maxmem", type=int, default=None, help="MiB")
+    s.add_argument("--vcpus", type=int, default=1)
+    s.add_argument("--config", help="xl config file to create it from (default: one is written)")
+    s.add_argument("--state-flags", default="-b----", help="six xl state characters, e.g. -b---d")
+    s.add_argument("--domid", type=int)
+    s.add_argument("--uuid")
+    s.add_argument("--type", default="pvh")
+    s.add_argument("--cpu-time", type=float, default=0.0)
+    s.add_argument("--no-devices", action="store_true", help="devices missing from xenstore")
+    s.add_argument("--userdata", choices=("created", "dryrun", "none"), default="created")
+    s = sub.add_parser("latency", help="set an operation's latency")
+    s.add_argument("op")
+    s.add_argument("seconds", type=float)
+    s = sub.add_parser("rate", help="set the transfer rate of save/migrate/restore")
+    s.add_argument("op", choices=("save", "migrate", "restore"))
+    s.add_argument("mbps", type=float)
+    s = sub.add_parser("fault", help="inject a fault for an operation on a guest (name, domid or *)")
+    s.add_argument("op", choices=(*host.OPS, "*"))
+    s.add_argument("guest")
+    s.add_argument("kind", help="fail|hang|ignore|zombie|enospc|delay:SECONDS")
+    s = sub.add_parser("clear", help="remove all faults")
+    s.add_argument("--latency", action="store_true", help="also reset latencies and rates to defaults")
+    s = sub.add_parser("memory", help="set host memory")
+    s.add_argument("--total", type=int)
+    s.add_argument("--free", type=int, help="make `xl info` free_memory this many MiB now")
+    sub.add_parser("list", help="show domains, faults and latencies")
+    sub.add_parser("targets", help="show guests received by migration targets")
+    sub.add_parser("history", help="show the state-changing commands run so far")
+    for flavour in ("xl", "xm"):
+        s = sub.add_parser(flavour, help=f"run the simulated {flavour}", add_help=False)
+        s.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _fault(op: str, guest: str, kind: str) -> host.Fault:
+    seconds = 0.0
+    if kind.startswith("delay:"):
+        kind, _, value = kind.partition(":")
+        seconds = float(value)
+    if kind not in host.FAULT_KINDS:
+        raise SystemExit(f"xdsim: unknown fault {kind!r} (one of {', '.join(host.FAULT_KINDS)}, delay:S)")
+    return host.Fault(op, guest, kind, seconds)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """`--state-flags -b---d`: argparse would take the value for an option; join it with '='."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--state-flags" and i + 1 < len(argv):
+            out.append(f"--state-flags={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(_join_dash_values(argv))
+    if not args.state:
+        print("xdsim: no state directory: pass --state DIR or set XDSIM_STATE", file=sys.stderr)
+        return 2
+    sdir = Path(args.state)
+    if args.cmd in ("xl", "xm"):
+        from .tool import run_command
+
+        host.init_state(sdir)
+        return run_command(args.cmd, sdir, args.args, sys.stdout, sys.stderr)
+    if args.cmd == "demo":
+        from .demo import build_demo, usage_text
+
+        print(usage_text(build_demo(sdir, fast=args.fast)), end="")
+        return 0
+    host.init_state(sdir, fast=getattr(args, "fast", False))
+    if args.cmd == "init":
+        print(f"simulated host ready in {sdir}")
+    elif args.cmd == "shim":
+        for path in write_shims(sdir, args.bindir):
+            print(path)
+    elif args.cmd == "add":
+        if args.config:
+            cfg_path = Path(args.config)
+        else:
+            cfg_dir = sdir / "configs"
+            cfg_dir.mkdir(exist_ok=True)
+            cfg_path = cfg_dir / f"{args.name}.cfg"
+            cfg_path.write_text(guest_config_text(args.name, args.mem, args.vcpus, args.type, args.maxmem,
+                                                  args.uuid))
+        config = config_of(cfg_path)
+        config["c_info"]["name"] = args.name
+        domid = add_domain(sdir, config, config_path=str(cfg_path.resolve()), flags=args.state_flags,
+                           domid=args.domid, cpu_time=args.cpu_time,
+                           memory_mib=args.mem if not args.config else None, userdata=args.userdata,
+                           devices_in_xenstore=not args.no_devices)
+        print(domid)
+    elif args.cmd == "latency":
+        with host.transaction(sdir) as st:
+            st.latency[args.op] = args.seconds
+    elif args.cmd == "rate":
+        with host.transaction(sdir) as st:
+            st.rate[args.op] = args.mbps
+    elif args.cmd == "fault":
+        fault = _fault(args.op, args.guest, args.kind)
+        with host.transaction(sdir) as st:
+            st.faults = [f for f in st.faults if not (f.op == fault.op and f.guest == fault.guest)]
+            st.faults.append(fault)
+    elif args.cmd == "clear":
+        with host.transaction(sdir) as st:
+            st.faults = []
+            if args.latency:
+                st.latency = dict(host.DEFAULT_LATENCY)
+                st.rate = dict(host.DEFAULT_RATE)
+    elif args.cmd == "memory":
+        with host.transaction(sdir) as st:
+            if args.total is not None:
+                st.total_memory_mib = args.total
+            if args.free is not None:
+                used = sum(d.current_kib for d in st.domains) // 1024
+                st.reserved_mib = max(0, st.total_memory_mib - used - args.free)
+    elif args.cmd == "list":
+        st = host.load(sdir)
+        snap = host.snapshot_of(st, __import__("time").time())
+        for d in snap.domains:
+            print(f"{d.domid:>5} {d.name:<32} {d.current_kib // 1024:>6} MiB {d.online_vcpus:>2} vCPUs {d.flags}")
+        print(f"memory: total {snap.total_memory_mib} MiB, free {snap.free_memory_mib} MiB")
+        for f in st.faults:
+            print(f"fault: {f.op} {f.guest} {f.kind}{':%g' % f.seconds if f.kind == 'delay' else ''}")
+        print("latency: " + ", ".join(f"{k}={v:g}s" for k, v in st.latency.items()))
+        print("rate: " + ", ".join(f"{k}={v:g}MB/s" for k, v in st.rate.items()))
+    elif args.cmd == "targets":
+        st = host.load(sdir)
+        for target, guests in sorted(st.targets.items()):
+            for g in guests:
+                print(f"{target}\t{g['name']}\t{g['memory_mib']} MiB\t{g.get('vcpus', '')} vCPUs")
+    elif args.cmd == "history":
+        for entry in host.load(sdir).history:
+            print(json.dumps(entry))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
