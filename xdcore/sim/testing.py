@@ -53,15 +53,28 @@ def write_shims(state_dir: str | os.PathLike[str], bin_dir: str | os.PathLike[st
     root = shlex.quote(str(PACKAGE_ROOT))
     python = shlex.quote(sys.executable)
     written = []
+    direct = " " not in sys.executable and len(sys.executable) < 120
     for flavour in ("xl", "xm"):
         path = bdir / flavour
-        path.write_text(
-            "#!/bin/sh\n"
-            f"# simulated {flavour} (xdsim): acts on the host in {state}\n"
-            f"PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}\n"
-            "export PYTHONPATH\n"
-            f"exec {python} -m xdcore.sim.tool {flavour} --state {state} \"$@\"\n"
-        )
+        if direct:
+            # A Python script run by its shebang: `ps` shows "python BINDIR/xl save 3 …", as the
+            # classic script's watchdog (`ps axlw | grep "$CMD save"`) expects of a real xl.
+            path.write_text(
+                f"#!{sys.executable}\n"
+                f"# simulated {flavour} (xdsim): acts on the host in {state}\n"
+                "import sys\n"
+                f"sys.path.insert(0, {str(PACKAGE_ROOT)!r})\n"
+                "from xdcore.sim.tool import main\n"
+                f"sys.exit(main([{flavour!r}, '--state', {str(Path(state_dir).resolve())!r}, *sys.argv[1:]]))\n"
+            )
+        else:
+            path.write_text(
+                "#!/bin/sh\n"
+                f"# simulated {flavour} (xdsim): acts on the host in {state}\n"
+                f"PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+                "export PYTHONPATH\n"
+                f"exec {python} -m xdcore.sim.tool {flavour} --state {state} \"$@\"\n"
+            )
         path.chmod(0o755)
         written.append(path)
     return written
