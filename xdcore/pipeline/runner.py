@@ -232,7 +232,7 @@ class StopRunner:
                 break
             st = todo[0]
             done_names.add(st.name)
-            if self.control.aborted and st.terminal and res.stages:
+            if self.control.aborted:  # start nothing new; what is done stays done
                 res.outcome, res.detail = "skipped", "run aborted"
                 return
             if self.control.guest_skipped(d.name):
@@ -244,21 +244,26 @@ class StopRunner:
                 continue
             if st.terminal and not self._fits(st, d):
                 nxt = next((s for s in todo[1:] if s.terminal), None)
-                to = nxt.name if nxt else ("destroy" if self.cfg.destroy_on_deadline else "none")
-                self.bus.emit(StageDowngraded(guest=d.name, from_stage=st.name, to_stage=to,
-                                              reason=f"estimated {self.estimate(st.name, d):.0f}s > {self.deadline.remaining():.0f}s left"))  # type: ignore[misc]
-                res.stages[st.name] = "skipped"
-                if nxt is None:
-                    if self.cfg.destroy_on_deadline:
-                        await self._run_stage(st, d, res, actions, override="destroy")
-                        if res.stages.get("destroy") == "done":
-                            res.outcome, res.detail = "destroyed", "deadline: destroyed as a last resort"
-                            return
+                rem = self.deadline.remaining() or 0.0
+                if nxt is not None:
+                    self.bus.emit(StageDowngraded(guest=d.name, from_stage=st.name, to_stage=nxt.name,
+                                                  reason=f"deadline: {st.name} needs about {self.estimate(st.name, d):.0f}s, {rem:.0f}s left"))  # type: ignore[misc]
+                    res.stages[st.name] = "skipped"
+                    continue
+                if rem <= 0:  # the last graceful stage and no time at all: nothing graceful can run
+                    res.stages[st.name] = "skipped"
                     break
-                continue
+                # the last graceful stage is tried with what time remains (its watchdog is capped)
             ok = await self._run_stage(st, d, res, actions)
             if ok and st.terminal:
                 res.outcome = st.outcome
+                return
+        if res.outcome == "pending" and self.deadline.seconds and self.cfg.destroy_on_deadline:
+            last = next((k for k in reversed(res.stages) if k != "sysrq"), "shutdown")
+            self.bus.emit(StageDowngraded(guest=d.name, from_stage=last, to_stage="destroy",
+                                          reason="deadline: nothing graceful worked in time; XENDOMAINS_DESTROY_ON_DEADLINE=true"))
+            if await self._run_stage(stage("shutdown"), d, res, actions, override="destroy"):
+                res.outcome, res.detail = "destroyed", "deadline: destroyed as a last resort"
                 return
         if res.outcome == "pending":
             res.outcome = "failed"

@@ -35,19 +35,25 @@ def which(cmd: str) -> str | None:
     return shutil.which(cmd)
 
 
-def kill_tree(pid: int, grace: float = 0.0) -> None:
-    """Kill a process and all its descendants (SIGKILL); a vanished process is fine."""
+def kill_tree(pid: int, grace: float = 1.0) -> None:
+    """Kill a process and all its descendants (SIGKILL); a vanished process is fine.
+
+    The root is our own child: asyncio reaps it (waiting on it here would steal
+    its exit status from asyncio's child watcher).  Descendants are waited for
+    briefly so that nothing of the tree outlives the watchdog.
+    """
     try:
         root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
+        descendants = root.children(recursive=True)
     except psutil.NoSuchProcess:
         return
-    for p in procs:
+    for p in [root, *descendants]:
         try:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(procs, timeout=grace or 1.0)
+    if descendants:
+        psutil.wait_procs(descendants, timeout=grace)
 
 
 async def run(
