@@ -3,8 +3,8 @@
     xendomains [--config FILE] [--json] [--parallel N] VERB [GUEST …]
 
 Verbs: start stop restart reload force-reload condrestart try-restart status
-plan [stop|start] help.  Each verb is one `asyncio.run` of the same Service
-coroutines the console awaits.
+plan [stop|start] report [stop|start] control ACTION install help.  Each verb
+is one `asyncio.run` of the same Service coroutines the console awaits.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import Config, load_config
@@ -33,8 +34,11 @@ from .service import (
     new_run_id,
 )
 
-VERBS = ("start", "stop", "restart", "reload", "force-reload", "condrestart", "try-restart", "status", "plan", "help")
-USAGE = "Usage: xendomains [--config FILE] [--json] [--parallel N] {start|stop|restart|reload|force-reload|condrestart|try-restart|status|plan [stop|start]|help} [GUEST ...]"
+VERBS = ("start", "stop", "restart", "reload", "force-reload", "condrestart", "try-restart", "status", "plan", "help",
+         "report", "control", "install")
+#: verbs with options of their own, parsed after the verb
+SUBCOMMANDS = ("install", "control")
+USAGE = "Usage: xendomains [--config FILE] [--json] [--parallel N] {start|stop|restart|reload|force-reload|condrestart|try-restart|status|plan [stop|start]|report [stop|start]|control ACTION|install|help} [GUEST ...]"
 EXIT_NOT_INSTALLED = 5
 
 HELP = f"""{USAGE}
@@ -47,6 +51,12 @@ Start Xen guests at boot and evacuate them at shutdown.
   condrestart   restart only when the service is started (try-restart: the same)
   status        running guests; exit 0 all up, 1 auto guest missing or images left, 3 not started
   plan [stop|start]  what each guest will go through, why, how long; nothing is done
+  report [stop|start]  what the last stop (or start) did to each guest, why, how long
+  control ACTION  steer the running start/stop: status, abort [--now], skip-guest GUEST,
+                skip-stage GUEST [STAGE], set-parallel N, disable-stage STAGE,
+                enable-stage STAGE, migrate-target "HOST [OPTIONS]" (empty: back to the config)
+  install [--systemd|--sysv] [--prefix DIR] [--force] [--guests N] [--exe PATH]
+                write the systemd unit or the SysV init script (timeouts from the config)
   help          this text
 
 Options:
@@ -86,7 +96,7 @@ def _err(msg: str) -> None:
     sys.stderr.flush()
 
 
-def print_status(rep: StatusReport, out=None) -> None:
+def print_status(rep: StatusReport, out=None, reconciliation=None) -> None:
     out = out or sys.stdout
     w = lambda s="": out.write(s + "\n")  # noqa: E731
     w("Checking for xendomains: " + ("started" if rep.lock_present else "not started (no lock file)"))
@@ -100,12 +110,16 @@ def print_status(rep: StatusReport, out=None) -> None:
         w(" MISS SAVED: " + " ".join(str(i.path) for i in rep.saved))
     for q in rep.quarantined:
         w(f" QUARANTINED: {q.guest}: {q.path} (failed to restore; restore or remove it by hand)")
+    if reconciliation is not None:
+        from .report import print_reconciliation
+
+        print_reconciliation(reconciliation, w)
     word = {EXIT_OK: "running", EXIT_FAILED: "dead", EXIT_NOT_RUNNING: "unused"}.get(rep.exit_code, "unknown")
     w(f"  [{word}]")
     out.flush()
 
 
-def status_json(rep: StatusReport) -> str:
+def status_json(rep: StatusReport, reconciliation=None) -> str:
     return json.dumps({
         "event": "status",
         "exit_code": rep.exit_code,
@@ -114,7 +128,19 @@ def status_json(rep: StatusReport) -> str:
         "missing_auto": list(rep.missing_auto),
         "saved": [str(i.path) for i in rep.saved],
         "quarantined": [{"guest": q.guest, "path": str(q.path)} for q in rep.quarantined],
+        "reconcile": reconciliation.to_dict() if reconciliation is not None else None,
     })
+
+
+def reconcile_status(cfg: Config, rep: StatusReport):
+    """The last stop's report against the host now (None when there is no report)."""
+    from .report import load_last, reconcile
+
+    stop = load_last(cfg, "stop")
+    if stop is None:
+        return None
+    return reconcile(stop, (d.name for d in rep.running), rep.saved, rep.quarantined,
+                     (a.name for a in rep.auto if a.name))
 
 
 def make_service(cfg: Config, bus: EventBus) -> Service:
@@ -129,15 +155,18 @@ def make_service(cfg: Config, bus: EventBus) -> Service:
 async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> int:
     from .plan import ThroughputRecorder, start_plan, stop_plan
 
+    if verb == "report":
+        return _print_report(cfg, args, as_json)
     bus = EventBus(run=new_run_id())
     bus.subscribe(JsonWriter() if as_json else HumanPrinter())
     svc = make_service(cfg, bus)
     if verb == "status":
         rep = await svc.status()
+        rec = reconcile_status(cfg, rep)
         if as_json:
-            print(status_json(rep))
+            print(status_json(rep, rec))
         else:
-            print_status(rep)
+            print_status(rep, reconciliation=rec)
         return rep.exit_code
     if verb == "plan":
         which = args[0] if args else "stop"
@@ -149,9 +178,19 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
         else:
             print_plan(plan)
         return EXIT_OK
+    from .control import ControlServer, socket_path
+    from .report import RunReportWriter
+    from .syslog import SyslogSink, syslog_wanted
+
     progress = ProgressFile(cfg.progress)
     bus.subscribe(progress)
     bus.subscribe(ThroughputRecorder(cfg))
+    report = RunReportWriter.for_config(cfg)
+    bus.subscribe(report)
+    if syslog_wanted():
+        bus.subscribe(SyslogSink())
+    control = ControlServer(socket_path(cfg.progress), svc.control)  # opens once the run holds the lock
+    bus.subscribe(control)
     try:
         if verb == "start":
             code = (await svc.start()).exit_code
@@ -161,9 +200,29 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
             raise _UsageError(verb)
     finally:
         progress.close()
-    if progress.error:
-        _err(f"warning: {progress.error}")
+        report.close()
+        await control.aclose()
+    for problem in (progress.error, control.error, *report.errors):
+        if problem:
+            _err(f"warning: {problem}")
     return code
+
+
+def _print_report(cfg: Config, args: list[str], as_json: bool) -> int:
+    from .report import format_report, load_last
+
+    which = args[0] if args else "stop"
+    if which not in ("stop", "start") or len(args) > 1:
+        raise _UsageError("report takes stop or start")
+    rep = load_last(cfg, which)
+    if rep is None:
+        _err(f"no report of a {which} run yet")
+        return EXIT_NOT_RUNNING
+    if as_json:
+        print(json.dumps(rep.to_dict()))
+    else:
+        format_report(rep, lambda line: print(line))
+    return EXIT_OK
 
 
 def print_plan(plan, out=None) -> None:
@@ -186,10 +245,122 @@ def print_plan(plan, out=None) -> None:
     out.flush()
 
 
+def _split_subcommand(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(global options + verb, the verb's own options) for verbs in SUBCOMMANDS; else (argv, [])."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--config", "--parallel"):
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return (argv[: i + 1], argv[i + 1 :]) if a in SUBCOMMANDS else (argv, [])
+        i += 1
+    return argv, []
+
+
+def _install_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xendomains install", add_help=False)
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--systemd", dest="kind", action="store_const", const="systemd")
+    kind.add_argument("--sysv", dest="kind", action="store_const", const="sysv")
+    p.add_argument("--prefix", default="/")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--guests", type=int)
+    p.add_argument("--exe")
+    p.error = lambda msg: (_ for _ in ()).throw(_UsageError(f"install: {msg}"))  # type: ignore[method-assign]
+    return p
+
+
+def _install(ns: argparse.Namespace, sub: list[str]) -> int:
+    from .config import Config as _Config
+    from .install import default_kind, install, next_steps
+
+    opts = _install_parser().parse_args(sub)
+    if opts.guests is not None and opts.guests < 1:
+        raise _UsageError("install: --guests must be at least 1")
+    try:
+        cfg = load_config(ns.config)
+    except ConfigMissing as exc:
+        if ns.config:
+            _err(str(exc))
+            return EXIT_NOT_CONFIGURED
+        cfg = _Config()  # no config yet: the defaults, and the service will search at run time
+    if cfg.problems:
+        for p in cfg.problems:
+            _err(str(p))
+        _err("refusing to install with a malformed config (the timeouts are computed from it)")
+        return EXIT_NOT_CONFIGURED
+    if ns.parallel is not None:
+        cfg = cfg.with_overrides(parallel=max(1, ns.parallel))
+    kind = opts.kind or default_kind()
+    config = Path(ns.config).absolute() if ns.config else None
+    exe = [os.path.abspath(opts.exe)] if opts.exe else None
+    try:
+        results = install(kind, cfg, prefix=Path(opts.prefix), config=config, exe=exe, guests=opts.guests, force=opts.force)
+    except OSError as exc:
+        _err(f"cannot install: {exc.filename or ''}: {exc.strerror or exc}")
+        return EXIT_PRIV if isinstance(exc, PermissionError) else EXIT_FAILED
+    for r in results:
+        if r.ok:
+            print(f"{r.path}: {r.action}" + (f" ({r.detail})" if r.detail else ""))
+        else:
+            _err(r.detail)
+    if all(r.ok for r in results) and any(r.action != "unchanged" for r in results):
+        for step in next_steps(kind, Path(opts.prefix)):
+            print(f"  next: {step}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+_CONTROL_USAGE = ("control takes: status | abort [--now] | skip-guest GUEST | skip-stage GUEST [STAGE] | set-parallel N"
+                  " | disable-stage STAGE | enable-stage STAGE | migrate-target [\"HOST [OPTIONS]\"]")
+
+
+def _control(cfg: Config, sub: list[str], as_json: bool) -> int:
+    from .control import ControlClient, ControlError, socket_path
+
+    if not sub:
+        raise _UsageError(_CONTROL_USAGE)
+    action, rest = sub[0], sub[1:]
+    c = ControlClient(socket_path(cfg.progress))
+    calls = {
+        ("status", 0): lambda: c.status(),
+        ("abort", 0): lambda: c.abort(False),
+        ("skip-guest", 1): lambda: c.skip_guest(rest[0]),
+        ("skip-stage", 1): lambda: c.skip_stage(rest[0]),
+        ("skip-stage", 2): lambda: c.skip_stage(rest[0], rest[1]),
+        ("disable-stage", 1): lambda: c.set_stage(rest[0], False),
+        ("enable-stage", 1): lambda: c.set_stage(rest[0], True),
+        ("migrate-target", 0): lambda: c.set_migrate_target(None),
+        ("migrate-target", 1): lambda: c.set_migrate_target(rest[0]),
+    }
+    if action == "abort" and rest == ["--now"]:
+        call = lambda: c.abort(True)  # noqa: E731
+    elif action == "set-parallel" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 1:
+        call = lambda: c.set_parallel(int(rest[0]))  # noqa: E731
+    elif (action, len(rest)) in calls:
+        call = calls[(action, len(rest))]
+    else:
+        raise _UsageError(_CONTROL_USAGE)
+    try:
+        reply = call()
+    except ControlError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    if as_json or action == "status":
+        print(json.dumps(reply))
+    else:
+        print("ok")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    argv, sub = _split_subcommand(argv)
     try:
         ns = _parse(argv)
+        if ns.verb == "install" and not (ns.help or ns.version):
+            return _install(ns, sub)
     except _UsageError as exc:
         _err(str(exc))
         sys.stderr.write(USAGE + "\n")
@@ -206,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err(f"unknown verb {verb!r}")
         sys.stderr.write(USAGE + "\n")
         return EXIT_USAGE
-    if verb in ("start", "status", "restart", "reload", "force-reload", "condrestart", "try-restart") and ns.args:
+    if verb in ("start", "status", "restart", "reload", "force-reload", "condrestart", "try-restart", "control") and ns.args:
         _err(f"{verb} takes no guest names")
         sys.stderr.write(USAGE + "\n")
         return EXIT_USAGE
@@ -217,8 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verb == "stop":
             _err(f"{exc}; nothing to stop")
             return EXIT_OK
-        _err(str(exc))
-        return EXIT_NOT_CONFIGURED
+        if verb in ("control", "report") and not ns.config:
+            cfg = Config()  # the default progress directory is all they need
+        else:
+            _err(str(exc))
+            return EXIT_NOT_CONFIGURED
     for w in cfg.warnings:
         _err(f"warning: {w}")
     if ns.parallel is not None:
@@ -226,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err("--parallel must be at least 1")
             return EXIT_USAGE
         cfg = cfg.with_overrides(parallel=ns.parallel)
-    if cfg.problems and verb != "stop":
+    if cfg.problems and verb not in ("stop", "control", "report"):
         for p in cfg.problems:
             _err(str(p))
         _err(f"refusing to {verb} with a malformed config (fix it; stop would use the defaults)")
@@ -250,7 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err("interrupted")
             return EXIT_FAILED
 
-    if verb in ("start", "stop", "status", "plan"):
+    if verb == "control":
+        try:
+            return _control(cfg, sub, ns.json)
+        except _UsageError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+    if verb in ("start", "stop", "status", "plan", "report"):
         return run(verb, ns.args)
     if verb in ("condrestart", "try-restart"):
         from .lock import default_lock_path

@@ -1,0 +1,241 @@
+"""The run report (last-stop.json / last-start.json) and `status` reconciling it with the host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xdcore import cli
+from xdcore.config import Config
+from xdcore.events import EventBus, LockHeld, RunStarted, StageFinished
+from xdcore.report import (
+    STATE_DIR,
+    RunReport,
+    RunReportWriter,
+    load_last,
+    load_report,
+    reconcile,
+    report_dirs,
+)
+from xdcore.service import Service
+
+from .fakes import FakeToolstack
+
+
+def make(tmp_path: Path, ts: FakeToolstack | None = None, **kw):
+    base = dict(path=None, save_dir=tmp_path / "save", auto_dir=tmp_path / "auto", lockfile=tmp_path / "lock",
+                progress=tmp_path / "run" / "progress.jsonl", usleep_us=0, create_usleep_us=0, stop_maxwait=5)
+    base.update(kw)
+    cfg = Config(**base)
+    ts = ts or FakeToolstack()
+    writer = RunReportWriter.for_config(cfg)
+    svc = Service(cfg, ts, EventBus([writer]))
+    return cfg, svc, ts, writer
+
+
+def auto(cfg: Config, ts: FakeToolstack, *names: str) -> None:
+    cfg.auto_dir.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        p = cfg.auto_dir / f"{n}.cfg"
+        p.write_text(f'name = "{n}"\n')
+        ts.configs[p] = n
+
+
+async def test_a_stop_writes_each_guests_outcome_reason_and_stage_times(tmp_path):
+    cfg, svc, ts, _ = make(tmp_path, migrate=("host2",))
+    ts.add("web01"), ts.add("db"), ts.add("undead", flags="-b---d")
+    ts.fail.update({("migrate", "web01"), ("migrate", "db"), ("save", "db")})
+    out = await svc.stop()
+    path = tmp_path / "run" / "last-stop.json"
+    rep = load_report(path)
+    assert rep is not None and rep.verb == "stop" and rep.exit_code == out.exit_code == 0
+    assert rep.finished_at >= rep.started_at
+    web, db, undead = rep.guest("web01"), rep.guest("db"), rep.guest("undead")
+    assert web.outcome == "saved"
+    assert [(s.stage, s.outcome) for s in web.stages] == [("migrate", "failed"), ("save", "done")]
+    assert "migrate of web01 failed (fake)" in web.stages[0].detail
+    assert db.outcome == "shutdown"
+    assert [s.stage for s in db.stages] == ["migrate", "save", "shutdown"]
+    assert any("Save of db failed" in n for n in db.notes)
+    assert undead.outcome == "zombie" and "dying" in undead.detail
+    assert all(s.elapsed >= 0 for s in web.stages) and web.elapsed >= 0
+    assert [s.stage for s in rep.host_stages][:1] == ["select"]
+    raw = json.loads(path.read_text())
+    assert raw["format"] == 1 and {g["guest"] for g in raw["guests"]} == {"web01", "db", "undead"}
+
+
+async def test_a_failed_guest_makes_the_report_say_failed_and_why(tmp_path):
+    cfg, svc, ts, _ = make(tmp_path, save_dir=None)
+    ts.add("stuck")
+    ts.fail.add(("shutdown", "stuck"))
+    out = await svc.stop()
+    rep = load_last(cfg, "stop")
+    assert out.exit_code == rep.exit_code == 1
+    assert rep.guest("stuck").outcome == "failed"
+    assert "shutdown failed" in rep.guest("stuck").detail
+
+
+async def test_a_start_writes_last_start_beside_the_progress_file_and_keeps_the_stop_report(tmp_path):
+    cfg, svc, ts, _ = make(tmp_path)
+    ts.add("web01")
+    await svc.stop()
+    auto(cfg, ts, "db")
+    cfg2, svc2, _, _ = make(tmp_path, ts=ts)
+    out = await svc2.start()
+    start = load_last(cfg, "start")
+    assert out.exit_code == 0 and start.verb == "start"
+    assert {g.guest: g.outcome for g in start.guests} == {"web01": "restored", "db": "created"}
+    assert [s.stage for s in start.guest("web01").stages] == ["restore"]
+    assert load_last(cfg, "stop").guest("web01").outcome == "saved"
+
+
+def test_a_run_that_never_finished_leaves_an_interrupted_report(tmp_path):
+    w = RunReportWriter([tmp_path])
+    w(RunStarted(verb="stop", run="r1", pid=42))
+    w(StageFinished(stage="save", outcome="done", guest="web01", elapsed=1.0))
+    w.close()
+    rep = load_report(tmp_path / "last-stop.json")
+    assert rep.interrupted and rep.exit_code is None and rep.pid == 42
+    assert rep.guest("web01").outcome == "interrupted"
+
+
+def test_a_run_that_never_started_writes_nothing_so_the_last_real_report_stays(tmp_path):
+    (tmp_path / "last-start.json").write_text("keep")
+    w = RunReportWriter([tmp_path])
+    w(LockHeld(path="/var/lock/xendomains"))
+    w.close()
+    assert (tmp_path / "last-start.json").read_text() == "keep"
+
+
+def test_reports_on_a_tmpfs_are_also_kept_where_a_reboot_does_not_wipe_them(tmp_path):
+    assert report_dirs(Config(path=None)) == [Path("/run/xendomains"), STATE_DIR]
+    assert report_dirs(Config(path=None, progress=tmp_path / "p.jsonl")) == [tmp_path]
+
+
+def test_the_newest_copy_of_a_report_wins_and_garbage_is_ignored(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, t in ((a, 100.0), (b, 200.0)):
+        d.mkdir()
+        rep = RunReport(verb="stop", run=d.name, started_at=t - 1, finished_at=t, exit_code=0)
+        (d / "last-stop.json").write_text(rep.to_json())
+    assert load_last(Config(path=None), "stop", dirs=[a, b]).run == "b"
+    (b / "last-stop.json").write_text("{not json")
+    assert load_last(Config(path=None), "stop", dirs=[a, b]).run == "a"
+
+
+def test_a_report_round_trips_through_json():
+    from xdcore.report import GuestRecord, StageRecord
+
+    rep = RunReport(verb="stop", run="r", started_at=1.0, finished_at=2.0, exit_code=1, summary="1 failed",
+                    guests=(GuestRecord("g", "failed", "why", 1.5, 3, (StageRecord("save", "timeout", 1.5, "x"),), ("n",)),),
+                    host_stages=(StageRecord("select", "done"),), messages=("warning: w",), interventions=("abort",))
+    assert RunReport.from_dict(json.loads(rep.to_json())) == rep
+
+
+# -- reconcile -----------------------------------------------------------------------------------------
+
+
+async def test_status_after_boot_says_the_saved_guest_was_restored_and_the_auto_guest_started(tmp_path):
+    cfg, svc, ts, _ = make(tmp_path, save_dir=tmp_path / "save")
+    ts.add("web01"), ts.add("db")
+    auto(cfg, ts, "db")
+    ts.fail.add(("save", "db"))  # db is shut down instead
+    await svc.stop()
+    _, svc2, _, _ = make(tmp_path, ts=ts)
+    await svc2.start()
+    rep = await svc2.status()
+    rec = cli.reconcile_status(cfg, rep)
+    now = {r.guest: (r.then, r.now, r.ok) for r in rec.guests}
+    assert now == {"web01": ("saved", "restored", True), "db": ("shutdown", "started again", True)}
+    assert rep.exit_code == 0  # status exit codes are untouched by the reconciliation
+
+
+async def test_status_flags_a_quarantined_image_and_a_guest_whose_stop_failed(tmp_path):
+    cfg, svc, ts, _ = make(tmp_path)
+    ts.add("web01"), ts.add("stuck")
+    ts.fail.update({("save", "stuck"), ("shutdown", "stuck"), ("shutdown_all", "")})
+    await svc.stop()
+    ts.fail.clear()
+    ts.domains = {k: d for k, d in ts.domains.items() if d.name != "stuck"}  # the host went down anyway
+    ts.fail.add(("restore", "web01"))
+    _, svc2, _, _ = make(tmp_path, ts=ts)
+    await svc2.start()
+    rec = cli.reconcile_status(cfg, await svc2.status())
+    by = {r.guest: r for r in rec.guests}
+    assert (by["web01"].now, by["web01"].ok) == ("quarantined", False)
+    assert ".failed" in by["web01"].detail
+    assert (by["stuck"].then, by["stuck"].ok) == ("failed", False)
+    assert {r.guest for r in rec.problems} == {"web01", "stuck"}
+
+
+def test_reconcile_before_the_start_reports_the_waiting_image_and_a_lost_guest(tmp_path):
+    from xdcore.model import ImageKind, SaveImage
+    from xdcore.report import GuestRecord
+
+    stop = RunReport(verb="stop", run="r", started_at=1, finished_at=2, exit_code=0,
+                     guests=(GuestRecord("a", "saved"), GuestRecord("b", "saved"), GuestRecord("c", "migrated"),
+                             GuestRecord("d", "shutdown"), GuestRecord("e", "shutdown")))
+    img = SaveImage(tmp_path / "a", ImageKind.XL, 10, 0.0, "a", False)
+    rec = reconcile(stop, running=[], saved=[img], quarantined=[], auto=["e"])
+    by = {r.guest: (r.now, r.ok) for r in rec.guests}
+    assert by == {"a": ("image waiting", False), "b": ("lost", False), "c": ("on the target host", True),
+                  "d": ("off", True), "e": ("not started", False)}
+
+
+async def test_status_prints_the_reconciliation_and_puts_it_in_the_json(tmp_path, capsys):
+    cfg, svc, ts, _ = make(tmp_path)
+    ts.add("web01")
+    await svc.stop()
+    rep = await svc.status()
+    rec = cli.reconcile_status(cfg, rep)
+    cli.print_status(rep, reconciliation=rec)
+    out = capsys.readouterr().out
+    assert "Since the last stop (" in out
+    assert "web01" in out and "image waiting" in out
+    data = json.loads(cli.status_json(rep, rec))
+    assert data["reconcile"]["guests"] == [{"guest": "web01", "then": "saved", "now": "image waiting", "ok": False,
+                                            "detail": f"not restored yet: {cfg.save_dir / 'web01'}"}]
+    assert json.loads(cli.status_json(rep))["reconcile"] is None
+
+
+# -- through the CLI ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_host(tmp_path, monkeypatch):
+    """The `xendomains` CLI over the fake toolstack, with its config in tmp_path."""
+    ts = FakeToolstack()
+    conf = tmp_path / "xendomains.conf"
+    conf.write_text(f"XENDOMAINS_SAVE={tmp_path}/save\nXENDOMAINS_AUTO={tmp_path}/auto\n"
+                    f"XENDOMAINS_LOCKFILE={tmp_path}/lock\nXENDOMAINS_PROGRESS={tmp_path}/run/progress.jsonl\n"
+                    "XENDOMAINS_STOP_MAXWAIT=5\nXENDOMAINS_CREATE_USLEEP=0\n")
+    monkeypatch.setattr(cli, "make_service", lambda cfg, bus: Service(cfg, ts, bus))
+    monkeypatch.setenv("XENDOMAINS_SYSLOG", "no")
+    return ts, conf
+
+
+def test_the_stop_verb_writes_the_report_and_leaves_no_control_socket(cli_host, tmp_path, capsys):
+    ts, conf = cli_host
+    ts.add("web01")
+    assert cli.main(["--config", str(conf), "stop"]) == 0
+    assert load_report(tmp_path / "run" / "last-stop.json").guest("web01").outcome == "saved"
+    assert not (tmp_path / "run" / "control.sock").exists()
+    capsys.readouterr()
+    assert cli.main(["--config", str(conf), "report"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Last stop (run ") and "web01" in out and "saved" in out
+    assert cli.main(["--config", str(conf), "--json", "report", "stop"]) == 0
+    assert json.loads(capsys.readouterr().out)["guests"][0]["guest"] == "web01"
+    assert cli.main(["--config", str(conf), "report", "start"]) == 3
+    assert cli.main(["--config", str(conf), "report", "sideways"]) == 2
+
+
+def test_status_through_the_cli_keeps_its_exit_code_and_shows_the_section(cli_host, capsys):
+    ts, conf = cli_host
+    ts.add("web01")
+    cli.main(["--config", str(conf), "stop"])
+    capsys.readouterr()
+    assert cli.main(["--config", str(conf), "status"]) == 3  # not started: the LSB code, as before
+    assert "Since the last stop" in capsys.readouterr().out

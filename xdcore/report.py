@@ -1,0 +1,390 @@
+"""The run report: what a start or stop did to each guest, why, and how long it took.
+
+The progress file is the play-by-play and is replaced by the next run; the
+report is the verdict, kept as `last-stop.json` / `last-start.json` beside
+the progress file.  /run is wiped at boot, and the stop report matters most
+after a reboot, so when the progress file lives under /run the report is
+also written to /var/lib/xendomains; readers take the newest copy.
+
+`reconcile` compares the last stop's report with the host as it is now —
+was the saved guest restored, is its image still waiting or quarantined, did
+the auto guest that was shut down start again — for `xendomains status`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .events import (
+    ControlApplied,
+    Event,
+    GuestFinished,
+    GuestPlanned,
+    GuestSkipped,
+    MessageLogged,
+    RunFinished,
+    RunStarted,
+    StageDowngraded,
+    StageFinished,
+)
+from .model import SaveImage
+
+#: persistent copy of the reports when the progress file is on a tmpfs
+STATE_DIR = Path("/var/lib/xendomains")
+_VOLATILE = (Path("/run"), Path("/var/run"), Path("/dev/shm"))
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage of one guest (or of the host): outcome done/failed/timeout/skipped/cancelled."""
+
+    stage: str
+    outcome: str
+    elapsed: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GuestRecord:
+    """How one guest's pipeline ended: outcome (saved, migrated, restored, failed …), why, how long."""
+
+    guest: str
+    outcome: str
+    detail: str = ""
+    elapsed: float = 0.0
+    domid: int = -1
+    stages: tuple[StageRecord, ...] = ()
+    notes: tuple[str, ...] = ()  # downgrades, operator actions, warnings naming this guest
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The verdict of one start or stop run.  exit_code None: the run never finished (killed)."""
+
+    verb: str
+    run: str
+    started_at: float
+    finished_at: float | None
+    exit_code: int | None
+    summary: str = ""
+    pid: int = 0
+    toolstack: str = ""
+    parallel: int = 1
+    config: str = ""
+    guests: tuple[GuestRecord, ...] = ()
+    host_stages: tuple[StageRecord, ...] = ()
+    messages: tuple[str, ...] = ()  # warnings and errors not about one guest
+    interventions: tuple[str, ...] = ()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.exit_code is None
+
+    def guest(self, name: str) -> GuestRecord | None:
+        return next((g for g in self.guests if g.guest == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["format"] = 1
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunReport":
+        def stages(items: Iterable[dict[str, Any]]) -> tuple[StageRecord, ...]:
+            return tuple(StageRecord(str(s["stage"]), str(s["outcome"]), float(s.get("elapsed", 0.0)), str(s.get("detail", "")))
+                         for s in items)
+
+        guests = tuple(GuestRecord(str(g["guest"]), str(g["outcome"]), str(g.get("detail", "")), float(g.get("elapsed", 0.0)),
+                                   int(g.get("domid", -1)), stages(g.get("stages", ())), tuple(g.get("notes", ())))
+                       for g in d.get("guests", ()))
+        return cls(verb=str(d["verb"]), run=str(d.get("run", "")), started_at=float(d["started_at"]),
+                   finished_at=None if d.get("finished_at") is None else float(d["finished_at"]),
+                   exit_code=None if d.get("exit_code") is None else int(d["exit_code"]),
+                   summary=str(d.get("summary", "")), pid=int(d.get("pid", 0)), toolstack=str(d.get("toolstack", "")),
+                   parallel=int(d.get("parallel", 1)), config=str(d.get("config", "")), guests=guests,
+                   host_stages=stages(d.get("host_stages", ())), messages=tuple(d.get("messages", ())),
+                   interventions=tuple(d.get("interventions", ())))
+
+
+def report_dirs(cfg: Config) -> list[Path]:
+    """Where reports are written: beside the progress file, plus STATE_DIR when that is volatile."""
+    primary = cfg.progress.parent
+    dirs = [primary]
+    if any(primary == v or v in primary.parents for v in _VOLATILE) and primary != STATE_DIR:
+        dirs.append(STATE_DIR)
+    return dirs
+
+
+def report_name(verb: str) -> str:
+    return f"last-{verb}.json"
+
+
+def load_report(path: Path) -> RunReport | None:
+    """A report file, or None when it is missing or unreadable (a report never breaks status)."""
+    try:
+        return RunReport.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_last(cfg: Config, verb: str, dirs: Sequence[Path] | None = None) -> RunReport | None:
+    """The newest `last-VERB.json` among the report directories."""
+    found = [r for d in (dirs or report_dirs(cfg)) if (r := load_report(d / report_name(verb)))]
+    return max(found, key=lambda r: r.finished_at or r.started_at, default=None)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class _Guest:
+    """Mutable accumulator for one guest while the run goes on."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.outcome = "pending"
+        self.detail = ""
+        self.elapsed = 0.0
+        self.domid = -1
+        self.stages: list[StageRecord] = []
+        self.notes: list[str] = []
+
+    def freeze(self, interrupted: bool) -> GuestRecord:
+        outcome = self.outcome
+        detail = self.detail
+        if outcome == "pending" and interrupted:
+            outcome, detail = "interrupted", "the run ended before this guest finished"
+        return GuestRecord(self.name, outcome, detail, round(self.elapsed, 3), self.domid, tuple(self.stages), tuple(self.notes))
+
+
+class RunReportWriter:
+    """Event sink: accumulates one run and writes its report when the run finishes.
+
+    `close()` (call it in a finally) writes an interrupted report when the
+    run started but never emitted RunFinished.  A run that never started
+    (lock held, not root) writes nothing, so it never hides the last real one.
+    """
+
+    def __init__(self, dirs: Sequence[Path]):
+        self.dirs = [Path(d) for d in dirs]
+        self.errors: list[str] = []
+        self.written: list[Path] = []
+        self._start: RunStarted | None = None
+        self._guests: dict[str, _Guest] = {}
+        self._host: list[StageRecord] = []
+        self._messages: list[str] = []
+        self._controls: list[str] = []
+        self._done = False
+
+    @classmethod
+    def for_config(cls, cfg: Config) -> "RunReportWriter":
+        return cls(report_dirs(cfg))
+
+    def _g(self, name: str) -> _Guest:
+        g = self._guests.get(name)
+        if g is None:
+            g = self._guests[name] = _Guest(name)
+        return g
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, RunStarted):
+            self._start = e
+            return
+        if self._start is None or self._done:
+            return
+        if isinstance(e, GuestPlanned):
+            g = self._g(e.guest)
+            g.domid = e.domid
+        elif isinstance(e, GuestSkipped):
+            g = self._g(e.guest)
+            g.outcome, g.detail, g.domid = "skipped", e.reason, e.domid
+        elif isinstance(e, StageFinished):
+            rec = StageRecord(e.stage, e.outcome, round(e.elapsed, 3), e.detail)
+            if e.guest:
+                self._g(e.guest).stages.append(rec)
+            else:
+                self._host.append(rec)
+        elif isinstance(e, StageDowngraded):
+            self._g(e.guest).notes.append(f"{e.from_stage} replaced by {e.to_stage}: {e.reason}")
+        elif isinstance(e, GuestFinished):
+            g = self._g(e.guest)
+            g.outcome, g.detail, g.elapsed = e.outcome, e.detail, e.elapsed
+            if e.domid >= 0:
+                g.domid = e.domid
+        elif isinstance(e, MessageLogged) and e.level in ("warning", "error"):
+            if e.guest and e.guest in self._guests:
+                self._g(e.guest).notes.append(f"{e.level}: {e.text}")
+            else:
+                self._messages.append(f"{e.level}: {e.text}")
+        elif isinstance(e, ControlApplied):
+            what = " ".join(x for x in (e.guest, e.stage, e.value) if x)
+            self._controls.append(f"{e.action} {what}".strip())
+            if e.guest:
+                self._g(e.guest).notes.append(f"operator: {e.action}" + (f" {e.stage}" if e.stage else ""))
+        elif isinstance(e, RunFinished):
+            self._write(self.build(e))
+
+    def build(self, end: RunFinished | None = None) -> RunReport:
+        s = self._start
+        assert s is not None
+        return RunReport(
+            verb=s.verb, run=s.run, started_at=s.at,
+            finished_at=end.at if end else time.time(),
+            exit_code=end.exit_code if end else None,
+            summary=end.summary if end else "interrupted",
+            pid=s.pid, toolstack=s.toolstack, parallel=s.parallel, config=s.config,
+            guests=tuple(g.freeze(end is None) for g in self._guests.values()),
+            host_stages=tuple(self._host), messages=tuple(self._messages), interventions=tuple(self._controls),
+        )
+
+    def _write(self, report: RunReport) -> None:
+        self._done = True
+        text = report.to_json() + "\n"
+        for d in self.dirs:
+            path = d / report_name(report.verb)
+            try:
+                write_atomic(path, text)
+                self.written.append(path)
+            except OSError as exc:
+                self.errors.append(f"cannot write the run report {path}: {exc.strerror or exc}")
+
+    def close(self) -> None:
+        if self._start is not None and not self._done:
+            self._write(self.build(None))
+
+
+# -- reconciling the last stop with the host now ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """One guest of the last stop: what the stop did (`then`), what is true now (`now`), whether that is fine."""
+
+    guest: str
+    then: str
+    now: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    stop: RunReport
+    guests: tuple[Reconciled, ...]
+
+    @property
+    def problems(self) -> tuple[Reconciled, ...]:
+        return tuple(r for r in self.guests if not r.ok)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.stop.run,
+            "stopped_at": self.stop.finished_at or self.stop.started_at,
+            "stop_exit_code": self.stop.exit_code,
+            "guests": [asdict(r) for r in self.guests],
+        }
+
+
+def reconcile(stop: RunReport, running: Iterable[str], saved: Iterable[SaveImage],
+              quarantined: Iterable[SaveImage], auto: Iterable[str]) -> Reconciliation:
+    """Compare the last stop's outcome per guest with the running guests, the save dir and the auto dir now."""
+    running_s, auto_s = set(running), set(auto)
+    images = {i.guest: i for i in saved if i.guest}
+    jailed = {q.guest: q for q in quarantined if q.guest}
+    out: list[Reconciled] = []
+    for g in stop.guests:
+        name, then = g.guest, g.outcome
+        up = name in running_s
+        if then == "saved":
+            if up:
+                r = Reconciled(name, then, "restored", True)
+            elif name in jailed:
+                r = Reconciled(name, then, "quarantined", False, f"restore failed; image in {jailed[name].path}")
+            elif name in images:
+                r = Reconciled(name, then, "image waiting", False, f"not restored yet: {images[name].path}")
+            else:
+                r = Reconciled(name, then, "lost", False, "neither running nor saved")
+        elif then == "migrated":
+            r = Reconciled(name, then, "running here" if up else "on the target host", True)
+        elif then in ("shutdown", "destroyed", "zombie"):
+            if up:
+                r = Reconciled(name, then, "started again", True)
+            elif name in auto_s:
+                r = Reconciled(name, then, "not started", False, "in the auto directory but not running")
+            else:
+                r = Reconciled(name, then, "off", True, "not in the auto directory")
+        elif then == "failed":
+            r = Reconciled(name, then, "running" if up else "not running", False, f"the stop failed: {g.detail}" if g.detail else "the stop failed")
+        else:  # skipped, interrupted, pending …
+            if up:
+                r = Reconciled(name, then, "running", True)
+            else:
+                r = Reconciled(name, then, "not running", name not in auto_s, g.detail)
+        out.append(r)
+    return Reconciliation(stop, tuple(out))
+
+
+def format_when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def print_reconciliation(rec: Reconciliation, write) -> None:
+    """The status section: `write` takes one line."""
+    s = rec.stop
+    when = format_when(s.finished_at or s.started_at)
+    how = "interrupted" if s.interrupted else f"exit {s.exit_code}"
+    write(f" Since the last stop ({when}, {how}):")
+    if not rec.guests:
+        write("   no guest was stopped")
+    for r in rec.guests:
+        mark = " " if r.ok else "!"
+        write(f"  {mark}{r.guest:<24} {r.then:<10} → {r.now}" + (f"  ({r.detail})" if r.detail else ""))
+
+
+def format_report(rep: RunReport, write) -> None:
+    """`xendomains report`: the report for people."""
+    when = format_when(rep.started_at)
+    took = f", {rep.finished_at - rep.started_at:.1f}s" if rep.finished_at else ""
+    how = "interrupted" if rep.interrupted else f"exit {rep.exit_code}"
+    write(f"Last {rep.verb} (run {rep.run}, {when}{took}, {how}): {rep.summary}")
+    for g in rep.guests:
+        stages = " ".join(f"{s.stage}:{s.outcome}" + (f"({s.elapsed:.1f}s)" if s.elapsed else "") for s in g.stages)
+        write(f"  {g.guest:<24} {g.outcome:<10} {g.elapsed:7.1f}s  {stages}")
+        if g.detail:
+            write(f"      why: {g.detail}")
+        for n in g.notes:
+            write(f"      {n}")
+    for st in rep.host_stages:
+        write(f"  [{st.stage}] {st.outcome}" + (f": {st.detail}" if st.detail else ""))
+    for m in rep.messages:
+        write(f"  {m}")
+    for c in rep.interventions:
+        write(f"  operator: {c}")
+
+
+__all__ = ["GuestRecord", "Reconciled", "Reconciliation", "RunReport", "RunReportWriter", "STATE_DIR", "StageRecord",
+           "format_report", "load_last", "load_report", "print_reconciliation", "reconcile", "report_dirs", "report_name"]
