@@ -229,11 +229,16 @@ def print_plan(plan, out=None) -> None:
     out = out or sys.stdout
     w = lambda s="": out.write(s + "\n")  # noqa: E731
     w(f"Plan for {plan.verb} ({len(plan.guests)} guests, {plan.parallel} at a time, about {plan.estimate_s:.0f}s):")
+    # the reasons every guest shares (the config) once; per guest only what differs
+    common = set.intersection(*(set(g.reasons) for g in plan.guests if g.stages != ("zombie",))) if plan.guests else set()
+    for r in sorted(common, key=lambda r: next((i for g in plan.guests for i, x in enumerate(g.reasons) if x == r), 0)):
+        w(f"  why: {r}")
     for g in plan.guests:
         stages = " → ".join(g.stages) if g.stages else "nothing"
         w(f"  {g.guest:<24} {stages:<36} ~{g.estimate_s:.0f}s" + (f"  ({g.note})" if g.note else ""))
         for r in g.reasons:
-            w(f"      {r}")
+            if r not in common:
+                w(f"      {r}")
     for name, why in plan.skipped:
         w(f"  {name:<24} skipped: {why}")
     if plan.save_dir_free is not None:
@@ -243,7 +248,6 @@ def print_plan(plan, out=None) -> None:
     for n in plan.notes:
         w(f"  note: {n}")
     out.flush()
-
 
 def _split_subcommand(argv: list[str]) -> tuple[list[str], list[str]]:
     """(global options + verb, the verb's own options) for verbs in SUBCOMMANDS; else (argv, [])."""

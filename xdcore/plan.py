@@ -91,7 +91,10 @@ class Throughputs:
 
 
 def throughput_path(cfg: Config) -> Path:
-    return cfg.progress.parent / "throughput.json"
+    """Measured throughputs must survive a reboot: kept in the persistent report directory."""
+    from .report import report_dirs
+
+    return report_dirs(cfg)[-1] / "throughput.json"
 
 
 class ThroughputRecorder:

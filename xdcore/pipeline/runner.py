@@ -199,8 +199,8 @@ class StopRunner:
     async def run_guest(self, d: Domain) -> GuestResult:
         """Walk the stage table for one guest; always ends with exactly one GuestFinished."""
         res = GuestResult(d.name, d.domid)
-        t0 = time.monotonic()
         await self.control.limiter.acquire()
+        t0 = time.monotonic()  # the guest's own time, not its wait for a free slot
         try:
             if self.control.aborted or self.control.guest_skipped(d.name):
                 res.outcome = "skipped"
