@@ -10,6 +10,7 @@
     xdsim --state DIR clear [--latency]
     xdsim --state DIR memory --total MIB [--free MIB]
     xdsim --state DIR list | targets | history
+    xdsim --state DIR xenstored [--socket PATH]   # a simulated xenstored mirroring the host
     xdsim --state DIR xl ARGS… | xm ARGS…     (run the simulated tool without a shim)
 
 DIR defaults to $XDSIM_STATE.
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="show domains, faults and latencies")
     sub.add_parser("targets", help="show guests received by migration targets")
     sub.add_parser("history", help="show the state-changing commands run so far")
+    s = sub.add_parser("xenstored", help="serve the xs_wire protocol mirroring this host (DIR/xenstored.sock)")
+    s.add_argument("--socket", help="socket path (default DIR/xenstored.sock)")
     for flavour in ("xl", "xm"):
         s = sub.add_parser(flavour, help=f"run the simulated {flavour}", add_help=False)
         s.add_argument("args", nargs=argparse.REMAINDER)
@@ -105,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         print("xdsim: no state directory: pass --state DIR or set XDSIM_STATE", file=sys.stderr)
         return 2
     sdir = Path(args.state)
+    if args.cmd == "xenstored":
+        from .xenstored import main as xenstored_main
+
+        return xenstored_main(["--state", str(sdir)] + (["--socket", args.socket] if args.socket else []))
     if args.cmd in ("xl", "xm"):
         from .tool import run_command
 

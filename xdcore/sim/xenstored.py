@@ -65,6 +65,7 @@ class Mirrored:
 
 
 GUEST_SEEDED = ("control/shutdown", "control/sysrq")
+TRANSIENT_MAX = 64  # at most this many short-lived guests are replayed per sync
 STUB_DOMID_PATH = "/tool/xenstored/domid"  # present only when xenstored runs in a stub domain
 
 
@@ -112,8 +113,14 @@ class HostMirror:
         self.store = store
         self.mirrored: dict[int, Mirrored] = {}
         self.stub_domid: int | None = None
+        self.next_domid: int | None = None
 
-    def sync(self, domains: Sequence[Any], stub_domid: int | None = None) -> list[Outgoing]:
+    def sync(
+        self, domains: Sequence[Any], stub_domid: int | None = None, next_domid: int | None = None
+    ) -> list[Outgoing]:
+        """Bring the store in line with `domains`; `next_domid` (the host's next free domid) reveals
+        guests that were created and gone again between two syncs, which are then introduced
+        and released at once, as a real xenstored would have seen them."""
         out: list[Outgoing] = []
         if stub_domid != self.stub_domid:
             if stub_domid is None:
@@ -147,6 +154,22 @@ class HostMirror:
                     out += self.store.release(domid)
             uuid = owned[f"/local/domain/{domid}/vm"][0].decode()[len("/vm/") :]
             self.mirrored[domid] = Mirrored(uuid, flags, owned)
+        if next_domid is not None:
+            if self.next_domid is not None:
+                missed = range(self.next_domid, min(next_domid, self.next_domid + TRANSIENT_MAX))
+                for domid in missed:
+                    if domid and domid not in wanted:
+                        out += self._flash(domid)
+            self.next_domid = next_domid
+        return out
+
+    def _flash(self, domid: int) -> list[Outgoing]:
+        """A guest that lived between two looks: its home appears and goes, introduced then released."""
+        home = f"/local/domain/{domid}"
+        out = self.store.put(f"{home}/domid", str(domid).encode(), None)
+        out += self.store.introduce(domid)
+        out += self.store.remove(home)
+        out += self.store.release(domid)
         return out
 
     @staticmethod
@@ -173,6 +196,7 @@ class HostView:
     domains: tuple[Any, ...]
     next_due: float | None
     stub_domid: int | None
+    next_domid: int | None = None
 
 
 def load_host(state_dir: Path) -> HostView:
@@ -184,7 +208,8 @@ def load_host(state_dir: Path) -> HostView:
     snap = host.snapshot_of(st, now)
     dues = [t for d in st.domains for t in (d.ready_at, d.gone_at) if t is not None]
     stub = next((d.domid for d in st.domains if getattr(d, "xs_domain", False)), None)
-    return HostView(tuple(snap.domains), min(dues) if dues else None, stub)
+    next_domid = getattr(st, "next_domid", None)
+    return HostView(tuple(snap.domains), min(dues) if dues else None, stub, next_domid)
 
 
 class Xenstored:
@@ -269,7 +294,7 @@ class Xenstored:
             self._stamp, self._loaded_at = stamp, now
             return
         self._stamp, self._loaded_at, self._next_due = stamp, now, view.next_due
-        self.send(self.mirror.sync(view.domains, view.stub_domid))
+        self.send(self.mirror.sync(view.domains, view.stub_domid, view.next_domid))
 
     async def _poll_forever(self) -> None:
         while True:
