@@ -415,8 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_verb(v, args, cfg, ns.json))
         except ToolstackMissing as exc:
             _err(str(exc))
-            if v == "stop":
-                return EXIT_OK if False else EXIT_NOT_INSTALLED
+            # LSB: 5 "program is not installed"; status reports 3 ("not running")
             return EXIT_NOT_RUNNING if v == "status" else EXIT_NOT_INSTALLED
         except _UsageError as exc:
             _err(str(exc))

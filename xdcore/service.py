@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import savedir
 from .config import Config
-from .errors import CommandFailed, LockError, ToolstackError, XendomainsError
+from .errors import CommandFailed, CommandTimedOut, LockError, ToolstackError, XendomainsError
 from .events import (
     EventBus,
     GuestFinished,
@@ -236,8 +236,14 @@ class Service:
                     self.bus.emit(StageFinished(stage="shutdown_all", outcome="done", elapsed=time.monotonic() - t0,
                                                 detail=", ".join(d.name for d in alive)))
                 except ToolstackError as exc:
-                    self.bus.emit(StageFinished(stage="shutdown_all", outcome="failed", elapsed=time.monotonic() - t0, detail=str(exc)))
-                    self._error(f"shutdown of all remaining guests failed: {exc}")
+                    outcome_word = "timeout" if isinstance(exc, CommandTimedOut) else "failed"
+                    self.bus.emit(StageFinished(stage="shutdown_all", outcome=outcome_word, elapsed=time.monotonic() - t0, detail=str(exc)))
+                    try:
+                        left = [d.name for d in (await self.guests())[0] if not d.zombie]
+                    except ToolstackError:
+                        left = [d.name for d in alive]
+                    self._error(f"shutdown of all remaining guests {'timed out' if outcome_word == 'timeout' else 'failed'}: {exc}; "
+                                f"still running: {', '.join(left) or 'none'}")
                     outcome.exit_code = EXIT_FAILED
                 finally:
                     current_step.reset(token)

@@ -65,7 +65,8 @@ class GuestResult:
 
 
 def attach_command_events(toolstack: Toolstack, bus: EventBus) -> Callable[[], None]:
-    """Turn the toolstack's command observer calls into CommandStarted/CommandFinished events."""
+    """Turn the toolstack's command observer calls into CommandStarted/CommandFinished events
+    (and its notices into warnings); returns the function that detaches them."""
 
     def observer(phase: str, argv: tuple[str, ...], pid_or_rc: int | None, secs: float, stderr: str) -> None:
         guest, st = current_step.get()
@@ -74,8 +75,19 @@ def attach_command_events(toolstack: Toolstack, bus: EventBus) -> Callable[[], N
         else:
             bus.emit(CommandFinished(argv=argv, returncode=pid_or_rc, elapsed=secs, stderr=stderr[-2000:], guest=guest, stage=st))
 
+    def notice(text: str) -> None:
+        bus.emit(MessageLogged(level="warning", text=text))
+
     toolstack.observers.append(observer)
-    return lambda: toolstack.observers.remove(observer) if observer in toolstack.observers else None
+    toolstack.notice_listeners.append(notice)
+
+    def detach() -> None:
+        if observer in toolstack.observers:
+            toolstack.observers.remove(observer)
+        if notice in toolstack.notice_listeners:
+            toolstack.notice_listeners.remove(notice)
+
+    return detach
 
 
 class Deadline:
@@ -311,7 +323,8 @@ class StopRunner:
             detail = _describe(exc)
             self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome=outcome, elapsed=elapsed, detail=detail))
             fb = f"; falls back to {st.fallback}" if (st.fallback and name != "sysrq") else ""
-            self.bus.emit(MessageLogged(level="error", guest=d.name, text=f"{st.title if not override else 'Destroy'} of {d.name} {outcome}: {detail}{fb}"))
+            verb = "timed out" if outcome == "timeout" else "failed"
+            self.bus.emit(MessageLogged(level="error", guest=d.name, text=f"{st.title if not override else 'Destroy'} of {d.name} {verb}: {detail}{fb}"))
             if not isinstance(exc, (XendomainsError, OSError)):
                 raise exc
             return False
@@ -331,9 +344,20 @@ class _GuestStopped(Exception):
 
 
 def _describe(exc: BaseException) -> str:
+    """One line for the operator: the title, and the cause xl gave.
+
+    xl's last stderr line is often generic ("Failed to save domain, resuming
+    domain", "shutdown failed (rc=-9)"); the cause ("No space left on device",
+    "guest didn't acknowledge control request") sits on an earlier error line.
+    """
     if isinstance(exc, CommandFailed):
-        tail = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else ""
-        return f"{exc.title}{': ' + tail if tail else ''}"
+        lines = [ln.strip() for ln in exc.stderr.strip().splitlines() if ln.strip()]
+        picked: list[str] = []
+        causes = [ln for ln in lines if "error" in ln.lower() or "no space" in ln.lower()]
+        for ln in ([causes[-1]] if causes else []) + (lines[-1:] if lines else []):
+            if ln not in picked:
+                picked.append(ln)
+        return f"{exc.title}{': ' + ' / '.join(picked) if picked else ''}"
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}{' (' + str(exc.filename) + ')' if exc.filename else ''}"
     return str(exc)

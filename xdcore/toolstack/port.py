@@ -32,6 +32,12 @@ class Toolstack(abc.ABC):
 
     def __init__(self) -> None:
         self.observers: list[CommandObserver] = []
+        #: listeners for warnings the adapter copes with on its own (e.g. a corrupt `xl list -l`)
+        self.notice_listeners: list[Callable[[str], None]] = []
+
+    def notice(self, text: str) -> None:
+        for listener in list(self.notice_listeners):
+            listener(text)
 
     # -- queries ---------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import CommandFailed, ToolstackError, ToolstackMissing
+from ..errors import CommandFailed, ParseError, ToolstackError, ToolstackMissing
 from ..model import AutoConfig, Domain, HostInfo
 from . import process
 from .parse import merge_listing, parse_dryrun_name, parse_xl_info, parse_xl_list, parse_xl_list_long, read_config_name
@@ -259,7 +259,14 @@ class XlToolstack(SpawningToolstack):
                 raise r
         long_done, plain_done = results
         assert isinstance(long_done, process.Completed) and isinstance(plain_done, process.Completed)
-        return merge_listing(parse_xl_list_long(long_done.stdout), parse_xl_list(plain_done.stdout))
+        rows = parse_xl_list(plain_done.stdout)
+        try:
+            entries = parse_xl_list_long(long_done.stdout)
+        except ParseError as exc:
+            # `xl list` alone has what an evacuation needs (domid, name, state): never give up on it
+            self.notice(f"{exc}; using the plain `xl list` instead (no uuid or stored config)")
+            entries = []
+        return merge_listing(entries, rows)
 
     def _dryrun_args(self, path: Path) -> tuple[str, ...]:
         return ("create", "--quiet", "--dryrun", "--defconfig", str(path))

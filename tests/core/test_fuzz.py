@@ -1,0 +1,342 @@
+"""Property-based fuzzing of everything xendomains reads from outside: config files, xl/xm output, save dirs.
+
+What the service reads at boot comes from files an administrator edited and
+from commands that may be broken, old or new.  Whatever it is, a reader
+either returns its value or raises the one documented error (`ParseError`
+for toolstack output; a `ConfigError` *recorded* in `Config.problems` for
+the config file, which never raises) — never an IndexError, a
+RecursionError or a UnicodeError that would abort a host's shutdown.
+These tests complement the properties in test_config.py and test_parse.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xdcore.config import KEYS, Config, parse_config
+from xdcore.errors import ParseError, ToolstackError
+from xdcore.model import DomainState, ImageKind, sniff_image
+from xdcore.savedir import guest_of_file_name, image_file_name, image_guest_name, image_path, partial_path, scan
+from xdcore.toolstack.parse import (
+    merge_listing,
+    parse_dryrun_name,
+    parse_sxp,
+    parse_xl_info,
+    parse_xl_list,
+    parse_xl_list_long,
+    parse_xm_list,
+    parse_xm_sxp,
+    read_config_name,
+)
+from xdcore.toolstack.xl import split_migrate_target, translate_migrate_for_xl, translate_shutdown_for_xl
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# -- byte soup into every output parser ------------------------------------------------------------------
+
+# bytes as a command's stdout arrives (decoded with errors="replace", as process.run does)
+soup = st.binary(max_size=400).map(lambda b: b.decode("utf-8", errors="replace"))
+# text that looks a bit like the real thing, so the parsers get past their first check
+JSONISH = list('{}[]":,0123456789-.eE \n\t') + ["true", "false", "null", '"domid"', '"config"', '"c_info"',
+                                                   '"name"', '"b_info"', '"max_memkb"', '"\\u00e9"', '"\\"']
+SXPISH = list("()'\"\\ \n\tabc019-.") + ["(domain", "(domid ", "(name ", "(memory ", "(state ", "-b----", "(vm"]
+LISTISH = list(" \t\n-rbpscd0123456789.") + ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)", "Domain-0", "(null)"]
+
+
+def _joined(alphabet):
+    return st.lists(st.sampled_from(alphabet), max_size=120).map("".join)
+
+
+OUTPUT_PARSERS = {
+    "parse_xl_list_long": parse_xl_list_long,
+    "parse_xm_sxp": parse_xm_sxp,
+    "parse_sxp": parse_sxp,
+    "parse_xl_list": parse_xl_list,
+    "parse_xm_list": parse_xm_list,
+    "parse_dryrun_name": parse_dryrun_name,
+}
+
+
+def _only_parse_error(text: str) -> None:
+    for name, fn in OUTPUT_PARSERS.items():
+        try:
+            fn(text)
+        except ParseError as exc:
+            assert str(exc), name  # a ParseError always says something
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            raise AssertionError(f"{name} raised {type(exc).__name__}: {exc!r} on {text!r}") from exc
+
+
+@FUZZ
+@given(soup | _joined(JSONISH) | _joined(SXPISH) | _joined(LISTISH))
+def test_every_output_parser_raises_nothing_but_parse_error_on_arbitrary_input(text):
+    _only_parse_error(text)
+
+
+@FUZZ
+@given(soup)
+def test_xl_info_and_config_name_readers_never_raise(text):
+    info = parse_xl_info(text)
+    assert info.total_memory_mib >= 0 and info.free_memory_mib >= 0 and info.nr_cpus >= 0
+    name = read_config_name(text)
+    assert name is None or isinstance(name, str)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+# the real keys, with values of any JSON type in any place
+config_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "c_info": st.fixed_dictionaries({}, optional={"name": json_values, "uuid": json_values, "type": json_values,
+                                                       "domid": json_values}) | json_values,
+        "b_info": st.fixed_dictionaries({}, optional={"max_memkb": json_values, "target_memkb": json_values,
+                                                       "max_vcpus": json_values, "avail_vcpus": json_values}) | json_values,
+        "on_reboot": json_values,
+    },
+)
+entries = st.lists(
+    st.fixed_dictionaries({}, optional={"domid": json_values | st.integers(-5, 70000), "config": config_like | json_values})
+    | json_values,
+    max_size=5,
+)
+
+
+@FUZZ
+@given(entries | json_values, st.sampled_from([None, 0, 4]))
+def test_xl_list_long_on_any_json_document_returns_entries_or_raises_parse_error(doc, indent):
+    text = json.dumps(doc, indent=indent)
+    try:
+        got = parse_xl_list_long(text)
+    except ParseError:
+        return
+    for e in got:
+        assert e.domid is None or isinstance(e.domid, int)
+        assert e.name is None or isinstance(e.name, str)
+    merged = merge_listing(got, [])  # what list_domains does with an empty plain listing
+    assert [d.domid for d in merged] == sorted(d.domid for d in merged)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_dryrun_name_from_any_bytes_is_a_name_or_a_parse_error(data):
+    try:
+        name = parse_dryrun_name(data.decode("latin-1"))
+    except ParseError:
+        return
+    assert isinstance(name, str) and name
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 20000), st.sampled_from(["(", "[", "{"]))
+def test_deep_nesting_is_a_parse_error_or_a_value_never_a_recursion_error(depth, opener):
+    closer = {"(": ")", "[": "]", "{": "}"}[opener]
+    for text in (opener * depth, opener * depth + closer * depth):
+        _only_parse_error(text)
+
+
+# -- the config file: every key round-trips with generated valid values ----------------------------------
+
+safe_path = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"),
+                                                    blacklist_characters="/\x00"), min_size=1, max_size=8),
+                     min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
+word = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"), blacklist_characters="\x00"),
+               min_size=1, max_size=10)
+options = st.lists(st.sampled_from(["--wait", "-w", "--all", "-a", "--halt", "-H", "-F"]) | word, max_size=4)
+bool_words = st.sampled_from([("true", True), ("false", False), ("yes", True), ("no", False), ("1", True),
+                              ("0", False), ("on", True), ("off", False), ("TRUE", True), ("Off", False)])
+
+
+def _int_text(n: int) -> st.SearchStrategy[str]:
+    return st.sampled_from([str(n), f"+{n}", f" {n} ", f"{n:04d}"])
+
+
+# key -> strategy of (text written in the file, expected Config field value)
+VALID = {
+    "XENDOMAINS_SYSRQ": st.lists(st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), max_size=5)
+    .map(lambda ks: (" ".join(ks), tuple(ks))),
+    "XENDOMAINS_USLEEP": st.integers(0, 10**9).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
+    "XENDOMAINS_CREATE_USLEEP": st.integers(0, 10**9).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
+    "XENDOMAINS_MIGRATE": st.lists(st.text(max_size=8).filter(lambda w: "\x00" not in w), max_size=5)
+    .map(lambda ws: (shlex.join(ws), tuple(ws))),
+    "XENDOMAINS_SAVE": (safe_path.map(lambda p: (p, Path(p))) | st.just(("", None))),
+    "XENDOMAINS_SHUTDOWN": options.map(lambda ws: (" ".join(ws), tuple(ws))),
+    "XENDOMAINS_SHUTDOWN_ALL": options.map(lambda ws: (" ".join(ws), tuple(ws))),
+    "XENDOMAINS_RESTORE": bool_words,
+    "XENDOMAINS_AUTO": (safe_path.map(lambda p: (p, Path(p))) | st.just(("", None))),
+    "XENDOMAINS_AUTO_ONLY": bool_words,
+    "XENDOMAINS_STOP_MAXWAIT": st.integers(0, 10**6).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
+    "XENDOMAINS_LOCKFILE": (safe_path.map(lambda p: (p, Path(p))) | st.just(("", None))),
+    "XENDOMAINS_TOOLSTACK": st.sampled_from(["auto", "xl", "xm", "XL", " Xm "]).map(lambda t: (t, t.strip().lower())),
+    "XENDOMAINS_PARALLEL": st.integers(1, 512).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
+    "XENDOMAINS_PARALLEL_MIGRATE": st.integers(1, 64).map(lambda n: (str(n), n)) | st.just(("", None)),
+    "XENDOMAINS_PARALLEL_SAVE": st.integers(1, 64).map(lambda n: (str(n), n)) | st.just(("", None)),
+    "XENDOMAINS_PROGRESS": safe_path.map(lambda p: (p, Path(p))),
+    "XENDOMAINS_STOP_DEADLINE": (st.floats(0, 1e7, allow_nan=False).map(lambda f: (repr(f), f))
+                                 | st.integers(0, 10**6).map(lambda n: (str(n), float(n))) | st.just(("", None))),
+    "XENDOMAINS_DESTROY_ON_DEADLINE": bool_words,
+}
+
+
+def test_the_round_trip_strategies_cover_every_config_key():
+    assert set(VALID) == set(KEYS)
+
+
+def _double_quote(s: str) -> str:
+    return '"' + "".join("\\" + ch if ch in '"\\$`' else ch for ch in s) + '"'
+
+
+QUOTINGS = {
+    "single": shlex.quote,
+    "double": _double_quote,
+    "export": lambda s: shlex.quote(s),  # with `export KEY=…` below
+}
+
+
+@FUZZ
+@given(st.data(), st.lists(st.sampled_from(sorted(VALID)), min_size=1, max_size=len(VALID), unique=True),
+       st.sampled_from(sorted(QUOTINGS)))
+def test_every_key_round_trips_with_generated_valid_values(data, keys, quoting):
+    lines, expected = [], {}
+    for key in keys:
+        text, value = data.draw(VALID[key], label=key)
+        prefix = "export " if quoting == "export" else ""
+        lines.append(f"{prefix}{key}={QUOTINGS[quoting](text)}  # {key.lower()}")
+        expected[KEYS[key][0]] = value
+    cfg = parse_config("\n".join(lines) + "\n", "/etc/default/xendomains")
+    assert cfg.problems == (), cfg.problems
+    assert not [w for w in cfg.warnings if "unknown key" in w or "ignored line" in w], cfg.warnings
+    for field, value in expected.items():
+        assert getattr(cfg, field) == value, (field, getattr(cfg, field), value)
+    untouched = {f for f, _ in KEYS.values()} - set(expected)
+    for field in untouched:
+        assert getattr(cfg, field) == getattr(Config(), field), field
+
+
+bad_values = {
+    "XENDOMAINS_USLEEP": st.sampled_from(["soon", "-1", "1.5", "0x10", "1e3"]),
+    "XENDOMAINS_STOP_MAXWAIT": st.sampled_from(["soon", "-5", "5s", "∞"]),
+    "XENDOMAINS_RESTORE": st.sampled_from(["maybe", "2", "tru", "yess"]),
+    "XENDOMAINS_PARALLEL": st.sampled_from(["0", "-1", "many", "2.0"]),
+    "XENDOMAINS_SAVE": st.sampled_from(["relative/dir", "~/save", "save"]),
+    "XENDOMAINS_TOOLSTACK": st.sampled_from(["xend", "libvirt", "x l"]),
+    "XENDOMAINS_SYSRQ": st.sampled_from(["se", "s ee", "sync"]),
+    "XENDOMAINS_MIGRATE": st.sampled_from(["host 'unbalanced", 'a "b']),
+    "XENDOMAINS_STOP_DEADLINE": st.sampled_from(["-1", "inf", "nan", "later"]),
+}
+
+
+@FUZZ
+@given(st.sampled_from(sorted(bad_values)).flatmap(lambda k: bad_values[k].map(lambda v: (k, v))),
+       st.integers(0, 5))
+def test_a_bad_value_is_recorded_with_file_line_and_key_and_keeps_the_default(kv, blank_lines):
+    key, value = kv
+    cfg = parse_config("\n" * blank_lines + f"{key}={shlex.quote(value)}\n", "/etc/sysconfig/xendomains")
+    assert len(cfg.problems) == 1
+    text = str(cfg.problems[0])
+    assert text.startswith(f"/etc/sysconfig/xendomains:{blank_lines + 1}:") and key in text
+    field = KEYS[key][0]
+    assert getattr(cfg, field) == getattr(Config(), field)
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_the_config_parser_takes_any_bytes_a_file_may_hold(data):
+    cfg = parse_config(data.decode("utf-8", errors="replace"), "f")
+    assert isinstance(cfg, Config)
+    assert all(str(p).startswith("f:") for p in cfg.problems)
+
+
+# -- the words handed to xl: no shell, no surprises ------------------------------------------------------
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=8), min_size=1, max_size=6))
+def test_migrate_words_reach_xl_unchanged_except_the_documented_translations(words):
+    translated, notes = translate_migrate_for_xl(words)
+    assert all(w in words for w in translated)
+    dropped = [w for w in words if w not in translated]
+    assert set(dropped) <= {"--live", "-l"} and (bool(dropped) == bool(notes))
+    try:
+        opts, host = split_migrate_target(translated, frozenset({"-s", "-C"}))
+    except ToolstackError:  # only when no word can be the host
+        assert all(w.startswith("-") and w != "-" for w in translated)
+        return
+    assert sorted([*opts, host]) == sorted(translated)  # every word goes to xl, none is re-split or joined
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=6), max_size=6))
+def test_shutdown_translation_only_ever_drops_halt_and_reboot_letters(words):
+    out, notes = translate_shutdown_for_xl(words)
+    for w in out:
+        if w.startswith("-") and not w.startswith("--"):
+            assert "H" not in w and "R" not in w
+    assert "--halt" not in out and "--reboot" not in out
+    assert len(out) <= len(words) and (notes or out == list(words))
+
+
+# -- the save directory: any name stays inside; any file is read safely ---------------------------------
+
+
+names = st.text(max_size=40).filter(lambda s: "\x00" not in s)
+
+
+@FUZZ
+@given(names)
+def test_any_guest_name_maps_to_a_file_inside_save_and_back(name):
+    base = Path("/var/lib/xen/save")
+    p = image_path(base, name)
+    assert p.parent == base
+    assert not p.name.startswith(".") and "/" not in p.name and p.name not in ("", ".", "..")
+    assert partial_path(base, name).parent == base
+    assert guest_of_file_name(p.name) == name or not name
+    assert image_file_name(name) != image_file_name(name + "x")
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=12), min_size=2, max_size=6, unique=True))
+def test_different_guest_names_never_share_an_image_file(names_):
+    files = [image_file_name(n) for n in names_ if n]
+    assert len(set(files)) == len(files)
+
+
+MAGICS = [b"Xen saved domain, xl format\n \0 \r", b"LinuxGuestRecord", b""]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(MAGICS), st.binary(max_size=120)), max_size=5))
+def test_scanning_a_save_dir_full_of_junk_never_raises(tmp_path_factory, files):
+    d = tmp_path_factory.mktemp("save")
+    for i, (magic, body) in enumerate(files):
+        (d / f"guest{i}").write_bytes(magic + body)
+    images = scan(d)
+    assert len(images) == len(files)
+    for im in images:
+        assert isinstance(im.guest, str)
+        kind = sniff_image(im.path)
+        assert kind == im.kind
+        if kind is not ImageKind.NONE:
+            got = image_guest_name(im.path, kind)
+            assert got is None or isinstance(got, str)
+
+
+# -- the state word of xl list ----------------------------------------------------------------------------
+
+
+@FUZZ
+@given(st.text(max_size=8))
+def test_domain_state_from_any_word_is_a_state_or_value_error(word_):
+    try:
+        s = DomainState.from_flags(word_)
+    except ValueError:
+        return
+    assert len(s.flags) == 6

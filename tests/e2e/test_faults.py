@@ -1,0 +1,559 @@
+"""The fault suite: the installed `xendomains` against a simulated host that misbehaves.
+
+Each test runs the real console script as a subprocess with the simulator's
+`xl` first on PATH, injects one fault (a hung or failing command, a full
+disk, a killed run, a corrupted listing, a hostile name or config value …)
+and checks that the run ends as SEMANTICS.md says: the exit code, where
+every guest ended up (saved with a complete image, migrated, shut down, or
+visibly left running), that nothing partial sits in the save directory,
+that the lock file is gone after stop, and that a message names the guest
+and what happened.  Latencies are tiny and watchdogs 1–2 s, so the whole
+file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xdcore import events as ev
+from xdcore.savedir import PARTIAL_PREFIX, QUARANTINE
+
+from .helpers import E2EHost, image_is_complete, kill_xl_children, read_progress, wait_for
+
+def no_traceback(res) -> None:
+    assert "Traceback" not in res.stderr, res.describe()
+
+
+# -- watchdog: hung migrate, save, shutdown ------------------------------------------------------------
+
+
+def test_a_hung_migrate_is_killed_by_the_watchdog_and_the_guest_is_saved_instead(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)],
+                     XENDOMAINS_MIGRATE="host2", XENDOMAINS_STOP_MAXWAIT=1)
+    h.sim("fault", "migrate", "web01", "hang")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "migrated"}
+    assert res.stage_outcomes("web01") == {"migrate": "timeout", "save": "done"}
+    res.message_about("web01", "migrate", "timed out")
+    assert h.migrated_to("host2") == ["db"]
+    assert h.running() == set()
+    assert h.has_valid_image("web01") and not h.image_of("db").exists()
+    h.assert_save_dir_clean()
+    h.assert_lock_gone()
+    no_traceback(res)
+
+
+def test_a_hung_save_is_killed_leaves_no_partial_image_and_the_guest_is_shut_down(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_STOP_MAXWAIT=1)
+    h.sim("fault", "save", "web01", "hang")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "shutdown", "db": "saved"}
+    assert res.stage_outcomes("web01") == {"save": "timeout", "shutdown": "done"}
+    res.message_about("web01", "save", "timed out")
+    assert h.running() == set()
+    assert not h.image_of("web01").exists(), "a killed save must not leave an image under the guest's name"
+    assert h.partials() == []
+    assert h.has_valid_image("db")
+    h.assert_save_dir_clean()
+    h.assert_lock_gone()
+
+
+def test_a_hung_shutdown_is_killed_reported_and_the_guest_is_left_running_visibly(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_SAVE="",
+                     XENDOMAINS_STOP_MAXWAIT=1)
+    h.sim("fault", "shutdown", "web01", "hang")
+
+    res = h.run("stop")
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"web01": "failed", "db": "shutdown"}
+    assert res.stage_outcomes("web01") == {"shutdown": "timeout"}
+    res.message_about("web01", "shutdown", "timed out")
+    # the final sweep is tried for what remains, and its watchdog fires too
+    sweep = [e for e in res.of(ev.StageFinished) if e.stage == "shutdown_all"]
+    assert [e.outcome for e in sweep] == ["timeout"] or [e.outcome for e in sweep] == ["failed"]
+    assert h.running() == {"web01"}  # not lost: still there, and said so
+    assert h.save_entries() == []
+    h.assert_lock_gone()
+
+
+def test_a_failed_final_sweep_names_the_guests_it_left_running(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_SAVE="",
+                     XENDOMAINS_STOP_MAXWAIT=1)
+    h.sim("fault", "shutdown", "web01", "hang")
+
+    res = h.run("stop")
+
+    sweep = [m for m in res.messages("error") if "all remaining" in m.text]
+    assert sweep and "web01" in sweep[0].text and "db" not in sweep[0].text
+
+
+def test_a_guest_that_ignores_shutdown_fails_with_a_message_naming_it(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_SAVE="",
+                     XENDOMAINS_STOP_MAXWAIT=2)
+    h.sim("latency", "ack_timeout", "0.2")
+    h.sim("fault", "shutdown", "web01", "ignore")
+
+    res = h.run("stop")
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"web01": "failed", "db": "shutdown"}
+    assert res.stage_outcomes("web01") == {"shutdown": "failed"}
+    res.message_about("web01", "shutdown", "failed")
+    assert any("acknowledge" in e.stderr for e in res.of(ev.CommandFinished) if e.guest == "web01")
+    assert h.running() == {"web01"}
+    h.assert_lock_gone()
+
+
+@pytest.mark.parametrize("op,fault,cause", [("save", "enospc", "No space left on device"),
+                                            ("shutdown", "ignore", "acknowledge")])
+def test_the_error_message_carries_the_cause_xl_gave_not_just_its_last_line(tmp_path, op, fault, cause):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], XENDOMAINS_SAVE="" if op == "shutdown" else None)
+    h.sim("latency", "ack_timeout", "0.2")
+    h.sim("fault", op, "web01", fault)
+
+    res = h.run("stop")
+
+    res.message_about("web01", op, cause)
+
+
+# -- zombies --------------------------------------------------------------------------------------------
+
+
+def test_a_zombie_gets_no_command_and_only_zombies_left_means_no_shutdown_all(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("undead", 512, 2, "-b---d")])
+    zombie_id = str(h.domains()["undead"].domid)
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "undead": "zombie"}
+    finished = {e.guest: e for e in res.of(ev.GuestFinished)}
+    assert "dying" in finished["undead"].detail
+    assert not any(zombie_id in h_["argv"] for h_ in h.history()), "a zombie got a command"
+    sweep = [e for e in res.of(ev.StageFinished) if e.stage == "shutdown_all"]
+    assert [(e.outcome, e.detail) for e in sweep] == [("skipped", "only zombies remain")]
+    assert h.history("shutdown") == []
+    assert h.has_valid_image("web01") and not h.image_of("undead").exists()
+    h.assert_save_dir_clean()
+    h.assert_lock_gone()
+
+
+def test_a_guest_that_turns_zombie_on_shutdown_ends_the_run_without_a_sweep(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], XENDOMAINS_SAVE="")
+    h.sim("fault", "shutdown", "web01", "zombie")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "shutdown"}
+    assert h.domains()["web01"].dying
+    sweep = [e for e in res.of(ev.StageFinished) if e.stage == "shutdown_all"]
+    assert [(e.outcome, e.detail) for e in sweep] == [("skipped", "only zombies remain")]
+    assert [x["argv"][1:] for x in h.history()] == [["shutdown", "--wait", str(h.domains()["web01"].domid)]]
+    h.assert_lock_gone()
+
+
+# -- disk full during save --------------------------------------------------------------------------------
+
+
+def test_disk_full_during_save_leaves_no_partial_image_and_falls_back_to_shutdown(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    h.sim("fault", "save", "web01", "enospc")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "shutdown", "db": "saved"}
+    assert res.stage_outcomes("web01") == {"save": "failed", "shutdown": "done"}
+    res.message_about("web01", "save", "failed", "falls back to shutdown")
+    assert any("No space left on device" in e.stderr for e in res.of(ev.CommandFinished) if e.guest == "web01")
+    # the failed xl save really wrote half an image, to the temporary name, and it was removed
+    saves = [x for x in h.history("save") if x["rc"] != 0]
+    assert len(saves) == 1 and Path(saves[0]["argv"][-1]).name.startswith(PARTIAL_PREFIX)
+    assert not Path(saves[0]["argv"][-1]).exists()
+    assert not h.image_of("web01").exists()
+    assert h.has_valid_image("db")
+    assert h.running() == set()
+    h.assert_save_dir_clean()
+    h.assert_lock_gone()
+
+
+# -- a restore that fails at boot -------------------------------------------------------------------------
+
+
+def _status_json(h: E2EHost) -> tuple[int, dict]:
+    res = h.run("status")
+    line = next(l for l in res.stdout.splitlines() if '"event": "status"' in l or '"event":"status"' in l)
+    return res.returncode, json.loads(line)
+
+
+@pytest.mark.parametrize("how", ["fault", "truncated"])
+def test_a_failed_restore_quarantines_the_image_reports_it_and_does_not_autostart_the_guest(tmp_path, how):
+    h = E2EHost.make(tmp_path, saved=[("web01", 512, 1), ("wiki", 512, 1)], auto=["web01", "wiki"])
+    image = h.image_of("wiki")
+    if how == "fault":
+        h.sim("fault", "restore", "wiki", "fail")
+    else:
+        data = image.read_bytes()
+        image.write_bytes(data[: len(data) - 40])  # the stream is cut short (a disk died mid-save)
+    original = image.read_bytes()
+
+    res = h.run("start")
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"wiki": "failed", "web01": "restored"}
+    quarantined = h.save_dir / QUARANTINE / image.name
+    assert not image.exists() and quarantined.read_bytes() == original, "the image is never deleted"
+    msg = res.message_about("wiki", "restor")
+    assert str(quarantined) in msg.text
+    skipped = {e.guest: e.reason for e in res.of(ev.GuestSkipped)}
+    assert set(skipped) == {"web01", "wiki"} and "saved image" in skipped["wiki"]
+    assert h.running() == {"web01"}
+    assert not any(x["argv"][1] == "create" for x in h.history()), "wiki was autostarted"
+    assert os.path.lexists(h.lock)  # web01 runs: the service is started
+
+    # status names it (exit 1: started, but an image waits for an administrator)
+    code, status = _status_json(h)
+    assert code == 1
+    assert status["quarantined"] == [{"guest": "wiki", "path": str(quarantined)}]
+    human = h.run("status", json_out=False)
+    assert f"QUARANTINED: wiki: {quarantined}" in human.stdout
+    if how == "truncated":
+        return
+
+    # the next boot neither retries the restore nor autostarts it, and says why
+    assert h.run("stop").returncode == 0
+    again = h.run("start")
+    again.message_about("wiki", "quarantined")
+    assert again.outcomes == {"web01": "restored"}
+    assert h.running() == {"web01"}
+    assert quarantined.read_bytes() == original
+    assert [x for x in h.history("restore") if "wiki" in " ".join(x["argv"])] == \
+        [x for x in h.history("restore") if x["rc"] != 0], "the quarantined image was restored again"
+
+
+# -- stop killed with SIGKILL, then run again --------------------------------------------------------------
+
+
+def test_stop_killed_mid_run_then_run_again_evacuates_every_guest_and_start_cleans_the_partial(tmp_path):
+    names = ["g1", "g2", "g3"]
+    h = E2EHost.make(tmp_path, guests=[(n, 512, 1) for n in names], auto=names, XENDOMAINS_STOP_MAXWAIT=30)
+    h.sim("latency", "save", "0.6")
+
+    proc = h.popen("stop")
+    try:
+        # first guest saved, the second one's save under way: pull the plug
+        def second_save_running():
+            evs = read_progress(h.progress)
+            done = [e for e in evs if isinstance(e, ev.GuestFinished) and e.outcome == "saved"]
+            started = [e for e in evs if isinstance(e, ev.CommandStarted) and "save" in e.argv]
+            return len(done) == 1 and len(started) == 2 and h.partials()
+        wait_for(second_save_running, what="the first guest saved and the second save started")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed = kill_xl_children(h.layout.bin_dir)  # systemd's KillMode=control-group
+    assert killed, "the xl save child should still have been running"
+    assert proc.returncode == -signal.SIGKILL
+
+    assert os.path.lexists(h.lock), "a SIGKILLed run cannot remove its lock"
+    assert h.lock.read_text().split()[0] == "stopping"
+    first = next(n for n in names if h.has_valid_image(n))
+    partials = h.partials()
+    assert len(partials) == 1 and not image_is_complete(partials[0])
+    h.sim("latency", "save", "0.01")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    rest = [n for n in names if n != first]
+    assert res.outcomes == {n: "saved" for n in rest}
+    assert h.running() == set()
+    assert all(h.has_valid_image(n) for n in names)
+    h.assert_save_dir_clean(allow_partial=True)  # the retried save reused (and renamed) the partial name
+    h.assert_lock_gone()
+
+    # whatever partial may be left is removed by the next start, never restored
+    stale = h.save_dir / f"{PARTIAL_PREFIX}g2"
+    stale.write_bytes(partials[0].read_bytes() if partials[0].exists() else b"Xen saved domain")
+    boot = h.run("start")
+    assert boot.returncode == 0, boot.describe()
+    assert boot.outcomes == {n: "restored" for n in names}
+    boot.message_about(str(stale), "partial")
+    assert h.partials() == [] and h.save_entries() == []
+    assert h.running() == set(names)
+
+
+# -- two stops at once --------------------------------------------------------------------------------------
+
+
+def test_two_stops_at_once_handle_each_guest_exactly_once(tmp_path):
+    names = ["a1", "a2", "a3"]
+    h = E2EHost.make(tmp_path, guests=[(n, 512, 1) for n in names])
+    h.sim("latency", "save", "0.3")
+
+    p1 = h.popen("stop")
+    p2 = h.popen("stop")
+    r1, r2 = h.finish(p1), h.finish(p2)
+
+    assert (r1.returncode, r2.returncode) == (0, 0), r1.describe() + r2.describe()
+    outcomes = {**r1.outcomes, **r2.outcomes}
+    assert outcomes == {n: "saved" for n in names}
+    assert len(r1.outcomes) + len(r2.outcomes) == len(names), "a guest was handled by both runs"
+    saves = h.history("save")
+    assert len(saves) == len(names) and all(x["rc"] == 0 for x in saves)
+    assert all(h.has_valid_image(n) for n in names)
+    assert h.running() == set()
+    h.assert_save_dir_clean()
+    h.assert_lock_gone()
+
+
+# -- malformed `xl list -l` ---------------------------------------------------------------------------------
+
+_CORRUPT = {
+    "truncated": "head -c 300",
+    "garbage": "sed -e 's/\"domid\"/domid/'",
+    "unknown-fields": (
+        "python3 -c \"import json,sys; d=json.load(sys.stdin); "
+        "[e.update({'xdsim_future': {'x': [1, None]}}) or e['config'].update({'brand_new': True}) for e in d]; "
+        "print(json.dumps(d, indent=4))\""
+    ),
+}
+
+
+def _corrupting_xl(h: E2EHost, how: str) -> Path:
+    """A wrapper `xl` ahead of the shim on PATH that corrupts only `xl list -l` output."""
+    wrap = h.root / f"wrap-{how}"
+    wrap.mkdir()
+    real = h.layout.bin_dir / "xl"
+    script = wrap / "xl"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = list ] && [ "$2" = -l ]; then "{real}" "$@" | {_CORRUPT[how]}; exit 0; fi\n'
+        f'exec "{real}" "$@"\n'
+    )
+    script.chmod(0o755)
+    h.path_dirs = [wrap, h.layout.bin_dir]
+    return wrap
+
+
+def test_unknown_fields_in_xl_list_long_are_ignored_and_the_stop_goes_on(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    _corrupting_xl(h, "unknown-fields")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}
+    assert all(h.has_valid_image(n) for n in ("web01", "db"))
+    h.assert_lock_gone()
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_corrupt_xl_list_long_ends_with_a_clear_message_and_loses_nothing(tmp_path, how):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    _corrupting_xl(h, how)
+
+    res = h.run("stop")
+
+    assert res.returncode in (0, 1), res.describe()
+    no_traceback(res)
+    assert any("xl list -l" in m.text for m in res.messages("warning", "error")), res.describe()
+    for name in ("web01", "db"):  # each guest is either untouched or safely saved: never destroyed or half-saved
+        assert name in h.running() or h.has_valid_image(name)
+    h.assert_save_dir_clean()
+    h.assert_lock_gone()
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_corrupt_xl_list_long_still_evacuates_every_guest_from_the_plain_listing(tmp_path, how):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    _corrupting_xl(h, how)
+
+    res = h.run("stop")
+
+    assert any("xl list -l" in m.text for m in res.messages("warning", "error")), res.describe()
+    assert h.running() == set()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}
+    assert res.returncode == 0
+    h.assert_lock_gone()
+
+
+# -- xl missing from PATH ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb,code", [("stop", 5), ("start", 5), ("status", 3)])
+def test_without_xl_or_xm_on_path_each_verb_says_so_and_leaves_no_lock(tmp_path, verb, code):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], auto=["web01"])
+    env = h.env(path_dirs=[], system_path="/usr/sbin:/usr/bin:/sbin:/bin")
+    assert subprocess.run(["sh", "-c", "command -v xl || command -v xm"], env=env, capture_output=True).returncode != 0
+
+    res = h.run(verb, env=env)
+
+    assert res.returncode == code, res.describe()
+    assert "neither xl nor xm found on PATH" in res.stderr
+    no_traceback(res)
+    assert h.running() == {"web01"}
+    assert not os.path.lexists(h.lock)
+
+
+# -- the save directory on a read-only filesystem -----------------------------------------------------------
+
+
+@pytest.fixture
+def readonly_save_dir(tmp_path):
+    """An E2EHost whose save directory is a read-only tmpfs (or, without mount rights, under a regular FILE)."""
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    mnt = h.save_dir
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64g", "xdtest", str(mnt)],
+                             capture_output=True).returncode == 0
+    if mounted:
+        if subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", str(mnt)], check=False)
+            mounted = False
+    if mounted:
+        h.how = "read-only tmpfs"  # type: ignore[attr-defined]
+    else:
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("a regular file where a directory should be\n")
+        h.configure(XENDOMAINS_SAVE=str(blocker / "save"))
+        h.layout = type(h.layout)(**{**h.layout.__dict__, "save_dir": blocker / "save"})
+        h.how = "ENOTDIR"  # type: ignore[attr-defined]
+    try:
+        yield h
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_read_only_save_directory_makes_every_save_fail_cleanly_and_guests_shut_down(readonly_save_dir):
+    h = readonly_save_dir
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "shutdown", "db": "shutdown"}
+    for name in ("web01", "db"):
+        assert res.stage_outcomes(name) == {"save": "failed", "shutdown": "done"}
+        res.message_about(name, "save", "failed", "falls back to shutdown")
+    if h.how == "read-only tmpfs":
+        # the directory exists; xl itself cannot create the file: the message names the path it tried
+        res.message_about("web01", "save", str(h.save_dir))
+    else:
+        res.message_about("web01", "save", "Not a directory")
+    assert h.running() == set()
+    assert h.save_entries() == []
+    h.assert_lock_gone()
+
+
+# -- the lock file replaced by a symlink ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["stop", "start"])
+def test_a_symlinked_lock_file_is_never_followed(tmp_path, verb):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)] if verb == "stop" else [],
+                     saved=[("web01", 512, 1)] if verb == "start" else [])
+    target = tmp_path / "precious"
+    target.write_text("do not touch\n")
+    os.utime(target, (1_000_000_000, 1_000_000_000))
+    h.lock.parent.mkdir(parents=True, exist_ok=True)
+    h.lock.symlink_to(target)
+
+    res = h.run(verb)
+
+    assert res.returncode == 0, res.describe()
+    assert target.read_text() == "do not touch\n" and target.stat().st_mtime == 1_000_000_000
+    res.message_about(str(h.lock), "symlink")
+    if verb == "stop":
+        assert res.outcomes == {"web01": "saved"}
+        h.assert_lock_gone()
+    else:
+        assert res.outcomes == {"web01": "restored"}
+        assert h.lock.is_file() and not h.lock.is_symlink()  # a guest runs: the lock stays, as a real file
+
+
+# -- hostile guest names ---------------------------------------------------------------------------------------
+
+ODD_NAMES = ["my guest", "gäst-ü ☃", "../escape", "../../etc/passwd", "a/b", ".hidden", "-dash"]
+
+
+def test_guest_names_with_spaces_unicode_or_dots_are_saved_inside_save_and_restored(tmp_path):
+    h = E2EHost.make(tmp_path, XENDOMAINS_PARALLEL=4)
+    for n in ODD_NAMES:
+        h.add_guest(n, 256, 1)
+    before = set(tmp_path.rglob("*"))
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {n: "saved" for n in ODD_NAMES}
+    for n in ODD_NAMES:
+        img = h.image_of(n)
+        assert img.parent == h.save_dir and image_is_complete(img), n
+    assert len(h.save_entries()) == len(ODD_NAMES)
+    h.assert_save_dir_clean()
+    ours = (h.save_dir, h.lock.parent, h.progress.parent)
+    new = [p for p in set(tmp_path.rglob("*")) - before if not any(p == d or d in p.parents for d in ours)]
+    assert new == [], f"written outside SAVE: {new}"
+    h.assert_lock_gone()
+
+    boot = h.run("start")
+
+    assert boot.returncode == 0, boot.describe()
+    assert boot.outcomes == {n: "restored" for n in ODD_NAMES}
+    assert h.running() == set(ODD_NAMES)
+    assert h.save_entries() == []
+
+
+# -- shell metacharacters in config values -----------------------------------------------------------------------
+
+
+def test_shell_metacharacters_in_the_migrate_string_reach_xl_as_plain_words_and_never_run(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)])
+    p1, p2, p3 = (tmp_path / f"pwned{i}" for i in (1, 2, 3))
+    settings = "".join(f"{k}='{v}'\n" for k, v in h.settings.items() if k != "XENDOMAINS_MIGRATE")
+    h.write_config(settings + f"XENDOMAINS_MIGRATE='host2; touch {p1}'\n")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert not p1.exists()
+    domid = str(res.of(ev.GuestPlanned)[0].domid)
+    migrates = h.history("migrate")
+    assert [m["argv"] for m in migrates] == [["xl", "migrate", "host2;", "touch", domid, str(p1)]]
+    assert migrates[0]["rc"] != 0
+    assert res.outcomes == {"web01": "saved"}  # the failed migrate fell through to save
+    res.message_about("web01", "migrat")
+    h.assert_lock_gone()
+
+    # command substitution, double-quoted so that a shell would run it: kept literally, warned about
+    h2 = E2EHost.make(tmp_path / "second", guests=[("web01", 512, 1)])
+    settings = "".join(f"{k}='{v}'\n" for k, v in h2.settings.items() if k != "XENDOMAINS_MIGRATE")
+    h2.write_config(settings + f'XENDOMAINS_MIGRATE="host2 $(touch {p2}) `touch {p3}`"\n')
+
+    res2 = h2.run("stop")
+
+    assert res2.returncode == 0, res2.describe()
+    assert not p2.exists() and not p3.exists()
+    assert "command substitution" in res2.stderr and "not executed" in res2.stderr
+    domid = str(res2.of(ev.GuestPlanned)[0].domid)
+    assert [m["argv"] for m in h2.history("migrate")] == [
+        ["xl", "migrate", "host2", "$(touch", f"{p2})", f"`touch", domid, f"{p3}`"]
+    ]
+    assert res2.outcomes == {"web01": "saved"}
+    h2.assert_lock_gone()
