@@ -120,9 +120,20 @@ async def test_list_domains_failure_carries_argv_returncode_and_stderr(fake):
     assert len(fake.calls) == 2  # both ran to the end: nothing left behind
 
 
-async def test_unparseable_listing_is_a_parse_error(fake):
+async def test_an_unparseable_long_listing_falls_back_to_the_plain_listing_with_a_notice(fake):
     fake.add("xl", {"match": ["list", "-l"], "stdout": "[\n    {\n"}, {"match": ["list"], "stdout_file": str(FIX / "xl_list.txt")})
-    with pytest.raises(ToolstackError, match="xl list -l output"):
+    ts = XlToolstack()
+    notices: list[str] = []
+    ts.notice_listeners.append(notices.append)
+    domains = await ts.list_domains()
+    assert [d.name for d in domains][:2] == ["Domain-0", "debian12"]
+    assert all(d.state is not None for d in domains)
+    assert len(notices) == 1 and "xl list -l output" in notices[0]
+
+
+async def test_an_unparseable_plain_listing_is_a_parse_error(fake):
+    fake.add("xl", {"match": ["list", "-l"], "stdout_file": str(FIX / "xl_listl.txt")}, {"match": ["list"], "stdout": "garbage\n"})
+    with pytest.raises(ToolstackError, match="xl list"):
         await XlToolstack().list_domains()
 
 
