@@ -256,3 +256,49 @@ async def test_deadline_destroys_as_a_last_resort_only_when_allowed(tmp_path):
         assert outcomes(ev) == {"stubborn": expected}
         downs = [(e.from_stage, e.to_stage) for e in ev if isinstance(e, StageDowngraded)]
         assert downs == ([("shutdown", "destroy")] if allowed else [])
+
+
+async def test_a_per_stage_cap_bounds_saves_while_shutdowns_run_wider(tmp_path):
+    svc, ts, ev = make(tmp_path, parallel=6, parallel_save=2)
+    ts.delay["save"] = 0.2
+    for i in range(6):
+        ts.add(f"g{i}")
+    active = peak = 0
+    orig = ts.save
+
+    async def counting(domid, path, timeout=None):
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            await orig(domid, path, timeout)
+        finally:
+            active -= 1
+
+    ts.save = counting  # type: ignore[method-assign]
+    await svc.stop()
+    assert peak == 2
+    assert set(outcomes(ev).values()) == {"saved"}
+
+
+async def test_start_restores_and_creates_in_parallel_with_creates_spaced(tmp_path):
+    import time as _time
+
+    svc, ts, ev = make(tmp_path, parallel=4, create_usleep_us=100_000)
+    auto = tmp_path / "auto"
+    auto.mkdir()
+    for i in range(4):
+        (auto / f"c{i}").write_text(f'name = "c{i}"\n')
+    starts: list[float] = []
+    orig = ts.create
+
+    async def stamped(config, timeout=None):
+        starts.append(_time.monotonic())
+        await orig(config, timeout)
+
+    ts.create = stamped  # type: ignore[method-assign]
+    out = await svc.start()
+    assert out.exit_code == 0
+    assert set(outcomes(ev).values()) == {"created"}
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(gaps) == 3 and min(gaps) >= 0.09  # XENDOMAINS_CREATE_USLEEP is the minimum spacing
