@@ -1,0 +1,139 @@
+"""The stage board reducer: a pure function of the events, used live and when attached."""
+
+from __future__ import annotations
+
+from xdcore.events import (
+    CommandFinished,
+    CommandStarted,
+    ControlApplied,
+    GuestFinished,
+    GuestPlanned,
+    GuestSkipped,
+    MessageLogged,
+    RunFinished,
+    RunStarted,
+    StageDowngraded,
+    StageFinished,
+    StageStarted,
+)
+from xdtui import board as B
+from xdtui.eventtext import describe
+
+
+def stop_run(run="r1", at=100.0):
+    return RunStarted(run=run, at=at, verb="stop", pid=42, parallel=2,
+                      stages=("select", "sysrq", "migrate", "save", "shutdown", "shutdown_all", "cleanup"))
+
+
+def test_run_started_resets_the_board_with_the_stop_stage_columns():
+    b = B.reduce(B.EMPTY_BOARD, stop_run())
+    assert b.columns == ("sysrq", "migrate", "save", "shutdown")
+    assert b.active and b.verb == "stop" and b.parallel == 2 and b.pid == 42
+
+
+def test_planned_stages_are_pending_and_the_rest_off():
+    b = B.reduce_all(B.EMPTY_BOARD, [stop_run(), GuestPlanned(run="r1", guest="web01", domid=3, stages=("migrate", "save"))])
+    row = b.rows["web01"]
+    assert row.cell("migrate").status == B.PENDING
+    assert row.cell("save").status == B.PENDING
+    assert row.cell("sysrq").status == B.OFF
+    assert b.progress() == (0, 1)
+
+
+def test_a_failed_migration_falls_through_and_the_save_ends_the_guest():
+    b = B.reduce_all(B.EMPTY_BOARD, [
+        stop_run(),
+        GuestPlanned(run="r1", guest="web01", stages=("migrate", "save", "shutdown")),
+        StageStarted(run="r1", at=101, stage="migrate", guest="web01", timeout=300),
+        StageFinished(run="r1", at=103, stage="migrate", guest="web01", outcome="failed", elapsed=2.0),
+        StageStarted(run="r1", at=103, stage="save", guest="web01", timeout=300),
+        StageFinished(run="r1", at=110, stage="save", guest="web01", outcome="done", elapsed=7.0),
+        GuestFinished(run="r1", at=110, guest="web01", outcome="saved", elapsed=9.0),
+    ])
+    row = b.rows["web01"]
+    assert [row.cell(s).status for s in ("migrate", "save", "shutdown")] == [B.FAILED, B.DONE, B.UNNEEDED]
+    assert row.outcome == "saved" and b.progress() == (1, 1)
+
+
+def test_the_watchdog_counts_down_from_the_running_command():
+    b = B.reduce_all(B.EMPTY_BOARD, [
+        stop_run(),
+        StageStarted(run="r1", at=100, stage="save", guest="db", timeout=300),
+        CommandStarted(run="r1", at=101, argv=("xl", "save", "3", "/x"), timeout=300, guest="db", stage="save"),
+    ])
+    assert b.rows["db"].watchdog_left(now=161) == 240
+    b = B.reduce(b, CommandFinished(run="r1", at=170, argv=("xl",), returncode=0, guest="db", stage="save"))
+    assert b.rows["db"].watchdog_left(now=171) == 229  # falls back to the stage's own watchdog
+
+
+def test_an_event_that_changes_nothing_returns_the_same_board():
+    b = B.reduce(B.EMPTY_BOARD, stop_run())
+    assert B.reduce(b, MessageLogged(run="r1", level="info", text="hello")) is b
+
+
+def test_untouched_rows_keep_their_identity():
+    b = B.reduce_all(B.EMPTY_BOARD, [stop_run(), GuestPlanned(run="r1", guest="a", stages=("save",)),
+                                     GuestPlanned(run="r1", guest="b", stages=("save",))])
+    a_before = b.rows["a"]
+    b2 = B.reduce(b, StageStarted(run="r1", stage="save", guest="b"))
+    assert b2.rows["a"] is a_before and b2.rows["b"] is not b.rows["b"]
+
+
+def test_turning_a_stage_off_mid_run_marks_its_pending_cells_and_back_on_restores_them():
+    b = B.reduce_all(B.EMPTY_BOARD, [stop_run(), GuestPlanned(run="r1", guest="a", stages=("save", "shutdown"))])
+    b = B.reduce(b, ControlApplied(run="r1", action="disable_stage", stage="save"))
+    assert b.rows["a"].cell("save").status == B.DISABLED and "save" in b.disabled
+    b = B.reduce(b, ControlApplied(run="r1", action="enable_stage", stage="save"))
+    assert b.rows["a"].cell("save").status == B.PENDING and not b.disabled
+
+
+def test_skipped_and_downgraded_guests_show_why():
+    b = B.reduce_all(B.EMPTY_BOARD, [
+        stop_run(),
+        GuestPlanned(run="r1", guest="a", stages=("migrate", "shutdown")),
+        StageDowngraded(run="r1", guest="a", from_stage="migrate", to_stage="shutdown", reason="deadline"),
+        GuestSkipped(run="r1", guest="b", reason="not in the auto directory"),
+    ])
+    assert b.rows["a"].cell("migrate").status == B.SKIPPED
+    assert b.rows["b"].outcome == "skipped" and b.rows["b"].detail == "not in the auto directory"
+
+
+def test_host_wide_stages_are_kept_apart_from_guests():
+    b = B.reduce_all(B.EMPTY_BOARD, [stop_run(), StageStarted(run="r1", stage="shutdown_all", timeout=300),
+                                     StageFinished(run="r1", stage="shutdown_all", outcome="done", elapsed=4)])
+    assert b.host["shutdown_all"].status == B.DONE and not b.rows
+
+
+def test_run_finished_ends_the_board():
+    b = B.reduce_all(B.EMPTY_BOARD, [stop_run(), RunFinished(run="r1", at=150, verb="stop", exit_code=1, summary="1 failed")])
+    assert not b.active and b.finished == 150 and b.exit_code == 1
+
+
+def test_a_side_run_owns_the_guests_it_planned_and_late_events_of_the_main_run_are_ignored():
+    b = B.reduce_all(B.EMPTY_BOARD, [
+        stop_run("main"),
+        GuestPlanned(run="main", guest="web01", stages=("save", "shutdown")),
+        RunStarted(run="side", verb="stop", pid=42),
+        GuestPlanned(run="side", guest="web01", stages=("migrate",)),
+        StageStarted(run="side", stage="migrate", guest="web01"),
+        StageFinished(run="side", stage="migrate", guest="web01", outcome="done", elapsed=1),
+        GuestFinished(run="side", guest="web01", outcome="migrated"),
+        RunFinished(run="side", verb="stop", exit_code=0),
+        GuestSkipped(run="main", guest="web01", reason="skipped by operator"),
+    ])
+    assert b.rows["web01"].outcome == "migrated"
+    assert b.active and b.run == "main"  # the main run goes on
+
+
+def test_start_columns_are_restore_and_create():
+    b = B.reduce(B.EMPTY_BOARD, RunStarted(run="s", verb="start", pid=1))
+    assert b.columns == ("restore", "create")
+
+
+def test_the_log_leaves_out_chatty_successes_and_keeps_failures():
+    assert describe(StageStarted(stage="save", guest="a")) is None
+    assert describe(CommandFinished(argv=("xl", "save"), returncode=0)) is None
+    level, text = describe(StageFinished(stage="save", guest="a", outcome="timeout", elapsed=300, detail="killed"))
+    assert level == "error" and "a: Save timeout" in text
+    level, text = describe(ControlApplied(action="abort"))
+    assert level == "warning" and "abort" in text

@@ -1,0 +1,326 @@
+"""The real console driven by Pilot on the simulated demo host (fast latencies, in-process toolstack)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xdcore.events import RunFinished, from_json
+from xdcore.sim import host as simhost
+from xdtui.app import make_app
+from xdtui.providers import Providers
+from xdtui.screens.attach import AttachScreen
+from xdtui.screens.dialogs import ConfirmDialog, PromptDialog
+from xdtui.screens.host import HostScreen
+from xdtui.screens.plan_dialog import PlanDialog
+from xdtui.widgets.domain_table import DomainTable
+from xdtui.widgets.stage_board import BoardTable
+
+from .conftest import set_latency, wait_for
+
+SIZE = (100, 32)
+RUNNING = ["web01", "web02", "db-primary", "db-replica", "mail", "build-ci", "dns1", "monitoring", "ldap", "proxy", "backup"]
+
+
+def guests_on(state_dir: Path) -> set[str]:
+    return {d.name for d in simhost.load(state_dir).domains if d.domid != 0}
+
+
+async def ready(pilot, app) -> HostScreen:
+    await wait_for(pilot, lambda: app.host_screen and app.host_screen.domains_seen and app.host_screen.autos,
+                   what="the host view to fill")
+    return app.host_screen
+
+
+async def run_to_end(pilot, app, timeout: float = 30.0) -> None:
+    await wait_for(pilot, lambda: not app.run_active and app.host_screen.board_state.finished is not None,
+                   timeout=timeout, what="the run to finish")
+
+
+async def confirm_plan(pilot, app) -> PlanDialog:
+    await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog")
+    dialog = app.screen
+    await pilot.press("y")
+    return dialog
+
+
+async def palette(pilot, app, title: str) -> None:
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette", what="the palette")
+    await pilot.press(*title)
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+
+
+async def test_evacuating_from_the_palette_saves_every_guest_the_config_allows(demo):
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await palette(pilot, app, "Evacuate host")
+        dialog = await confirm_plan(pilot, app)
+        assert {g.guest for g in dialog.plan.guests} == set(RUNNING) | {"legacy-app"}
+        await run_to_end(pilot, app)
+        b = app.host_screen.board_state
+        outcomes = {n: b.rows[n].outcome for n in b.order}
+        # demo config: no migration target, a save dir, shutdown as the fallback; backup's save hangs
+        assert outcomes["backup"] == "shutdown"
+        assert b.rows["backup"].cell("save").status in ("timeout", "failed")
+        assert outcomes["legacy-app"] == "zombie"
+        assert all(outcomes[g] == "saved" for g in RUNNING if g != "backup")
+        assert b.exit_code == 0
+    assert guests_on(demo.demo_dir) == {"legacy-app"}
+    assert not demo.cfg.lockfile.exists()
+    events = [from_json(x) for x in demo.cfg.progress.read_text().splitlines()]
+    assert isinstance(events[-1], RunFinished)  # the progress file a headless attach would read
+
+
+async def test_migrate_selected_migrates_only_the_marked_guests_to_the_chosen_target(demo):
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog), what="the target prompt")
+        await pilot.press(*"host2", "enter")
+        table = app.screen.query_one(DomainTable)
+        table.move_cursor(row=table.get_row_index("web02"))
+        await pilot.press("space", "space")  # marks web02, then the next row (db-primary)
+        assert table.marked == {"web02", "db-primary"}
+        await palette(pilot, app, "Migrate selected")
+        dialog = await confirm_plan(pilot, app)
+        assert [(g.guest, g.stages) for g in dialog.plan.guests] == [("web02", ("migrate",)), ("db-primary", ("migrate",))]
+        await run_to_end(pilot, app)
+        b = app.host_screen.board_state
+        assert {n: b.rows[n].outcome for n in b.order} == {"web02": "migrated", "db-primary": "migrated"}
+    assert guests_on(demo.demo_dir) == (set(RUNNING) | {"legacy-app"}) - {"web02", "db-primary"}
+    assert {g["name"] for g in simhost.load(demo.demo_dir).targets["host2"]} == {"web02", "db-primary"}
+
+
+async def test_turning_save_off_makes_the_plan_shut_guests_down(demo):
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("3")
+        assert "save" in app.prefs.disabled
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog")
+        plan = app.screen.plan
+        assert {g.stages for g in plan.guests if g.guest != "legacy-app"} == {("shutdown",)}
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostScreen), what="the dialog to close")
+    assert guests_on(demo.demo_dir) == set(RUNNING) | {"legacy-app"}  # cancelled: nothing touched
+
+
+async def test_skipping_the_running_stage_falls_through_to_the_next(demo):
+    host = dataclasses.replace(demo, cfg=demo.cfg.with_overrides(stop_maxwait=120))  # the hang must not time out first
+    app = make_app(host, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        table = app.screen.query_one(DomainTable)
+        table.move_cursor(row=table.get_row_index("backup"))  # backup's save hangs in the demo
+        await pilot.press("E")
+        await confirm_plan(pilot, app)
+        await wait_for(pilot, lambda: app.running_stage("backup") == "save", what="backup's save to run")
+        board = app.screen.query_one(BoardTable)
+        board.focus()
+        board.move_cursor(row=board.get_row_index("backup"))
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the skip confirmation")
+        await pilot.press("y")
+        await run_to_end(pilot, app)
+        row = app.host_screen.board_state.rows["backup"]
+        assert row.cell("save").status == "cancelled"
+        assert row.cell("shutdown").status == "done" and row.outcome == "shutdown"
+    assert "backup" not in guests_on(demo.demo_dir)
+    assert not list((demo.cfg.save_dir).glob(".xendomains-partial*"))
+
+
+async def test_abort_keeps_handled_guests_handled_and_releases_the_lock(demo):
+    set_latency(demo.demo_dir, save=0.4)
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("e")
+        await confirm_plan(pilot, app)
+        await wait_for(pilot, lambda: app.host_screen.board_state.progress()[0] >= 2, what="two guests handled")
+        await palette(pilot, app, "Abort run")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the abort confirmation")
+        await pilot.press("y")
+        await run_to_end(pilot, app)
+        b = app.host_screen.board_state
+        outcomes = {n: b.rows[n].outcome for n in b.order}
+        saved = {n for n, o in outcomes.items() if o == "saved"}
+        skipped = {n for n, o in outcomes.items() if o == "skipped"}
+        assert len(saved) >= 2 and skipped and b.aborted
+        assert "shutdown_all" not in b.host or b.host["shutdown_all"].status != "done"
+    left = guests_on(demo.demo_dir)
+    assert saved.isdisjoint(left) and skipped <= left  # handled stay handled, the rest still run
+    assert not demo.cfg.lockfile.exists()
+
+
+async def test_quitting_during_a_run_aborts_it_cleanly_before_exiting(demo):
+    set_latency(demo.demo_dir, save=0.4)
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("e")
+        await confirm_plan(pilot, app)
+        await wait_for(pilot, lambda: app.running_stage("web01") == "save", what="the first save")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the quit confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_code is not None, what="the app to exit")
+    assert app.return_code == 0
+    assert not demo.cfg.lockfile.exists()
+    events = [from_json(x) for x in demo.cfg.progress.read_text().splitlines()]
+    assert isinstance(events[-1], RunFinished)
+    assert "web01" not in guests_on(demo.demo_dir)  # the save that was running finished
+    assert "backup" in guests_on(demo.demo_dir)  # nothing new started after the abort
+
+
+async def test_attach_follows_a_headless_xendomains_stop(demo):
+    set_latency(demo.demo_dir, save=0.3)
+    layout_env = dict(os.environ, PATH=f"{demo.demo_dir / 'bin'}{os.pathsep}{os.environ['PATH']}",
+                      XDSIM_STATE=str(demo.demo_dir), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen([sys.executable, "-m", "xdcore.cli", "--config", str(demo.cfg.path), "stop"],
+                            env=layout_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        app = make_app(demo, Providers(), attach="auto", attach_poll=0.05)
+        # wait until the run holds the lock and has written its start, then start the console on its own
+        from xdtui.follow import headless_run_in_progress
+
+        from .conftest import wait_until
+
+        await wait_until(lambda: headless_run_in_progress(demo.cfg.progress), what="the headless run to start")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen), what="the console to attach on its own")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.board_state.progress()[0] >= 1, what="a guest to finish")
+            assert screen.board_state.active and screen.board_state.pid == proc.pid
+            await wait_for(pilot, lambda: screen.board_state.finished is not None, timeout=40, what="the run to finish")
+            b = screen.board_state
+            assert b.exit_code == 0
+            assert {n: b.rows[n].outcome for n in b.order}["web01"] == "saved"
+            await pilot.press("k")  # read-only: the host screen's keys do nothing here
+            assert isinstance(app.screen, AttachScreen)
+            await pilot.press("h")
+            await wait_for(pilot, lambda: isinstance(app.screen, HostScreen), what="the host view")
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+async def test_attach_starts_over_when_a_new_run_replaces_the_progress_file(demo, tmp_path):
+    from xdcore.events import GuestPlanned, RunStarted
+
+    progress = demo.cfg.progress
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    progress.write_text(RunStarted(run="old", verb="stop", pid=1).to_json() + "\n"
+                        + GuestPlanned(run="old", guest="web01", stages=("save",)).to_json() + "\n")
+    app = make_app(demo, Providers.frozen(), attach="force", attach_poll=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen), what="attach")
+        screen = app.screen
+        await wait_for(pilot, lambda: "web01" in screen.board_state.rows, what="the old run")
+        tmp = progress.with_name(".new")
+        tmp.write_text(RunStarted(run="new", verb="start", pid=2).to_json() + "\n")
+        os.replace(tmp, progress)
+        await wait_for(pilot, lambda: screen.board_state.run == "new", what="the new run")
+        assert not screen.board_state.rows and screen.board_state.verb == "start"
+
+
+@pytest.mark.parametrize("key", ["x", "k"])
+async def test_run_only_actions_refuse_politely_without_a_run(demo, key):
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press(key)
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, HostScreen)  # no dialog for nothing
+        assert "Abort run" not in {c.title for c in app.screen.palette_commands()}
+
+
+async def test_start_host_restores_saved_guests_and_creates_the_missing_auto_one(demo):
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await palette(pilot, app, "Start host")
+        dialog = await confirm_plan(pilot, app)
+        assert {(g.guest, g.stages) for g in dialog.plan.guests} == {
+            ("wiki", ("restore",)), ("gitlab", ("restore",)), ("intranet", ("create",))}
+        await run_to_end(pilot, app)
+        b = app.host_screen.board_state
+        assert b.verb == "start" and b.columns == ("restore", "create")
+        assert {n: b.rows[n].outcome for n in ("wiki", "gitlab", "intranet")} == {
+            "wiki": "restored", "gitlab": "restored", "intranet": "created"}
+    assert {"wiki", "gitlab", "intranet"} <= guests_on(demo.demo_dir)
+    assert demo.cfg.lockfile.exists()  # start leaves the "service started" marker, as the classic script
+
+
+async def test_migrating_two_guests_now_during_an_evacuation_runs_beside_it(demo):
+    set_latency(demo.demo_dir, save=0.5)
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        app.set_migrate_target(("host2",))
+        app.set_stage("migrate", enabled=False)  # the evacuation itself saves; migration only on demand
+        await pilot.press("e")
+        await confirm_plan(pilot, app)
+        await wait_for(pilot, lambda: app.running_stage("web01") == "save", what="the evacuation to run")
+        table = app.screen.query_one(DomainTable)
+        table.move_cursor(row=table.get_row_index("ldap"))
+        await pilot.press("space", "space")  # ldap and proxy, near the end of the queue
+        assert table.marked == {"ldap", "proxy"}
+        await pilot.press("m")
+        dialog = await confirm_plan(pilot, app)
+        assert {g.stages for g in dialog.plan.guests} == {("migrate",)}
+        await wait_for(pilot, lambda: app.side_sessions or not app.run_active, what="the side run")
+        await run_to_end(pilot, app, timeout=40)
+        b = app.host_screen.board_state
+        outcomes = {n: b.rows[n].outcome for n in b.order}
+        assert outcomes["ldap"] == "migrated" and outcomes["proxy"] == "migrated"
+        assert outcomes["web01"] == "saved" and outcomes["monitoring"] == "saved"
+    assert {g["name"] for g in simhost.load(demo.demo_dir).targets["host2"]} == {"ldap", "proxy"}
+    assert not demo.cfg.lockfile.exists()
+
+
+async def test_turning_save_off_mid_run_shuts_the_remaining_guests_down(demo):
+    set_latency(demo.demo_dir, save=0.4)
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("e")
+        await confirm_plan(pilot, app)
+        await wait_for(pilot, lambda: app.running_stage("web01") == "save", what="the first save")
+        await pilot.press("3")
+        await run_to_end(pilot, app, timeout=40)
+        b = app.host_screen.board_state
+        assert b.rows["web01"].outcome == "saved"
+        assert b.rows["ldap"].outcome == "shutdown" and b.rows["ldap"].cell("save").status in ("disabled", "unneeded")
+        assert "save" in b.disabled
+
+
+async def test_a_failing_watcher_is_reported_in_the_log_and_started_again(demo, monkeypatch):
+    from xdcore.errors import ToolstackError
+    from xdtui.widgets.event_log import EventLog
+
+    real = demo.toolstack.list_domains
+    calls = {"n": 0}
+
+    async def flaky():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ToolstackError("xl list: simulated failure")
+        return await real()
+
+    monkeypatch.setattr(demo.toolstack, "list_domains", flaky)
+    app = make_app(demo, Providers.frozen())
+    app.POLLER_RETRY = 0.2
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.host_screen and app.host_screen.domains_seen, what="the watcher to recover")
+        log = app.host_screen.query_one(EventLog)
+        assert any("simulated failure" in line.text for line in log.lines)

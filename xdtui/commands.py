@@ -1,0 +1,92 @@
+"""Every operator action in one table: its key, its palette title, its help.
+
+The host screen's key bindings and the command palette (ctrl+p) are both
+built from `HOST_COMMANDS`, so no action is reachable one way only.  Keys are
+letters, digits, space, F-keys and ctrl+letter: they survive SSH and tmux.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An action of the host screen: `action` is the screen's action_<name> (with arguments)."""
+
+    key: str
+    action: str
+    title: str
+    help: str
+    footer: str = ""  # short label shown in the footer ("" = hidden there)
+
+
+HOST_COMMANDS: tuple[Command, ...] = (
+    Command("e", "evacuate", "Evacuate host", "Run the stop pipeline for every guest, after showing the plan", "Evacuate"),
+    Command("E", "evacuate_selected", "Evacuate selected", "Run the stop pipeline for the marked guests (or the one under the cursor)"),
+    Command("s", "start", "Start host", "Run the start pipeline: restore saved guests, create the auto ones", "Start"),
+    Command("m", "one_stage('migrate')", "Migrate selected", "Migrate the marked guests now (no save or shutdown)", "Migrate"),
+    Command("v", "one_stage('save')", "Save selected", "Save the marked guests now (no migrate or shutdown)", "Save"),
+    Command("d", "one_stage('shutdown')", "Shut down selected", "Shut down the marked guests now (no migrate or save)"),
+    Command("space", "mark", "Mark guest", "Mark or unmark the guest under the cursor for the 'selected' actions", "Mark"),
+    Command("c", "clear_marks", "Clear marks", "Unmark every guest"),
+    Command("k", "skip_stage", "Skip stage", "Skip the stage the guest under the cursor is running: it falls through to the next", "Skip stage"),
+    Command("g", "skip_guest", "Skip guest", "Leave the guest under the cursor (or the marked ones) out of the run"),
+    Command("x", "abort", "Abort run", "Start nothing new; running stages finish; the lock is released", "Abort"),
+    Command("X", "abort_now", "Abort run now", "Kill the running commands too; handled guests stay handled"),
+    Command("1", "toggle_stage('sysrq')", "Toggle stage: SysRq", "Turn the SysRq stage on or off for this and later runs"),
+    Command("2", "toggle_stage('migrate')", "Toggle stage: Migrate", "Turn the Migrate stage on or off"),
+    Command("3", "toggle_stage('save')", "Toggle stage: Save", "Turn the Save stage on or off"),
+    Command("4", "toggle_stage('shutdown')", "Toggle stage: Shutdown", "Turn the Shutdown stage on or off"),
+    Command("5", "toggle_stage('shutdown_all')", "Toggle stage: Shutdown all", "Turn the final shutdown --all on or off"),
+    Command("o", "migrate_target", "Set migration target", "Override the migration target (host and options) for this run"),
+    Command("p", "parallel", "Set parallelism", "How many guests are handled at once"),
+    Command("plus", "parallel_step(1)", "More parallel", "One more guest at once"),
+    Command("minus", "parallel_step(-1)", "Less parallel", "One guest fewer at once"),
+    Command("a", "attach", "Attach to headless run", "Follow the progress file of the xendomains run in progress (read-only)"),
+    Command("r", "refresh", "Refresh", "Read domains, lists and figures now"),
+    Command("q", "quit", "Quit", "Leave the console (a run it started is aborted cleanly first)", "Quit"),
+)
+
+
+ATTACH_COMMANDS: tuple[Command, ...] = (
+    Command("h", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host", "Host view"),
+    Command("escape", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host"),
+    Command("q", "quit", "Quit", "Leave the console (the headless run goes on)", "Quit"),
+)
+
+
+def bindings_for(commands: tuple[Command, ...]) -> list[Binding]:
+    return [Binding(c.key, c.action, c.footer or c.title, show=bool(c.footer), tooltip=c.help) for c in commands]
+
+
+class HostCommands(Provider):
+    """The palette's view of the current screen's command table (`palette_commands()`)."""
+
+    def _commands(self) -> list[tuple[str, str, object]]:
+        screen = self.screen
+        table = getattr(screen, "palette_commands", None)
+        if table is None:
+            return []
+        out, seen = [], set()
+        for c in table():
+            if c.title in seen:
+                continue
+            seen.add(c.title)
+            out.append((c.title, c.help, partial(screen.run_action, c.action)))
+        return out
+
+    async def discover(self) -> Hits:
+        for title, help, cb in self._commands():
+            yield DiscoveryHit(title, cb, help=help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help, cb in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), cb, text=title, help=help)

@@ -1,0 +1,71 @@
+"""Messages that cross from workers and the app to the screens: typed, past tense.
+
+Workers run on the app's event loop (never threads), so they may post these
+directly; the widgets are touched only by the handlers that receive them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.message import Message
+
+from xdcore.events import Event
+from xdcore.model import AutoConfig, HostInfo, SaveImage
+from xdcore.xenstore.watcher import DomainsChanged
+
+from .providers import Dom0Figures
+
+
+class EventsArrived(Message):
+    """Run events, in order: live from a run the console started, or read from the progress file.
+
+    `reset` says the progress file was replaced (a new run): start the board over.
+    """
+
+    def __init__(self, events: Sequence[Event], *, source: str = "live", reset: bool = False) -> None:
+        super().__init__()
+        self.events = tuple(events)
+        self.source = source
+        self.reset = reset
+
+
+class DomainsRefreshed(Message):
+    """The watcher yielded the current guests and what changed."""
+
+    def __init__(self, change: DomainsChanged) -> None:
+        super().__init__()
+        self.change = change
+
+
+class HostListsRead(Message):
+    """The auto directory and the save directory were read."""
+
+    def __init__(self, autos: Sequence[AutoConfig], images: Sequence[SaveImage]) -> None:
+        super().__init__()
+        self.autos = tuple(autos)
+        self.images = tuple(images)
+
+
+class HostFiguresMeasured(Message):
+    """dom0 figures (psutil) and, when it answered, `xl info`."""
+
+    def __init__(self, dom0: Dom0Figures | None, xen: HostInfo | None, xen_error: str = "") -> None:
+        super().__init__()
+        self.dom0 = dom0
+        self.xen = xen
+        self.xen_error = xen_error
+
+
+class RunFinishedLocally(Message):
+    """A run the console started has ended (its worker returned)."""
+
+    def __init__(self, verb: str, exit_code: int, summary: str) -> None:
+        super().__init__()
+        self.verb = verb
+        self.exit_code = exit_code
+        self.summary = summary
+
+
+class PrefsChanged(Message):
+    """Stage toggles, migration target or parallelism changed (before or during a run)."""

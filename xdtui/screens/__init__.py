@@ -1,0 +1,1 @@
+"""Screens: the host view, the attach view, and the dialogs that ask first."""

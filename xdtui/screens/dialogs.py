@@ -1,0 +1,81 @@
+"""Dialogs that ask before acting: yes/no confirmation and a one-line prompt.
+
+Typed: `ConfirmDialog` is a `ModalScreen[bool]`, `PromptDialog` a
+`ModalScreen[str | None]` (None when cancelled).  Keys: y / enter to accept,
+n / escape to refuse.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Ask before a destructive action."""
+
+    DEFAULT_CSS = """
+    ConfirmDialog { align: center middle; }
+    ConfirmDialog > Vertical { width: 64; max-width: 95%; height: auto; max-height: 90%;
+        border: heavy $warning; background: $surface; padding: 1 2; }
+    ConfirmDialog #confirm-title { text-style: bold; margin-bottom: 1; }
+    ConfirmDialog #confirm-buttons { height: auto; align-horizontal: right; margin-top: 1; }
+    ConfirmDialog Button { margin-left: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", show=False),
+        Binding("n,escape", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, title: str, body: str, yes: str = "Yes", no: str = "Cancel") -> None:
+        super().__init__()
+        self.title_text, self.body, self.yes, self.no = title, body, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="confirm-title")
+            yield Static(self.body, id="confirm-body")
+            with Horizontal(id="confirm-buttons"):
+                yield Button(f"{self.yes} (y)", variant="warning", id="yes")
+                yield Button(f"{self.no} (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class PromptDialog(ModalScreen["str | None"]):
+    """Ask for one value (migration target, parallelism)."""
+
+    DEFAULT_CSS = """
+    PromptDialog { align: center middle; }
+    PromptDialog > Vertical { width: 64; max-width: 95%; height: auto; border: heavy $accent;
+        background: $surface; padding: 1 2; }
+    PromptDialog #prompt-title { text-style: bold; }
+    PromptDialog #prompt-help { color: $text-muted; margin-bottom: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+
+    def __init__(self, title: str, help: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__()
+        self.title_text, self.help, self.value, self.placeholder = title, help, value, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="prompt-title")
+            yield Static(self.help, id="prompt-help")
+            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

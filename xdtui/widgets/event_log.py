@@ -1,0 +1,45 @@
+"""The log pane: one line per event worth reading (see `xdtui.eventtext`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from xdcore.events import Event
+
+from ..eventtext import describe
+from ..formatting import clock
+
+_STYLE = {"error": "red", "warning": "yellow", "success": "green", "info": ""}
+
+
+class EventLog(RichLog):
+    """Timestamped event lines, colour by level; keeps the last 2,000."""
+
+    DEFAULT_CSS = """
+    EventLog { height: 1fr; scrollbar-size-vertical: 1; overflow-x: hidden; }
+    """
+
+    def __init__(self, **kw) -> None:
+        super().__init__(max_lines=2000, wrap=True, markup=False, auto_scroll=True, **kw)
+        self.lines_written = 0
+
+    def add(self, events: Iterable[Event]) -> None:
+        for e in events:
+            line = describe(e)
+            if line is None:
+                continue
+            level, text = line
+            t = Text(clock(e.at) + " ", style="dim")
+            t.append(text, style=_STYLE.get(level, ""))
+            self.write(t)
+            self.lines_written += 1
+
+    def note(self, text: str, level: str = "info", at: float | None = None) -> None:
+        """A line from the console itself (not an event of a run)."""
+        t = Text((clock(at) + " ") if at else "", style="dim")
+        t.append(text, style=_STYLE.get(level, "") or "italic")
+        self.write(t)
+        self.lines_written += 1
