@@ -21,17 +21,28 @@ def test_the_shim_path_imports_no_asyncio_psutil_or_ui(sim_state):
     assert done.returncode == 0, done.stderr
 
 
-def test_shims_are_small_scripts_with_an_absolute_interpreter_that_ps_shows_as_bindir_xl(sim_bin, sim_state):
+def test_shims_are_small_scripts_with_an_absolute_interpreter_that_ps_shows_as_bindir_xl(sim_bin, sim_state, tmp_path):
+    import time
+
     text = (sim_bin / "xl").read_text()
     assert text.startswith(f"#!{sys.executable}\n")
     assert repr(str(sim_state.resolve())) in text
-    proc = subprocess.Popen([str(sim_bin / "xl"), "list"], stdout=subprocess.DEVNULL)
+    make_host(sim_state, [("web01", 256, 1)])
+    assert xdsim(["--state", str(sim_state), "fault", "save", "web01", "hang"]) == 0
+    proc = subprocess.Popen([str(sim_bin / "xl"), "save", "web01", str(tmp_path / "img")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")
+        cmdline = b""
+        for _ in range(200):  # until the interpreter has exec'd and is hanging in the save
+            cmdline = b" ".join(open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0"))
+            if b"save" in cmdline:
+                break
+            time.sleep(0.02)
     finally:
+        proc.kill()
         proc.wait()
     # the classic script's watchdog finds a running command with `ps axlw | grep "$CMD save"`
-    assert f"{sim_bin}/xl list".encode() in b" ".join(cmdline)
+    assert f"{sim_bin}/xl save".encode() in cmdline
 
 
 def test_xdsim_add_faults_latency_and_listing(sim_state, capsys):
