@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from .config import Config
+from .fsutil import write_atomic
 
 #: where each kind goes, relative to the prefix (the administrator's location, not the package's)
 UNIT_PATH = Path("etc/systemd/system/xendomains.service")
@@ -239,22 +240,7 @@ def write_file(path: Path, text: str, mode: int, force: bool = False) -> Install
         return InstallResult(path, "refused", f"{path} {why}; not overwritten (use --force to replace it)")
     else:
         action, detail = "replaced", "--force: the previous content is gone"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.xendomains-install.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, text, mode, tag="xendomains-install")
     return InstallResult(path, action, detail)
 
 

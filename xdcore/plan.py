@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import Config
+from .fsutil import write_atomic
 from .events import Event, GuestPlanned, RunFinished, StageFinished
 from .model import Domain
 from .pipeline.control import RunControl
@@ -51,10 +52,7 @@ class Throughputs:
             return cls()
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(asdict(self), indent=1))
 
     def estimate(self, stage: str, d: Domain, cfg: Config | None = None) -> float:
         mb = max(d.memory_mib, 1)

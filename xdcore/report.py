@@ -14,7 +14,6 @@ the auto guest that was shut down start again — for `xendomains status`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .fsutil import write_atomic
 from .events import (
     ControlApplied,
     Event,
@@ -141,24 +141,6 @@ def load_last(cfg: Config, verb: str, dirs: Sequence[Path] | None = None) -> Run
     """The newest `last-VERB.json` among the report directories."""
     found = [r for d in (dirs or report_dirs(cfg)) if (r := load_report(d / report_name(verb)))]
     return max(found, key=lambda r: r.finished_at or r.started_at, default=None)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class _Guest:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import savedir
 from .config import Config
-from .errors import CommandFailed, CommandTimedOut, LockError, ToolstackError, XendomainsError
+from .errors import CommandTimedOut, LockError, ToolstackError
 from .events import (
     EventBus,
     GuestFinished,
@@ -35,8 +35,8 @@ from .events import (
     StageStarted,
 )
 from .lock import RunLock, default_lock_path
-from .model import AutoConfig, Domain, ImageKind, SaveImage
-from .pipeline.control import Limiter, RunControl
+from .model import AutoConfig, Domain, SaveImage
+from .pipeline.control import RunControl
 from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
 from .pipeline.stages import START_STAGES, STOP_STAGES
 from .toolstack.port import Toolstack

@@ -15,7 +15,6 @@ the save directory.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil

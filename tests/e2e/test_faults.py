@@ -553,7 +553,7 @@ def test_shell_metacharacters_in_the_migrate_string_reach_xl_as_plain_words_and_
     assert "command substitution" in res2.stderr and "not executed" in res2.stderr
     domid = str(res2.of(ev.GuestPlanned)[0].domid)
     assert [m["argv"] for m in h2.history("migrate")] == [
-        ["xl", "migrate", "host2", "$(touch", f"{p2})", f"`touch", domid, f"{p3}`"]
+        ["xl", "migrate", "host2", "$(touch", f"{p2})", "`touch", domid, f"{p3}`"]
     ]
     assert res2.outcomes == {"web01": "saved"}
     h2.assert_lock_gone()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import threading
@@ -290,7 +289,6 @@ def test_status_exit_codes_3_0_and_1(tmp_path):
     xdsim(layout, "xl", "destroy", "web01")
     r = xd(layout, conf, "status", json=False)
     assert r.returncode == 3  # no guest running
-    make_host_guest = make_host  # another guest keeps the host "up" while web01 is missing
     xdsim(layout, "add", "other", "--mem", "256", "--vcpus", "1")
     r = xd(layout, conf, "status", json=False)
     assert r.returncode == 1 and "MISS AUTO: web01" in r.stdout

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import savedir
 from ..config import Config
-from ..errors import CommandFailed, CommandTimedOut, ToolstackError, UnsafePathError, XendomainsError
+from ..errors import CommandFailed, CommandTimedOut, XendomainsError
 from ..events import (
     CommandFinished,
     CommandStarted,

@@ -34,11 +34,18 @@ def cache_dir() -> Path:
 
 
 def fetch_classic(cache: Path | None = None) -> Path:
-    """Path of the pristine upstream script, downloading the Debian package once."""
+    """Path of the pristine upstream script, downloading the Debian package once.
+
+    $XDSIM_CLASSIC_DEB names an already downloaded xen-utils .deb to extract
+    instead (offline machines); the result is cached like a download.
+    """
     cache = cache or cache_dir()
     script = cache / "x" / SCRIPT_IN_PACKAGE
     if script.is_file():
         return script
+    local = os.environ.get("XDSIM_CLASSIC_DEB")
+    if local:
+        return _extract(Path(local), cache, script)
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
         raise ClassicUnavailable("apt-get and dpkg are needed to fetch the classic script")
     cache.mkdir(parents=True, exist_ok=True)
@@ -54,11 +61,20 @@ def fetch_classic(cache: Path | None = None) -> Path:
         debs = list(Path(tmp).glob("*.deb"))
         if not debs:
             raise ClassicUnavailable(f"apt-get download {PACKAGE} produced no .deb")
-        r = subprocess.run(["dpkg", "-x", str(debs[0]), str(cache / "x")], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise ClassicUnavailable(f"dpkg -x failed: {r.stderr.strip()}")
+        return _extract(debs[0], cache, script)
+
+
+def _extract(deb: Path, cache: Path, script: Path) -> Path:
+    if not shutil.which("dpkg"):
+        raise ClassicUnavailable("dpkg is needed to unpack the classic script")
+    if not deb.is_file():
+        raise ClassicUnavailable(f"{deb}: no such package file")
+    cache.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["dpkg", "-x", str(deb), str(cache / "x")], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ClassicUnavailable(f"dpkg -x {deb} failed: {r.stderr.strip()}")
     if not script.is_file():
-        raise ClassicUnavailable(f"{SCRIPT_IN_PACKAGE} not found in {PACKAGE}")
+        raise ClassicUnavailable(f"{SCRIPT_IN_PACKAGE} not found in {deb.name}")
     return script
 
 
