@@ -1,0 +1,239 @@
+"""`xendomains plan stop|start` end to end against the simulated host.
+
+A plan lists each guest's stages and why, an estimate, and whether the save
+directory has room; it does nothing.  The stop run uses the same room check,
+so what the plan says is what the stop does — shown here on a real, small
+tmpfs (mounted when we may; tests/core/test_plan.py checks the same with
+the free space injected).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xdcore import events as ev
+from xdcore.plan import IMAGE_OVERHEAD
+from xdcore.sim.testing import guest_config_text
+
+from .helpers import E2EHost
+
+MIB = 1024 * 1024
+TERMINAL = {"migrate": "migrated", "save": "saved", "shutdown": "shutdown"}
+
+
+def plan_json(h: E2EHost, *args: str) -> dict:
+    res = h.run("plan", *args, json_out=True)
+    assert res.returncode == 0, res.describe()
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, res.describe()
+    return json.loads(lines[0])
+
+
+def plan_text(h: E2EHost, *args: str) -> str:
+    res = h.run("plan", *args, json_out=False)
+    assert res.returncode == 0, res.describe()
+    return res.stdout
+
+
+def by_guest(plan: dict) -> dict[str, dict]:
+    return {g["guest"]: g for g in plan["guests"]}
+
+
+def expected_outcome(stages: list[str]) -> str:
+    return next(TERMINAL[s] for s in stages if s in TERMINAL)
+
+
+def mutations(h: E2EHost) -> list[list[str]]:
+    """State-changing commands the simulated xl ran, dry runs left out."""
+    return [e["argv"] for e in h.history() if "--dryrun" not in e["argv"]]
+
+
+# -- plan stop ------------------------------------------------------------------------------------------------
+
+
+def test_plan_stop_lists_every_guest_with_its_stages_reasons_and_the_room_needed(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2), ("db", 2048, 2)], auto=["web01"])
+
+    plan = plan_json(h, "stop")
+
+    assert plan["verb"] == "stop"
+    guests = by_guest(plan)
+    assert set(guests) == {"web01", "db"}
+    for name, mem in (("web01", 1024), ("db", 2048)):
+        g = guests[name]
+        assert g["stages"] == ["save", "shutdown"]
+        assert g["memory_mib"] == mem
+        assert any(r.startswith("save:") and str(h.save_dir) in r for r in g["reasons"])
+        assert any(r.startswith("shutdown:") for r in g["reasons"])
+        assert g["estimate_s"] > 0
+    assert guests["db"]["domid"] == h.domains()["db"].domid
+    assert plan["save_needed"] == (1024 + 2048) * MIB + 2 * IMAGE_OVERHEAD
+    assert plan["save_dir_free"] > plan["save_needed"]
+    assert plan["no_room"] == []
+    assert plan["estimate_s"] > 0
+
+
+def test_plan_stop_in_words_names_the_guests_and_their_stages(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2), ("db", 2048, 2)])
+
+    text = plan_text(h, "stop")
+
+    assert text.startswith("Plan for stop (2 guests")
+    lines = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith("  ") and ln.split()[0] in ("web01", "db")}
+    assert "save → shutdown" in lines["web01"] and "save → shutdown" in lines["db"]
+    assert "save directory:" in text and "MiB needed" in text
+
+
+def test_a_plan_does_nothing(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2)], auto=["web01"], saved=[("wiki", 512, 1)])
+    before = {n: d.domid for n, d in h.domains().items()}
+    images = h.save_entries()
+
+    plan_json(h, "stop")
+    plan_json(h, "start")
+    plan_text(h, "stop")
+
+    assert {n: d.domid for n, d in h.domains().items()} == before
+    assert h.save_entries() == images
+    assert mutations(h) == []
+    assert not os.path.lexists(h.lock)
+
+
+def test_plan_stop_with_migrate_puts_migrate_first_and_says_where_to(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2)], XENDOMAINS_MIGRATE="dr-site")
+
+    g = by_guest(plan_json(h, "stop"))["web01"]
+
+    assert g["stages"] == ["migrate", "save", "shutdown"]
+    assert any(r.startswith("migrate:") and "dr-site" in r for r in g["reasons"])
+
+
+def test_plan_stop_without_a_save_dir_shuts_down_and_needs_no_room(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2)], XENDOMAINS_SAVE="")
+
+    plan = plan_json(h, "stop")
+
+    assert by_guest(plan)["web01"]["stages"] == ["shutdown"]
+    assert plan["save_needed"] == 0 and plan["save_dir_free"] is None
+
+
+def test_plan_stop_with_auto_only_skips_the_others_and_says_why(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2), ("db", 2048, 2)], auto=["web01"],
+                     XENDOMAINS_AUTO_ONLY="true")
+
+    plan = plan_json(h, "stop")
+
+    assert set(by_guest(plan)) == {"web01"}
+    skipped = dict(plan["skipped"])
+    assert "db" in skipped and "AUTO_ONLY" in skipped["db"]
+
+
+def test_plan_stop_of_named_guests_plans_only_those(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2), ("db", 2048, 2), ("mail", 512, 1)])
+
+    plan = plan_json(h, "stop", "db")
+
+    assert set(by_guest(plan)) == {"db"}
+
+
+def test_plan_stop_marks_a_dying_guest_as_a_zombie_with_nothing_to_do(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2), ("ghost", 512, 2, "-b---d")])
+
+    g = by_guest(plan_json(h, "stop"))["ghost"]
+
+    assert g["stages"] == ["zombie"]
+    assert g["estimate_s"] == 0
+
+
+# -- plan start -----------------------------------------------------------------------------------------------
+
+
+def test_plan_start_restores_images_creates_missing_auto_guests_and_skips_the_rest(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2)], auto=["web01", "wiki"], saved=[("wiki", 512, 1)])
+    mail = h.layout.configs_dir / "mail.cfg"
+    mail.write_text(guest_config_text("mail", 256, 1))
+    (h.layout.auto_dir / "mail.cfg").symlink_to(mail)
+
+    plan = plan_json(h, "start")
+
+    guests = by_guest(plan)
+    assert guests["wiki"]["stages"] == ["restore"]
+    assert str(h.save_dir / "wiki") in guests["wiki"]["reasons"][0]
+    assert guests["mail"]["stages"] == ["create"]
+    skipped = dict(plan["skipped"])
+    assert skipped["web01"] == "already running"
+    assert skipped["wiki"] == "has a saved image"
+    assert "web01" not in guests
+
+
+def test_the_start_run_does_what_its_plan_said(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 1024, 2)], auto=["web01", "wiki"], saved=[("wiki", 512, 1)])
+    mail = h.layout.configs_dir / "mail.cfg"
+    mail.write_text(guest_config_text("mail", 256, 1))
+    (h.layout.auto_dir / "mail.cfg").symlink_to(mail)
+    plan = plan_json(h, "start")
+
+    res = h.run("start")
+
+    assert res.returncode == 0, res.describe()
+    want = {g["guest"]: {"restore": "restored", "create": "created"}[g["stages"][0]] for g in plan["guests"]}
+    assert res.outcomes == want
+    assert h.running() == {"web01", "wiki", "mail"}
+
+
+# -- no room in the save directory -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 64 MiB tmpfs (needs root and permission to mount; else skipped — see tests/core/test_plan.py)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not permitted'}); "
+                    "the unit tests in tests/core/test_plan.py inject the free space instead")
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_guests_without_room_are_shut_down_and_the_stop_does_exactly_what_the_plan_said(tmp_path, small_fs):
+    # 64 MiB free; each image is reserved its memory + 16 MiB: web01 (32 → 48 MiB) fits, db (64 → 80) does
+    # not, mail (8 → 24) no longer fits after web01 (48 + 24 > 64)
+    save = small_fs / "save"
+    save.mkdir()
+    h = E2EHost.make(tmp_path, guests=[("web01", 32, 1), ("db", 64, 1), ("mail", 8, 1)], XENDOMAINS_SAVE=save)
+    ids = {n: d.domid for n, d in h.domains().items()}
+
+    plan = plan_json(h, "stop")
+
+    assert plan["save_dir_free"] <= 64 * MIB
+    assert sorted(plan["no_room"]) == ["db", "mail"]
+    guests = by_guest(plan)
+    assert guests["web01"]["stages"] == ["save", "shutdown"]
+    for name in ("db", "mail"):
+        assert guests[name]["stages"] == ["shutdown"]
+        assert any("no room" in r for r in guests[name]["reasons"])
+    assert plan["save_needed"] == 32 * MIB + IMAGE_OVERHEAD
+    assert "no room to save (shut down instead): db mail" in plan_text(h, "stop")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {g["guest"]: expected_outcome(g["stages"]) for g in plan["guests"]}
+    for g in plan["guests"]:
+        started = [e.stage for e in res.of(ev.StageStarted) if e.guest == g["guest"]]
+        assert started == g["stages"][: g["stages"].index(next(s for s in g["stages"] if s in TERMINAL)) + 1]
+    assert sorted(p.name for p in save.iterdir()) == ["web01"]
+    assert [a[2] for a in mutations(h) if a[1] == "save"] == [str(ids["web01"])]
+    assert sorted(a[-1] for a in mutations(h) if a[1] == "shutdown") == sorted(str(ids[n]) for n in ("db", "mail"))
+    res.message_about("db", "no room")
+    assert h.running() == set()
