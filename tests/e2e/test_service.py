@@ -367,3 +367,34 @@ def test_status_and_start_with_200_guests_and_200_auto_configs_spawn_a_constant_
     assert len(status_calls) <= 2, status_calls          # xl list -l + xl list
     assert len(start_calls) <= 4, start_calls            # one listing before autostart, one at the end
     assert len([e for e in events(r) if e.kind == "guest_skipped"]) == 200
+
+
+@pytest.mark.skipif(not shutil.which("xenstore-read"), reason="needs xenstore-utils (CI installs it)")
+def test_a_xenstore_stub_domain_is_never_selected(tmp_path):
+    import time
+
+    layout = make_host(tmp_path / "h", guests=[("web01", 512, 1), ("xenstore-stubdom", 64, 1)])
+    with host.transaction(layout.state_dir) as st:
+        st.by_name("xenstore-stubdom").xs_domain = True
+    sock = tmp_path / "xs.sock"
+    server = subprocess.Popen([sys.executable, "-m", "xdcore.sim.cli", "--state", str(layout.state_dir), "xenstored",
+                               "--socket", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        env = {"XENSTORED_PATH": str(sock)}
+        for _ in range(100):  # the mirror publishes /tool/xenstored/domid
+            r = subprocess.run(["xenstore-read", "/tool/xenstored/domid"], capture_output=True, text=True, env={**os.environ, **env})
+            if r.returncode == 0:
+                break
+            time.sleep(0.05)
+        assert r.stdout.strip() == "2"
+        conf = write_conf(layout, tmp_path, XENDOMAINS_SAVE="")
+        res = xd(layout, conf, "stop", env_extra=env)
+        assert outcomes(res) == {"web01": "shutdown"}
+        assert running(layout) == ["xenstore-stubdom"]
+    finally:
+        server.terminate()
+        server.wait(10)
