@@ -398,3 +398,21 @@ def test_a_xenstore_stub_domain_is_never_selected(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_deadline_downgrades_waiting_guests_to_shutdown_and_caps_every_watchdog(tmp_path):
+    layout = make_host(tmp_path / "h", guests=[(f"g{i}", 512, 1) for i in range(4)])
+    xdsim(layout, "latency", "save", "2")
+    conf = write_conf(layout, tmp_path, XENDOMAINS_STOP_DEADLINE="3", XENDOMAINS_STOP_MAXWAIT="300",
+                      XENDOMAINS_SHUTDOWN="--wait")
+    r = xd(layout, conf, "stop")
+    evs = events(r)
+    downs = [e for e in evs if e.kind == "stage_downgraded"]
+    assert downs and all((d.from_stage, d.to_stage) == ("save", "shutdown") for d in downs)
+    assert "deadline" in downs[0].reason
+    got = outcomes(r)
+    assert set(got.values()) <= {"saved", "shutdown"} and len(got) == 4
+    assert {got[d.guest] for d in downs} == {"shutdown"}
+    assert running(layout) == []
+    # no command was ever given more time than the budget: the watchdog is capped by what remains
+    assert all(0 < e.timeout <= 3 for e in evs if e.kind == "stage_started" and e.guest)
