@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from xdcore.sim import host, xlcmd
+from xdcore.sim import host, xsbridge
 from xdcore.sim.cli import main as xdsim
 from xdcore.sim.inprocess import SimToolstack
 from xdcore.sim.testing import make_host
@@ -25,7 +25,7 @@ def test_shims_are_small_scripts_with_an_absolute_interpreter_that_ps_shows_as_b
     import time
 
     text = (sim_bin / "xl").read_text()
-    assert text.startswith(f"#!{sys.executable}\n")
+    assert text.startswith(f"#!{sys.executable} -SE\n")
     assert repr(str(sim_state.resolve())) in text
     make_host(sim_state, [("web01", 256, 1)])
     assert xdsim(["--state", str(sim_state), "fault", "save", "web01", "hang"]) == 0
@@ -77,7 +77,7 @@ def test_load_snapshot_is_read_only_and_applies_due_transitions(sim_state):
 async def test_shutdown_and_sysrq_write_the_control_nodes(sim_state, monkeypatch):
     make_host(sim_state, [("a", 512, 1)])
     calls = []
-    monkeypatch.setattr(xlcmd.xsbridge, "write_control", lambda d, domid, k, v: calls.append((domid, k, v)))
+    monkeypatch.setattr(xsbridge, "write_control", lambda d, domid, k, v: calls.append((domid, k, v)))
     ts = SimToolstack(sim_state)
     await ts.sysrq(1, "s")
     await ts.shutdown(1, ["--wait"])

@@ -18,11 +18,11 @@ Only fields that differ from libxl's defaults are present, in IDL order
 
 from __future__ import annotations
 
-import copy
-import uuid as uuidlib
-
 from .simerrors import SimExit
-from .xlcfg import Config
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .xlcfg import Config
 
 INVALID_DOMID = 4294967295
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
@@ -64,10 +64,28 @@ ACTIONS = {
 SCHED_CREDIT2 = {"sched": "credit2", "weight": 256, "cap": 0}
 
 
+_RANKS: dict[int, tuple[list[str], dict[str, int]]] = {}
+
+
 def ordered(d: dict, order: list[str]) -> dict:
-    """d with its keys in IDL order (unknown keys after, in their own order)."""
-    rank = {k: i for i, k in enumerate(order)}
-    return {k: d[k] for k in sorted(d, key=lambda k: (rank.get(k, len(order)), list(d).index(k)))}
+    """d with its keys in IDL order (unknown keys after, in their own order: the sort is stable)."""
+    cached = _RANKS.get(id(order))
+    if cached is None or cached[0] is not order:
+        cached = _RANKS[id(order)] = (order, {k: i for i, k in enumerate(order)})
+    rank = cached[1]
+    last = len(order)
+    return {k: d[k] for k in sorted(d, key=lambda k: rank.get(k, last))}
+
+
+def copy_json(value):
+    """A deep copy of a JSON value (dicts, lists, tuples and atoms): copy.deepcopy without its cost."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(copy_json(v) for v in value)
+    return value
 
 
 def _fail(msg: str, code: int = 1) -> SimExit:
@@ -142,12 +160,16 @@ def build(cfg: Config) -> dict:
     c_info: dict = {"type": dtype, "name": name}
     uuid_text = cfg.get_string("uuid")
     if uuid_text is not None:
+        import uuid as uuidlib  # only configs that name their UUID need the parser
+
         try:
             c_info["uuid"] = str(uuidlib.UUID(uuid_text))
         except ValueError:
             raise _fail(f"Failed to parse UUID: {uuid_text}") from None
     else:
-        c_info["uuid"] = str(uuidlib.uuid4())
+        from .host import new_uuid
+
+        c_info["uuid"] = new_uuid()
     pool = cfg.get_string("pool")
     if pool:
         c_info["pool_name"] = pool
@@ -214,7 +236,7 @@ def build(cfg: Config) -> dict:
 
 def userdata_from(config: dict) -> dict:
     """What libxl stores at create time: the config plus c_info.domid and b_info.video_memkb."""
-    data = copy.deepcopy(config)
+    data = copy_json(config)
     data["c_info"]["domid"] = INVALID_DOMID
     data["c_info"] = ordered(data["c_info"], C_INFO_ORDER)
     data["b_info"].setdefault("video_memkb", 0)
@@ -233,7 +255,7 @@ def dom0_userdata(max_kib: int, dtype: str = "pv") -> dict:
 def retrieve(userdata: dict, *, domid: int, name: str, uuid: str, online_vcpus: int, max_kib: int,
              target_kib: int, devices_in_xenstore: bool, warnings: list[str]) -> dict:
     """libxl_retrieve_domain_configuration: userdata with live values merged in."""
-    cfg = copy.deepcopy(userdata)
+    cfg = copy_json(userdata)
     c_info = cfg.setdefault("c_info", {})
     c_info["name"] = name
     if uuid and uuid != NIL_UUID:
@@ -261,7 +283,7 @@ def retrieve(userdata: dict, *, domid: int, name: str, uuid: str, online_vcpus: 
 
 def for_save_image(retrieved: dict, keep_domid: bool = False, domid: int = 0) -> dict:
     """The config xl save writes into the image: c_info.domid is 0 (omitted) unless -D."""
-    cfg = copy.deepcopy(retrieved)
+    cfg = copy_json(retrieved)
     if keep_domid:
         cfg["c_info"]["domid"] = domid
         cfg["c_info"] = ordered(cfg["c_info"], C_INFO_ORDER)

@@ -34,14 +34,17 @@ API for other parts of the simulator (the simulated xenstored included):
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
-import struct
 import time
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+
+from . import fastjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .views import HostSnapshot
 
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
@@ -117,33 +120,80 @@ DEFAULT_INFO = {
 REASON_LETTERS = "-rscwS"
 
 
-@dataclass
-class SimDomain:
-    """One domain of the simulated hypervisor (mutable, lives only inside a transaction)."""
+def _repr(obj) -> str:
+    return f"{type(obj).__name__}({', '.join(f'{n}={getattr(obj, n)!r}' for n in obj.__slots__)})"
 
-    domid: int
-    name: str
-    uuid: str
-    domain_type: str = "pv"
-    memory_kib: int = 0  # balloon target (memory/target)
-    maxmem_kib: int = 0  # memory/static-max
-    current_kib: int = 0  # tot_pages * 4: what `xl list` shows
-    vcpus: int = 1  # max
-    online_vcpus: int = 1
-    cpu_time: float = 0.0  # seconds, at cpu_time_at
-    cpu_time_at: float = 0.0
-    cpu_rate: float = 0.0  # CPU seconds gained per second while not paused/dying
-    flags: str = "-b----"
-    start_time: float = 0.0
-    config_path: str | None = None
-    userdata: dict | None = None  # stored libxl JSON; None: left out of `xl list -l`
-    devices_in_xenstore: bool = True
-    xs_domain: bool = False  # a xenstore stub domain (never_stop)
-    ready_at: float | None = None  # paused while being built until then
-    ready_flags: str = "-b----"
-    gone_at: float | None = None  # shutdown completes then
-    gone_as: str = "destroy"  # "destroy" (vanish) or "zombie" (stay dying)
-    busy: dict | None = None  # {"op", "pid", "prev_flags", "prev_name"} during save/migrate/…
+
+class SimDomain:
+    """One domain of the simulated hypervisor (mutable, lives only inside a transaction).
+
+    A plain class with __slots__ rather than a dataclass: every simulated xl process
+    builds these, and importing dataclasses (inspect, enum, …) would cost it ~7 ms.
+    """
+
+    __slots__ = (
+        "domid", "name", "uuid", "domain_type", "memory_kib", "maxmem_kib", "current_kib", "vcpus",
+        "online_vcpus", "cpu_time", "cpu_time_at", "cpu_rate", "flags", "start_time", "config_path",
+        "userdata", "devices_in_xenstore", "xs_domain", "ready_at", "ready_flags", "gone_at", "gone_as", "busy",
+    )
+
+    def __init__(self, domid: int, name: str, uuid: str, domain_type: str = "pv", memory_kib: int = 0,
+                 maxmem_kib: int = 0, current_kib: int = 0, vcpus: int = 1, online_vcpus: int = 1,
+                 cpu_time: float = 0.0, cpu_time_at: float = 0.0, cpu_rate: float = 0.0, flags: str = "-b----",
+                 start_time: float = 0.0, config_path: str | None = None, userdata: dict | None = None,
+                 devices_in_xenstore: bool = True, xs_domain: bool = False, ready_at: float | None = None,
+                 ready_flags: str = "-b----", gone_at: float | None = None, gone_as: str = "destroy",
+                 busy: dict | None = None):
+        self.domid = domid
+        self.name = name
+        self.uuid = uuid
+        self.domain_type = domain_type
+        self.memory_kib = memory_kib  # balloon target (memory/target)
+        self.maxmem_kib = maxmem_kib  # memory/static-max
+        self.current_kib = current_kib  # tot_pages * 4: what `xl list` shows
+        self.vcpus = vcpus  # max
+        self.online_vcpus = online_vcpus
+        self.cpu_time = cpu_time  # seconds, at cpu_time_at
+        self.cpu_time_at = cpu_time_at
+        self.cpu_rate = cpu_rate  # CPU seconds gained per second while not paused/dying
+        self.flags = flags
+        self.start_time = start_time
+        self.config_path = config_path
+        self.userdata = userdata  # stored libxl JSON; None: left out of `xl list -l`
+        self.devices_in_xenstore = devices_in_xenstore
+        self.xs_domain = xs_domain  # a xenstore stub domain (never_stop)
+        self.ready_at = ready_at  # paused while being built until then
+        self.ready_flags = ready_flags
+        self.gone_at = gone_at  # shutdown completes then
+        self.gone_as = gone_as  # "destroy" (vanish) or "zombie" (stay dying)
+        self.busy = busy  # {"op", "pid", "prev_flags", "prev_name"} during save/migrate/…
+
+    def to_dict(self) -> dict:
+        return {
+            "domid": self.domid, "name": self.name, "uuid": self.uuid, "domain_type": self.domain_type,
+            "memory_kib": self.memory_kib, "maxmem_kib": self.maxmem_kib, "current_kib": self.current_kib,
+            "vcpus": self.vcpus, "online_vcpus": self.online_vcpus, "cpu_time": self.cpu_time,
+            "cpu_time_at": self.cpu_time_at, "cpu_rate": self.cpu_rate, "flags": self.flags,
+            "start_time": self.start_time, "config_path": self.config_path, "userdata": self.userdata,
+            "devices_in_xenstore": self.devices_in_xenstore, "xs_domain": self.xs_domain,
+            "ready_at": self.ready_at, "ready_flags": self.ready_flags, "gone_at": self.gone_at,
+            "gone_as": self.gone_as, "busy": self.busy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SimDomain:
+        try:
+            return cls(**data)  # what encode() wrote: exactly the fields
+        except TypeError:  # a state file from another version: unknown fields are dropped
+            return cls(**{k: v for k, v in data.items() if k in _SIMDOMAIN_FIELDS})
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # mutable
+    __repr__ = _repr
 
     @property
     def dying(self) -> bool:
@@ -162,32 +212,85 @@ class SimDomain:
         return self.cpu_time + self.cpu_rate * max(0.0, now - self.cpu_time_at)
 
 
-@dataclass
+_SIMDOMAIN_FIELDS = frozenset(SimDomain.__slots__)
+
+
 class Fault:
-    op: str
-    guest: str  # name, domid, or "*"
-    kind: str
-    seconds: float = 0.0
+    """An injected fault: `kind` happens to `op` on `guest` (name, domid or "*")."""
+
+    __slots__ = ("op", "guest", "kind", "seconds")
+
+    def __init__(self, op: str, guest: str, kind: str, seconds: float = 0.0):
+        self.op = op
+        self.guest = guest  # name, domid, or "*"
+        self.kind = kind
+        self.seconds = seconds
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "guest": self.guest, "kind": self.kind, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Fault:
+        return cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None
+    __repr__ = _repr
 
     def matches(self, op: str, name: str, domid: int | None) -> bool:
         return self.op in (op, "*") and self.guest in ("*", name, str(domid))
 
 
-@dataclass
 class HostState:
     """Everything in state.json."""
 
-    version: int = FORMAT_VERSION
-    next_domid: int = 1
-    total_memory_mib: int = 16384
-    reserved_mib: int = 0  # memory Xen itself holds: free = total - reserved - domains
-    info: dict = field(default_factory=dict)  # overrides of `xl info` lines
-    domains: list[SimDomain] = field(default_factory=list)
-    latency: dict = field(default_factory=lambda: dict(DEFAULT_LATENCY))
-    rate: dict = field(default_factory=lambda: dict(DEFAULT_RATE))
-    faults: list[Fault] = field(default_factory=list)
-    targets: dict = field(default_factory=dict)  # host -> [received guest records]
-    history: list = field(default_factory=list)  # [{"t", "argv", "rc"}] of state-changing commands
+    __slots__ = ("version", "next_domid", "total_memory_mib", "reserved_mib", "info", "domains", "latency",
+                 "rate", "faults", "targets", "history")
+
+    def __init__(self, version: int = FORMAT_VERSION, next_domid: int = 1, total_memory_mib: int = 16384,
+                 reserved_mib: int = 0, info: dict | None = None, domains: list[SimDomain] | None = None,
+                 latency: dict | None = None, rate: dict | None = None, faults: list[Fault] | None = None,
+                 targets: dict | None = None, history: list | None = None):
+        self.version = version
+        self.next_domid = next_domid
+        self.total_memory_mib = total_memory_mib
+        self.reserved_mib = reserved_mib  # memory Xen itself holds: free = total - reserved - domains
+        self.info = {} if info is None else info  # overrides of `xl info` lines
+        self.domains = [] if domains is None else domains
+        self.latency = dict(DEFAULT_LATENCY) if latency is None else latency
+        self.rate = dict(DEFAULT_RATE) if rate is None else rate
+        self.faults = [] if faults is None else faults
+        self.targets = {} if targets is None else targets  # host -> [received guest records]
+        self.history = [] if history is None else history  # [{"t", "argv", "rc"}] of state-changing commands
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version, "next_domid": self.next_domid, "total_memory_mib": self.total_memory_mib,
+            "reserved_mib": self.reserved_mib, "info": self.info,
+            "domains": [d.to_dict() for d in self.domains], "latency": self.latency, "rate": self.rate,
+            "faults": [f.to_dict() for f in self.faults], "targets": self.targets, "history": self.history,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> HostState:
+        st = cls(**{k: v for k, v in raw.items() if k in _HOSTSTATE_SCALARS})
+        st.domains = [SimDomain.from_dict(d) for d in raw.get("domains", [])]
+        st.faults = [Fault.from_dict(f) for f in raw.get("faults", [])]
+        st.latency = {**DEFAULT_LATENCY, **raw.get("latency", {})}
+        st.rate = {**DEFAULT_RATE, **raw.get("rate", {})}
+        return st
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None
+    __repr__ = _repr
 
     # -- queries -----------------------------------------------------------------
 
@@ -232,6 +335,9 @@ class HostState:
         return dom
 
 
+_HOSTSTATE_SCALARS = frozenset(HostState.__slots__) - {"domains", "faults"}
+
+
 def make_dom0(now: float | None = None) -> SimDomain:
     from .domconfig import dom0_userdata
 
@@ -245,53 +351,26 @@ def make_dom0(now: float | None = None) -> SimDomain:
 
 
 def new_uuid() -> str:
-    import uuid  # here: costs every simulated xl process ~2 ms at import, and only creates need it
-
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as str(uuid.uuid4()) prints it; the uuid module costs ~2 ms to import."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # -- (de)serialisation ------------------------------------------------------------
 
 
-def _from_dict(cls, data: dict):
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
-
-
 def decode(text: str) -> HostState:
-    raw = json.loads(text)
-    st = _from_dict(HostState, raw)
-    st.domains = [_from_dict(SimDomain, d) for d in raw.get("domains", [])]
-    st.faults = [_from_dict(Fault, f) for f in raw.get("faults", [])]
-    st.latency = {**DEFAULT_LATENCY, **raw.get("latency", {})}
-    st.rate = {**DEFAULT_RATE, **raw.get("rate", {})}
-    return st
+    return HostState.from_dict(fastjson.loads(text))
 
 
 def encode(st: HostState) -> str:
-    # Every simulated xl process encodes the state a few times (a transaction compares before and
-    # after), so this is on the benchmarks' hot path: no asdict (a deep copy; the dataclasses hold
-    # only JSON values besides the SimDomain and Fault lists) and compact separators, which let json
-    # use its C encoder (indent= forces the pure-Python one).  Together ~20x cheaper with 64 guests.
+    # Every simulated xl process encodes the state a few times, so this is on the benchmarks' hot
+    # path: compact separators, which let json use its C encoder (indent= forces the pure-Python one).
     # Read it with `xdsim list` or `python -m json.tool state.json`.
-    raw = _fields_of(st)
-    raw["domains"] = [_fields_of(d) for d in st.domains]
-    raw["faults"] = [_fields_of(f) for f in st.faults]
-    return json.dumps(raw, separators=(",", ":")) + "\n"
-
-
-def _fields_of(obj) -> dict:
-    return {name: getattr(obj, name) for name in _field_names(type(obj))}
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-    return names
+    return fastjson.dumps_compact(st.to_dict()) + "\n"
 
 
 # -- transitions --------------------------------------------------------------------
@@ -357,33 +436,42 @@ def apply_transitions(st: HostState, now: float) -> bool:
 
 def state_path(state_dir: str | os.PathLike[str]) -> Path:
     """The JSON state file (replaced atomically on each change)."""
+    from pathlib import Path  # here: pathlib costs every simulated xl process ~3 ms at import
+
     return Path(state_dir) / STATE_FILE
 
 
-def _read(state_dir: Path) -> HostState | None:
+def _read_text(state_dir: str) -> str | None:
     try:
-        text = state_path(state_dir).read_text()
+        with open(os.path.join(state_dir, STATE_FILE), encoding="utf-8") as fh:
+            return fh.read()
     except FileNotFoundError:
         return None
-    return decode(text)
 
 
-def _write(state_dir: Path, st: HostState, text: str | None = None) -> None:
+def _read(state_dir: str) -> HostState | None:
+    text = _read_text(state_dir)
+    return None if text is None else decode(text)
+
+
+def _write(state_dir: str, st: HostState, text: str | None = None) -> None:
     text = encode(st) if text is None else text
     # (not tempfile.mkstemp: importing tempfile costs every simulated xl process ~9 ms; writers hold
     # the state lock, so the pid makes the name unique, and O_EXCL refuses a stale one)
-    tmp = str(Path(state_dir) / f".state.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp = os.path.join(state_dir, f".state.{os.getpid()}.{time.monotonic_ns()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as fh:
+        with open(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, state_path(state_dir))
+        os.replace(tmp, os.path.join(state_dir, STATE_FILE))
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
 
 
@@ -398,106 +486,109 @@ def fresh_state(fast: bool = False) -> HostState:
 
 def init_state(state_dir: str | os.PathLike[str], fast: bool = False) -> Path:
     """Create the state directory with a fresh host (dom0 only) unless it already has one."""
+    from pathlib import Path
+
     d = Path(state_dir)
     d.mkdir(parents=True, exist_ok=True)
-    with _locked(d):
-        if not state_path(d).exists():
-            _write(d, fresh_state(fast))
+    fd = _lock(str(d))
+    try:
+        if not (d / STATE_FILE).exists():
+            _write(str(d), fresh_state(fast))
+    finally:
+        os.close(fd)
     return d
 
 
-@contextlib.contextmanager
-def _locked(state_dir: Path):
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+def _lock(state_dir: str) -> int:
+    """Take the state lock; closing the returned descriptor releases it."""
+    fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
-@contextlib.contextmanager
-def transaction(state_dir: str | os.PathLike[str]):
-    """The host state under the exclusive lock; written back atomically if it changed."""
-    d = Path(state_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"simulator state directory {d} does not exist (run `xdsim --state {d} init`)")
-    with _locked(d):
-        st = _read(d)
-        before = encode(st) if st is not None else ""
-        if st is None:
-            st = fresh_state()
-        apply_transitions(st, time.time())
-        yield st
-        after = encode(st)
-        if after != before:
-            _write(d, st, after)
+class transaction:  # noqa: N801 - used as a function: `with host.transaction(d) as st:`
+    """The host state under the exclusive lock; written back atomically if it changed.
+
+    A class rather than a contextlib.contextmanager generator: contextlib costs every
+    simulated xl process ~3 ms at import.  An exception in the body writes nothing.
+    """
+
+    __slots__ = ("_dir", "_fd", "_before", "_state")
+
+    def __init__(self, state_dir: str | os.PathLike[str]):
+        self._dir = os.fspath(state_dir)
+        self._fd = -1
+        self._before = ""
+        self._state = None
+
+    def __enter__(self) -> HostState:
+        d = self._dir
+        if not os.path.isdir(d):
+            raise FileNotFoundError(f"simulator state directory {d} does not exist (run `xdsim --state {d} init`)")
+        self._fd = _lock(d)
+        try:
+            text = _read_text(d)
+            # the file is always written by encode(), so its text is what encode() gives for it unchanged
+            self._before = text or ""
+            st = decode(text) if text is not None else fresh_state()
+            apply_transitions(st, time.time())
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._state = st
+        return st
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                after = encode(self._state)
+                if after != self._before:
+                    _write(self._dir, self._state, after)
+        finally:
+            os.close(self._fd)
+            self._state = None
 
 
 def load(state_dir: str | os.PathLike[str]) -> HostState:
     """A private copy of the state with due transitions applied (no lock, no write)."""
-    st = _read(Path(state_dir)) or fresh_state()
+    st = _read(os.fspath(state_dir)) or fresh_state()
     apply_transitions(st, time.time())
     return st
 
 
-# -- read-only snapshot --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DomainView:
-    """One domain as a reader sees it at snapshot time."""
-
-    domid: int
-    name: str
-    uuid: str
-    memory_kib: int
-    maxmem_kib: int
-    current_kib: int
-    vcpus: int
-    online_vcpus: int
-    cpu_time: float
-    flags: str
-    start_time: float
-    domain_type: str
-    config_path: str | None
-    dying: bool
-    shutdown_reason: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class HostSnapshot:
-    taken_at: float
-    domains: tuple[DomainView, ...]
-    total_memory_mib: int
-    free_memory_mib: int
-    targets: tuple[tuple[str, tuple[str, ...]], ...]
+# -- read-only snapshot (views.py: frozen dataclasses, imported only by readers) ----------------------
 
 
 def snapshot_of(st: HostState, now: float) -> HostSnapshot:
-    views = tuple(
-        DomainView(
-            domid=d.domid, name=d.name, uuid=d.uuid, memory_kib=d.memory_kib, maxmem_kib=d.maxmem_kib,
-            current_kib=d.current_kib, vcpus=d.vcpus, online_vcpus=d.online_vcpus,
-            cpu_time=d.cpu_time_now(now), flags=d.flags, start_time=d.start_time,
-            domain_type=d.domain_type, config_path=d.config_path, dying=d.dying,
-            shutdown_reason=d.shutdown_code,
-        )
-        for d in sorted(st.domains, key=lambda d: d.domid)
-    )
-    targets = tuple((host, tuple(g["name"] for g in guests)) for host, guests in sorted(st.targets.items()))
-    return HostSnapshot(now, views, st.total_memory_mib, st.free_memory_mib(), targets)
+    from .views import snapshot_of as _snapshot_of
+
+    return _snapshot_of(st, now)
 
 
 def load_snapshot(state_dir: str | os.PathLike[str]) -> HostSnapshot:
     """Read-only view of the host with due transitions applied in memory."""
     now = time.time()
-    st = _read(Path(state_dir)) or fresh_state()
+    st = _read(os.fspath(state_dir)) or fresh_state()
     apply_transitions(st, now)
     return snapshot_of(st, now)
 
 
+def __getattr__(name: str):
+    # host.DomainView and host.HostSnapshot stay importable from here without costing the xl shim
+    if name in ("DomainView", "HostSnapshot"):
+        from . import views
+
+        return getattr(views, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def c_float_seconds(seconds: float) -> float:
     """CPU time as xl prints it: nanoseconds through a C float, then / 1e9."""
+    import struct
+
     ns = float(int(seconds * 1e9))
     return struct.unpack("f", struct.pack("f", ns))[0] / 1e9

@@ -15,10 +15,13 @@ disk is recognisably truncated when it is restored.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
-from ..model import XL_SAVE_MAGIC, XM_SAVE_MAGIC
 from .simerrors import SimExit
+
+# The same bytes as xdcore.model.XL_SAVE_MAGIC / XM_SAVE_MAGIC (a test keeps them equal): importing
+# xdcore.model would cost every simulated `xl save`/`restore` its dataclasses and enums.
+XL_SAVE_MAGIC = b"Xen saved domain, xl format\n \0 \r"
+XM_SAVE_MAGIC = b"LinuxGuestRecord"
 
 BYTEORDER_MARKER = 0x01020304
 XL_MANDATORY_FLAG_JSON = 1 << 0
@@ -44,8 +47,39 @@ def payload(memory_kib: int, label: str = "xl") -> bytes:
     return head + filler + PAYLOAD_END
 
 
-@dataclass(frozen=True, slots=True)
-class XlImage:
+class _Value:
+    """A small immutable record (what a frozen dataclass gives, without importing dataclasses)."""
+
+    __slots__ = ()
+
+    def __init__(self, *args):
+        if len(args) != len(self.__slots__):
+            raise TypeError(f"{type(self).__name__} takes {len(self.__slots__)} values, got {len(args)}")
+        for name, value in zip(self.__slots__, args):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
+
+
+class XlImage(_Value):
+    """What `xl restore` reads from an xl save image's header."""
+
+    __slots__ = ("mandatory_flags", "optional_flags", "optional_data_len", "config_json", "complete")
     mandatory_flags: int
     optional_flags: int
     optional_data_len: int
@@ -84,8 +118,10 @@ def xm_image(sxp_config: str, memory_kib: int) -> tuple[bytes, bytes]:
     return XM_SAVE_MAGIC + struct.pack(">i", len(config)) + config, payload(memory_kib, "xm")
 
 
-@dataclass(frozen=True, slots=True)
-class XmImage:
+class XmImage(_Value):
+    """What `xm restore` reads from an xm save image."""
+
+    __slots__ = ("config_sxp", "complete")
     config_sxp: str
     complete: bool
 

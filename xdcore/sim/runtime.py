@@ -1,7 +1,7 @@
 """What a simulated xl/xm command runs in: output streams, waits, and option parsing.
 
 Commands are generator functions: they `yield` the number of seconds they
-want to wait (``math.inf`` for a hang) and `return` the exit code.  The
+want to wait (``HANG``, infinity, for a hang) and `return` the exit code.  The
 process driver (`tool.py`) sleeps with time.sleep, the in-process toolstack
 (`inprocess.py`) with asyncio.sleep; so both run the very same code and
 show the very same behaviour.  No state lock is ever held across a yield.
@@ -14,16 +14,18 @@ is what `host.apply_transitions` catches through the busy marker's pid.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Generator
-from pathlib import Path
-from typing import TextIO
 
-from .simerrors import SimExit
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing and collections cost every simulated xl process ~4 ms
+    from collections.abc import Callable, Generator
+    from typing import TextIO
 
-Command = Generator[float, None, int]
-HANG = math.inf
+    from .simerrors import SimExit
+
+    Command = Generator[float, None, int]
+
+HANG = float("inf")
 
 
 class Run:
@@ -31,7 +33,7 @@ class Run:
 
     def __init__(self, state_dir: str | os.PathLike[str], flavour: str, out: TextIO, err: TextIO,
                  pid: int | None = None):
-        self.state_dir = Path(state_dir)
+        self.state_dir = os.fspath(state_dir)
         self.flavour = flavour
         self.out = out
         self.err = err

@@ -46,21 +46,30 @@ class HostLayout:
 
 
 def write_shims(state_dir: str | os.PathLike[str], bin_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write BINDIR/xl and BINDIR/xm acting on state_dir (absolute interpreter, PYTHONPATH to xdcore)."""
+    """Write BINDIR/xl and BINDIR/xm acting on state_dir (absolute interpreter, PYTHONPATH to xdcore).
+
+    The shims are Python scripts run by their shebang with ``-SE``: a simulated xl must start
+    nearly as fast as the real C program.  -S skips site-packages and .pth processing (the
+    simulator needs only the standard library and this package, whose root the shim puts on
+    sys.path); -E ignores PYTHON* variables, so PYTHONDONTWRITEBYTECODE cannot stop the
+    compiled bytecode being cached in __pycache__ (the first call writes it).
+    """
     bdir = Path(bin_dir)
     bdir.mkdir(parents=True, exist_ok=True)
     state = shlex.quote(str(Path(state_dir).resolve()))
     root = shlex.quote(str(PACKAGE_ROOT))
     python = shlex.quote(sys.executable)
     written = []
+    # Linux passes everything after the interpreter in a shebang as one argument, so "-SE" is one
+    # option cluster; an interpreter path with spaces cannot be a shebang at all.
     direct = " " not in sys.executable and len(sys.executable) < 120
     for flavour in ("xl", "xm"):
         path = bdir / flavour
         if direct:
-            # A Python script run by its shebang: `ps` shows "python BINDIR/xl save 3 …", as the
+            # A Python script run by its shebang: `ps` shows "python -SE BINDIR/xl save 3 …", as the
             # classic script's watchdog (`ps axlw | grep "$CMD save"`) expects of a real xl.
             path.write_text(
-                f"#!{sys.executable}\n"
+                f"#!{sys.executable} -SE\n"
                 f"# simulated {flavour} (xdsim): acts on the host in {state}\n"
                 "import sys\n"
                 f"sys.path.insert(0, {str(PACKAGE_ROOT)!r})\n"
@@ -73,7 +82,7 @@ def write_shims(state_dir: str | os.PathLike[str], bin_dir: str | os.PathLike[st
                 f"# simulated {flavour} (xdsim): acts on the host in {state}\n"
                 f"PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}\n"
                 "export PYTHONPATH\n"
-                f"exec {python} -m xdcore.sim.tool {flavour} --state {state} \"$@\"\n"
+                f"exec {python} -S -m xdcore.sim.tool {flavour} --state {state} \"$@\"\n"
             )
         path.chmod(0o755)
         written.append(path)

@@ -1,7 +1,10 @@
 """Entry point of the `xl` / `xm` shims: ``python -m xdcore.sim.tool xl --state DIR ARGS…``.
 
-Kept cheap to import (no asyncio, psutil or textual): benchmarks spawn it
-hundreds of times.  It runs one command generator with time.sleep, prints
+Kept cheap to import (no asyncio, psutil or textual, and not even json,
+re, dataclasses, typing or pathlib on the common commands' paths): benchmarks
+spawn it hundreds of times, and the real xl it stands in for starts in a few
+milliseconds.  The shims run it with `python -SE` (see testing.write_shims).
+It runs one command generator with time.sleep, prints
 what the command printed, exits with its code, and records state-changing
 commands in the host's history.  SIGTERM/SIGINT run the command's abort
 handlers (a save resumes its guest); SIGKILL cannot, and the next reader of
@@ -11,14 +14,21 @@ the state notices the dead pid instead.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-from typing import TextIO
 
 from . import host
 from .runtime import Run, drive_sync
 from .simerrors import SimExit
+
+try:  # the C module signal.py wraps: signal.py builds enums at import, ~4 ms for every process
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 HISTORY_LIMIT = 500
 

@@ -17,39 +17,74 @@ real xl prints before `Failed to parse config: Invalid argument`.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
 # -- values --------------------------------------------------------------------
+# (plain classes with __slots__, not dataclasses: every simulated `xl create` parses a config, and
+# importing dataclasses would cost it ~7 ms)
 
 
-@dataclass(slots=True)
 class Value:
     """A setting's value: a string atom (numbers are strings too) or a list of values."""
 
-    line: int
-    atom: str | None = None
-    items: list["Value"] | None = None
+    __slots__ = ("line", "atom", "items")
+
+    def __init__(self, line: int, atom: str | None = None, items: list[Value] | None = None):
+        self.line = line
+        self.atom = atom
+        self.items = items
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.line, self.atom, self.items) == (other.line, other.atom, other.items)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Value(line={self.line!r}, atom={self.atom!r}, items={self.items!r})"
 
     @property
     def is_list(self) -> bool:
         return self.items is not None
 
 
-@dataclass(slots=True)
 class Setting:
-    name: str
-    value: Value
-    line: int
+    __slots__ = ("name", "value", "line")
+
+    def __init__(self, name: str, value: Value, line: int):
+        self.name = name
+        self.value = value
+        self.line = line
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.name, self.value, self.line) == (other.name, other.value, other.line)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Setting(name={self.name!r}, value={self.value!r}, line={self.line!r})"
 
 
-@dataclass(slots=True)
 class Config:
     """Parsed settings; `get*` follow libxlutil (last setting wins, warnings to `warnings`)."""
 
-    source: str
-    settings: dict[str, Setting] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("source", "settings", "warnings")
+
+    def __init__(self, source: str, settings: dict[str, Setting] | None = None, warnings: list[str] | None = None):
+        self.source = source
+        self.settings = {} if settings is None else settings
+        self.warnings = [] if warnings is None else warnings
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.source, self.settings, self.warnings) == (other.source, other.settings, other.warnings)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Config(source={self.source!r}, settings={self.settings!r}, warnings={self.warnings!r})"
 
     def _find(self, name: str) -> Setting | None:
         return self.settings.get(name)
@@ -128,21 +163,85 @@ T_EOF, T_ERROR, T_UNDEF, T_IDENT, T_STRING, T_NUMBER, T_NEWLINE, T_OPADD = 0, 1,
 T_EQ, T_SEMI, T_LBRACK, T_RBRACK, T_COMMA = 8, 9, 10, 11, 12
 _CHAR_TOKENS = {"=": T_EQ, ";": T_SEMI, "[": T_LBRACK, "]": T_RBRACK, ",": T_COMMA}
 
-_IDENT = re.compile(r"[a-z][._0-9a-z]*")
-_NUMBER = re.compile(r"[0-9][0-9a-fx]*")
-_DQ = re.compile(r'"(?:[^\\"\n]|\\[^\n])*"')
-_SQ = re.compile(r"'(?:[^\\'\n]|\\[^\n])*'")
-_COMMENT = re.compile(r"#[^\n]*")
-_LEXERR_RUN = re.compile(r"[^ \t\n]*\n?")
 _PYTHONISH = set("+,-.():")  # flex range [+-.] is + , - . ; ',' is taken by an earlier rule
 
+# The scanner's patterns, matched by hand rather than with `re`: importing re (and the enum
+# module it needs) would cost every simulated `xl create` ~6 ms.  Each function returns where
+# the match starting at `pos` ends, or -1; tests/sim/test_xlcfg_scanner.py checks them against
+# the flex patterns written as regular expressions.
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_DIGITS = frozenset("0123456789")
+_IDENT_REST = _LOWER | _DIGITS | frozenset("._")
+_NUMBER_REST = _DIGITS | frozenset("abcdefx")
+_HEX = _DIGITS | frozenset("abcdefABCDEF")
 
-@dataclass(slots=True)
+
+def _match_ident(text: str, pos: int) -> int:
+    """[a-z][._0-9a-z]*"""
+    n = len(text)
+    if pos >= n or text[pos] not in _LOWER:
+        return -1
+    pos += 1
+    while pos < n and text[pos] in _IDENT_REST:
+        pos += 1
+    return pos
+
+
+def _match_number(text: str, pos: int) -> int:
+    """[0-9][0-9a-fx]*"""
+    n = len(text)
+    if pos >= n or text[pos] not in _DIGITS:
+        return -1
+    pos += 1
+    while pos < n and text[pos] in _NUMBER_REST:
+        pos += 1
+    return pos
+
+
+def _match_quoted(text: str, pos: int) -> int:
+    r"""Q(?:[^\\Q\n]|\\[^\n])*Q for the quote Q at pos: a string on one line, backslash escapes."""
+    n = len(text)
+    quote = text[pos]
+    pos += 1
+    while pos < n:
+        c = text[pos]
+        if c == quote:
+            return pos + 1
+        if c == "\n":
+            return -1
+        if c == "\\":
+            if pos + 1 >= n or text[pos + 1] == "\n":
+                return -1
+            pos += 2
+        else:
+            pos += 1
+    return -1
+
+
+def _match_comment(text: str, pos: int) -> int:
+    r"""#[^\n]*"""
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end
+
+
+def _match_lexerr_run(text: str, pos: int) -> int:
+    r"""[^ \t\n]*\n?"""
+    n = len(text)
+    while pos < n and text[pos] not in " \t\n":
+        pos += 1
+    if pos < n and text[pos] == "\n":
+        pos += 1
+    return pos
+
+
 class _Tok:
-    kind: int
-    text: str
-    line: int
-    value: str | None = None
+    __slots__ = ("kind", "text", "line", "value")
+
+    def __init__(self, kind: int, text: str, line: int, value: str | None = None):
+        self.kind = kind
+        self.text = text
+        self.line = line
+        self.value = value
 
 
 class _Ctx:
@@ -188,15 +287,19 @@ def _dequote(ctx: _Ctx, text: str, lineno: int) -> str:
         if nc in simple:
             out.append(simple[nc])
         elif nc == "x":
-            m = re.match(r"[0-9a-fA-F]{1,2}", body[i : i + 2])
-            if not m or len(m.group()) < 2:
+            hexdigits = body[i : i + 2]  # [0-9a-fA-F]{2}
+            if len(hexdigits) < 2 or hexdigits[0] not in _HEX or hexdigits[1] not in _HEX:
                 ctx.lexical_error(lineno, text, "invalid digit after backslash hexnumerical character escape in quoted string")
                 break
-            out.append(chr(int(m.group(), 16)))
+            out.append(chr(int(hexdigits, 16)))
             i += 2
         elif "0" <= nc <= "7":
-            m = re.match(r"[0-9]{0,2}", body[i : i + 2])
-            digits = nc + (m.group() if m else "")
+            more = body[i : i + 2]  # [0-9]{0,2}
+            if more[:1] not in _DIGITS:
+                more = ""
+            elif more[1:] not in _DIGITS:
+                more = more[:1]
+            digits = nc + more
             out.append(chr(int(digits, 10) & 0xFF))
             i += len(digits) - 1
         else:
@@ -218,7 +321,7 @@ def _scan(text: str, ctx: _Ctx):
             pos += 1
             continue
         if c == "#":
-            pos = _COMMENT.match(text, pos).end()
+            pos = _match_comment(text, pos)
             continue
         if c == "\n":
             pos += 1
@@ -227,20 +330,20 @@ def _scan(text: str, ctx: _Ctx):
             continue
         # longest match among the INITIAL rules, earlier rule on a tie
         best: tuple[int, int] | None = None  # (length, kind)
-        m = _IDENT.match(text, pos)
-        if m:
-            best = (m.end() - pos, T_IDENT)
-        m = _NUMBER.match(text, pos)
-        if m and (best is None or m.end() - pos > best[0]):
-            best = (m.end() - pos, T_NUMBER)
+        end = _match_ident(text, pos)
+        if end >= 0:
+            best = (end - pos, T_IDENT)
+        end = _match_number(text, pos)
+        if end >= 0 and (best is None or end - pos > best[0]):
+            best = (end - pos, T_NUMBER)
         if text.startswith("+=", pos) and (best is None or best[0] < 2):
             best = (2, T_OPADD)
         if c in _CHAR_TOKENS and best is None:
             best = (1, _CHAR_TOKENS[c])
         if c in "\"'":
-            m = (_DQ if c == '"' else _SQ).match(text, pos)
-            if m and (best is None or m.end() - pos > best[0]):
-                best = (m.end() - pos, T_STRING)
+            end = _match_quoted(text, pos)
+            if end >= 0 and (best is None or end - pos > best[0]):
+                best = (end - pos, T_STRING)
         if best is not None:
             length, kind = best
             tok_text = text[pos : pos + length]
@@ -253,8 +356,7 @@ def _scan(text: str, ctx: _Ctx):
             ctx.likely_python = True
         start = pos
         pos += 1
-        m = _LEXERR_RUN.match(text, pos)
-        pos = m.end()
+        pos = _match_lexerr_run(text, pos)
         err_text = text[start:pos]
         if err_text.endswith("\n"):
             lineno += 1

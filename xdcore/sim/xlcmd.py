@@ -9,15 +9,22 @@ the state lock.  Faults (host.Fault) and latencies come from the state.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable
 
-from . import domconfig, host, images, xsbridge, yajl
-from .runtime import HANG, Command, Run, getopt
+from . import host
+from .runtime import HANG, Run, getopt
 from .simerrors import SimExit
-from .xlcfg import ConfigSyntaxError, parse
+
+# The config language (xlcfg, domconfig), save images (images), JSON output (yajl) and XenStore
+# (xsbridge) are imported by the subcommands that use them: each simulated xl process runs one
+# subcommand, and `xl list` or `xl shutdown` should not pay for the config parser's imports.
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .runtime import Command
 
 # -- command table (xl_cmdtable.c order; only some are simulated) ----------------------
 
@@ -180,6 +187,8 @@ def list_row(d: host.SimDomain, now: float, verbose: bool = False, context: bool
 
 
 def retrieved_config(d: host.SimDomain, warnings: list[str]) -> dict:
+    from . import domconfig
+
     assert d.userdata is not None
     return domconfig.retrieve(
         d.userdata, domid=d.domid, name=d.name, uuid=d.uuid, online_vcpus=d.online_vcpus,
@@ -198,6 +207,8 @@ def info_lines(st: host.HostState) -> list[tuple[str, str]]:
 def domain_from_config(st: host.HostState, config: dict, config_path: str | None, now: float,
                        devices_in_xenstore: bool = True) -> host.SimDomain:
     """A new domain as libxl builds it from a domain config (create and restore)."""
+    from . import domconfig
+
     c_info, b_info = config.get("c_info", {}), config.get("b_info", {})
     max_kib = int(b_info.get("max_memkb", 32 * 1024))
     target = int(b_info.get("target_memkb", max_kib))
@@ -276,6 +287,8 @@ def cmd_list(run: Run, args: list[str]) -> Command:
     if st.lat("list") > 0:
         yield st.lat("list")
     if "l" in got:
+        from . import yajl
+
         items = []
         for d in doms:
             if d.userdata is None:
@@ -348,6 +361,9 @@ def read_config_text(path: str, extra: list[str]) -> str:
 
 def parse_config(run: Run, path: str, extra: list[str], quiet: bool) -> dict:
     """Read, announce and parse a domain config as xl create does; the dry-run object."""
+    from . import domconfig
+    from .xlcfg import ConfigSyntaxError, parse
+
     text = read_config_text(path, extra)
     if not quiet:
         run.stderr(f"Parsing config from {path}\n")
@@ -382,6 +398,8 @@ def cmd_create(run: Run, args: list[str]) -> Command:
         raise SimExit(6, "Config file not specified and none in save file\n")
     config = parse_config(run, config_file, extra, quiet)
     if dryrun:
+        from . import yajl
+
         run.stdout(yajl.dumps(config) + "\n")
         return 0
     now = time.time()
@@ -406,6 +424,8 @@ def cmd_restore(run: Run, args: list[str]) -> Command:
                       {"vncviewer": ("V", False), "vncviewer-autopass": ("A", False)}, nargs=1)
     if len(rest) > 2:
         raise SimExit(2, stdout=usage("restore"))
+    from . import fastjson, images
+
     config_file = rest[0] if len(rest) == 2 else None
     image_path = rest[-1]
     image = images.read_xl(image_path)
@@ -417,7 +437,7 @@ def cmd_restore(run: Run, args: list[str]) -> Command:
     else:
         run.stderr("Parsing config from <saved>\n")
         try:
-            config = json.loads(image.config_json)
+            config = fastjson.loads(image.config_json)
         except ValueError:
             raise SimExit(1, "Failed to parse config: Invalid argument\n") from None
     name = config["c_info"]["name"]
@@ -479,6 +499,8 @@ def _domain_for_action(st: host.HostState, arg: str, what: str) -> host.SimDomai
 
 
 def cmd_save(run: Run, args: list[str]) -> Command:
+    from . import domconfig, images, yajl
+
     got, rest = _opts(run, "save", args, "cpD", nargs=2)
     if len(rest) > 3:
         raise SimExit(2, stdout=usage("save"))
@@ -609,17 +631,19 @@ def cmd_migrate(run: Run, args: list[str]) -> Command:
 def _shutdown_one(run: Run, domid: int) -> Command:
     """Request a poweroff and wait for the guest's acknowledgement (synchronous, even without -w)."""
     run.stderr(f"Shutting down domain {domid}\n")
-    with host.transaction(run.state_dir) as st:
-        dom = st.by_id(domid)
-        if dom is None:
-            raise SimExit(1, f"libxl: error: libxl_dom.c:37:libxl__domain_type: unable to get domain type for "
-                             f"domid={domid}\nshutdown failed (rc=-3)\n")
-        name = dom.name
-        fault = st.fault("shutdown", name, domid)
-        ack = st.lat("ack")
-        ack_timeout = st.lat("ack_timeout")
-        linger = st.lat("shutdown") + st.delay("shutdown", name, domid)
-        never_acks = dom.dying or (fault is not None and fault.kind == "ignore")
+    st = host.load(run.state_dir)  # only reads: no lock, no write-back
+    dom = st.by_id(domid)
+    if dom is None:
+        raise SimExit(1, f"libxl: error: libxl_dom.c:37:libxl__domain_type: unable to get domain type for "
+                         f"domid={domid}\nshutdown failed (rc=-3)\n")
+    name = dom.name
+    fault = st.fault("shutdown", name, domid)
+    ack = st.lat("ack")
+    ack_timeout = st.lat("ack_timeout")
+    linger = st.lat("shutdown") + st.delay("shutdown", name, domid)
+    never_acks = dom.dying or (fault is not None and fault.kind == "ignore")
+    from . import xsbridge
+
     xsbridge.write_control(run.state_dir, domid, "shutdown", "poweroff")
     if fault and fault.kind == "hang":
         yield HANG
@@ -663,11 +687,13 @@ def cmd_shutdown(run: Run, args: list[str]) -> Command:
     got, rest = _opts(run, "shutdown", args, "awF", {"all": ("a", False), "wait": ("w", False)})
     if "a" not in got and not rest:
         raise SimExit(1, "You must specify -a or a domain id.\n\n", stdout=usage("shutdown"))
-    st = host.load(run.state_dir)
     if "a" in got:
+        st = host.load(run.state_dir)
         domids = [d.domid for d in sorted(st.domains, key=lambda d: d.domid) if d.domid != 0 and not d.xs_domain]
+    elif rest[0].isdigit():
+        domids = [int(rest[0])]  # as find_domid takes it, without reading the state for nothing
     else:
-        domids = [find_domid(st, rest[0])]
+        domids = [find_domid(host.load(run.state_dir), rest[0])]
     for domid in domids:
         yield from _shutdown_one(run, domid)
     if "w" in got and domids:
@@ -722,6 +748,8 @@ def cmd_sysrq(run: Run, args: list[str]) -> Command:
     dom = st.by_id(domid)
     name = dom.name if dom else str(domid)
     fault = st.fault("sysrq", name, domid)
+    from . import xsbridge
+
     xsbridge.write_control(run.state_dir, domid, "sysrq", rest[1])
     if fault and fault.kind == "hang":
         yield HANG

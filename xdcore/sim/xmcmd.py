@@ -12,11 +12,17 @@ from __future__ import annotations
 import os
 import time
 
-from . import domconfig, host, images, sxp, xsbridge
-from .runtime import HANG, Command, Run, getopt
+from . import host
+from .runtime import HANG, Run, getopt
 from .simerrors import SimExit
-from .xlcfg import ConfigSyntaxError, parse
 from .xlcmd import domain_from_config, read_config_text
+
+# As in xlcmd: the config language, SXP output, save images and XenStore are imported by the
+# subcommands that use them, so that each simulated xm process pays only for its own.
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .runtime import Command
 
 CMD_NAMES = ["create", "list", "save", "restore", "migrate", "shutdown", "destroy", "sysrq", "domid",
              "domname", "info", "pause", "unpause", "reboot", "new", "delete", "start", "suspend", "resume"]
@@ -169,6 +175,8 @@ def cmd_list(run: Run, args: list[str]) -> Command:
     if rest:
         doms = [_find(st, a) for a in rest]
     if "l" in got:
+        from . import sxp
+
         run.stdout("".join(sxp.prettyprint(domain_sxp(d, now)) for d in doms))
         return 0
     lines = ["%-40s %5s %5s %5s %10s %9s" % ("Name", "ID", "Mem", "VCPUs", "State", "Time(s)")]
@@ -181,6 +189,9 @@ def cmd_list(run: Run, args: list[str]) -> Command:
 
 
 def _xm_config(run: Run, path: str, extra: list[str]) -> dict:
+    from . import domconfig
+    from .xlcfg import ConfigSyntaxError, parse
+
     text = read_config_text(path, extra)
     try:
         cfg = parse(text, path)
@@ -209,6 +220,8 @@ def cmd_create(run: Run, args: list[str]) -> Command:
         run.stdout(f'Using config file "{path}".\n')
     config = _xm_config(run, path, extra)
     if "n" in got:
+        from . import sxp
+
         run.stdout(sxp.prettyprint(vm_sxp(config)))
         return 0
     now = time.time()
@@ -238,6 +251,8 @@ def cmd_create(run: Run, args: list[str]) -> Command:
 
 
 def cmd_save(run: Run, args: list[str]) -> Command:
+    from . import images, sxp
+
     got, rest = _opts(args, "c", {"checkpoint": ("c", False)}, nargs=2, cmd="save")
     now = time.time()
     with host.transaction(run.state_dir) as st:
@@ -291,6 +306,8 @@ def cmd_save(run: Run, args: list[str]) -> Command:
 
 
 def cmd_restore(run: Run, args: list[str]) -> Command:
+    from . import images
+
     got, rest = _opts(args, "p", {"paused": ("p", False)}, nargs=1, cmd="restore")
     image = images.read_xm(rest[0])
     config = config_from_vm(parse_sxp(image.config_sxp.replace("(domain", "(vm", 1)))
@@ -366,6 +383,8 @@ def cmd_shutdown(run: Run, args: list[str]) -> Command:
         doms = [_find(st, rest[0])]
     else:
         raise SimExit(1, "Error: 'xm shutdown' requires 1 argument.\n")
+    from . import xsbridge
+
     waiting: list[tuple[int, str]] = []
     for d in doms:
         xsbridge.write_control(run.state_dir, d.domid, "shutdown", mode)
@@ -416,6 +435,8 @@ def cmd_sysrq(run: Run, args: list[str]) -> Command:
     _got, rest = _opts(args, "", nargs=2, cmd="sysrq")
     st = host.load(run.state_dir)
     dom = _find(st, rest[0])
+    from . import xsbridge
+
     xsbridge.write_control(run.state_dir, dom.domid, "sysrq", rest[1])
     return 0
     yield  # pragma: no cover

@@ -8,33 +8,52 @@ caller's (libxl's IDL order), so values are plain dicts built in that order.
 
 from __future__ import annotations
 
-import json
-
-
-def _string(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)
+from .fastjson import quote as _string  # json.dumps(s, ensure_ascii=False), without importing json
 
 
 def dumps(value, indent: int = 0) -> str:
     """The value as yajl beautify prints it, without the trailing newline."""
-    pad = " " * indent
-    inner = " " * (indent + 4)
+    out: list[str] = []
+    _emit(value, indent, out.append)
+    return "".join(out)
+
+
+def _emit(value, indent: int, put) -> None:
+    # One list of pieces joined once (not a string per level): `xl list -l` of a big host prints
+    # a lot of JSON, and every simulated xl process pays for it.
     if isinstance(value, dict):
+        pad = " " * indent
         if not value:
-            return "{\n\n" + pad + "}"
-        parts = [f"{inner}{_string(k)}: {dumps(v, indent + 4)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
-    if isinstance(value, (list, tuple)):
+            put("{\n\n" + pad + "}")
+            return
+        inner = ",\n" + pad + "    "
+        sep = "{\n" + pad + "    "
+        for k, v in value.items():
+            put(sep)
+            put(_string(k))
+            put(": ")
+            _emit(v, indent + 4, put)
+            sep = inner
+        put("\n" + pad + "}")
+    elif isinstance(value, (list, tuple)):
+        pad = " " * indent
         if not value:
-            return "[\n\n" + pad + "]"
-        parts = [f"{inner}{dumps(v, indent + 4)}" for v in value]
-        return "[\n" + ",\n".join(parts) + "\n" + pad + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if value is None:
-        return "null"
-    return _string(str(value))
+            put("[\n\n" + pad + "]")
+            return
+        inner = ",\n" + pad + "    "
+        sep = "[\n" + pad + "    "
+        for v in value:
+            put(sep)
+            _emit(v, indent + 4, put)
+            sep = inner
+        put("\n" + pad + "]")
+    elif isinstance(value, bool):
+        put("true" if value else "false")
+    elif isinstance(value, int):
+        put(str(value))
+    elif isinstance(value, float):
+        put(repr(value))
+    elif value is None:
+        put("null")
+    else:
+        put(_string(str(value)))
