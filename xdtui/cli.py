@@ -27,7 +27,7 @@ from .host import HostContext
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xdtui", description="The xendomains console: live domains, runs, stage board.")
     p.add_argument("--config", metavar="FILE", help="xendomains config file (default: the usual places)")
-    p.add_argument("--attach", action="store_true", help="follow the headless run in progress (read-only)")
+    p.add_argument("--attach", action="store_true", help="follow the headless run in progress (steer it where its control socket permits, read-only otherwise)")
     p.add_argument("--demo", action="store_true", help="a simulated demo host (no root, no Xen needed)")
     p.add_argument("--state", metavar="DIR", help="with --demo: the simulator's state directory (default: a temporary one)")
     p.add_argument("--fast", action="store_true", help="with --demo: tiny latencies (an evacuation takes seconds)")

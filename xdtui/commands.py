@@ -3,6 +3,8 @@
 The host screen's key bindings and the command palette (ctrl+p) are both
 built from `HOST_COMMANDS`, so no action is reachable one way only.  Keys are
 letters, digits, space, F-keys and ctrl+letter: they survive SSH and tmux.
+Attach mode offers the interventions among them (`STEER_COMMANDS`, same keys
+and titles) when it may steer the headless run over its control socket.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ HOST_COMMANDS: tuple[Command, ...] = (
     Command("p", "parallel", "Set parallelism", "How many guests are handled at once"),
     Command("plus", "parallel_step(1)", "More parallel", "One more guest at once"),
     Command("minus", "parallel_step(-1)", "Less parallel", "One guest fewer at once"),
-    Command("a", "attach", "Attach to headless run", "Follow the progress file of the xendomains run in progress (read-only)"),
+    Command("a", "attach", "Attach to headless run", "Follow the xendomains run in progress (and steer it, where its control socket lets us)"),
     Command("r", "refresh", "Refresh", "Read domains, lists and figures now"),
     Command("q", "quit", "Quit", "Leave the console (a run it started is aborted cleanly first)", "Quit"),
 )
@@ -57,6 +59,27 @@ ATTACH_COMMANDS: tuple[Command, ...] = (
     Command("h", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host", "Host view"),
     Command("escape", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host"),
     Command("q", "quit", "Quit", "Leave the console (the headless run goes on)", "Quit"),
+)
+
+#: the interventions attach offers over the headless run's control socket: the host view's own
+#: keys and titles, so a run is steered the same way whoever started it
+STEER_ACTIONS = frozenset({"skip_stage", "skip_guest", "abort", "abort_now", "toggle_stage", "migrate_target",
+                           "parallel", "parallel_step"})
+_STEER_HELP = {
+    "skip_guest": "Leave the guest under the board's cursor out of the run (a running stage is stopped)",
+    "migrate_target": "Override the migration target (host and options) of the headless run",
+}
+
+
+def action_name(action: str) -> str:
+    """'toggle_stage('save')' -> 'toggle_stage'."""
+    return action.split("(", 1)[0]
+
+
+STEER_COMMANDS: tuple[Command, ...] = tuple(
+    Command(c.key, c.action, c.title,
+            _STEER_HELP.get(action_name(c.action), c.help.replace(" for this and later runs", " for this run")))
+    for c in HOST_COMMANDS if action_name(c.action) in STEER_ACTIONS
 )
 
 

@@ -15,6 +15,7 @@ from xdcore.model import AutoConfig, HostInfo, SaveImage
 from xdcore.xenstore.watcher import DomainsChanged
 
 from .providers import Dom0Figures
+from .steer import Answer, Steering
 
 
 class EventsArrived(Message):
@@ -69,3 +70,20 @@ class RunFinishedLocally(Message):
 
 class PrefsChanged(Message):
     """Stage toggles, migration target or parallelism changed (before or during a run)."""
+
+
+class SteeringChecked(Message):
+    """The attached run's control socket was asked whether we may steer (`run`: the run it was asked for)."""
+
+    def __init__(self, run: str, steering: Steering) -> None:
+        super().__init__()
+        self.run = run
+        self.steering = steering
+
+
+class ControlAnswered(Message):
+    """The headless run answered (or refused, or could not be reached) one intervention."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__()
+        self.answer = answer

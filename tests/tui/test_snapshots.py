@@ -69,13 +69,16 @@ def test_plan_confirmation(snap_compare):
 
 
 def test_attach_mode(snap_compare):
-    """Attached to a headless run: the same board, read-only, from the progress file."""
+    """Attached to a headless run: the same board from the progress file, read-only (the run has no control socket)."""
+    from xdtui.steer import CHECKING
+
     host = scripted_host("attach")
     host.cfg.progress.write_text("".join(e.to_json() + "\n" for e in evacuation_events()))
     app = make_app(host, Providers.frozen(), attach="force", attach_poll=0.05)
 
     async def run_before(pilot):
-        await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen) and app.screen.batches, what="attach")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen) and app.screen.batches
+                       and app.screen.steering is not CHECKING, what="attach and the control socket asked")
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(100, 32), run_before=run_before)

@@ -79,3 +79,22 @@ class PromptDialog(ModalScreen["str | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+# -- the questions asked before an intervention: the same for a run of this console and a headless one --------------
+
+
+def confirm_skip_stage(what: str) -> ConfirmDialog:
+    """`what`: one "guest: Stage" per guest."""
+    return ConfirmDialog("Skip stage", f"Stop the running stage and fall through to the next one?\n\n{what}", yes="Skip stage")
+
+
+def confirm_skip_guest(guests: list[str]) -> ConfirmDialog:
+    return ConfirmDialog("Skip guest", "Leave these guests out of the run (a running stage is stopped)?\n\n"
+                         + ", ".join(guests), yes="Skip")
+
+
+def confirm_abort(now: bool) -> ConfirmDialog:
+    body = ("Kill the commands running now and start nothing new?" if now else
+            "Start nothing new? Stages running now finish.") + "\nGuests already handled stay handled; the lock is released."
+    return ConfirmDialog("Abort run now" if now else "Abort run", body, yes="Abort")

@@ -36,7 +36,7 @@ from ..widgets.event_log import EventLog
 from ..widgets.host_figures import HostFigures
 from ..widgets.host_lists import AutoList, SavedList
 from ..widgets.stage_board import BoardTable, StageBoard, stage_title
-from .dialogs import ConfirmDialog, PromptDialog
+from .dialogs import PromptDialog, confirm_abort, confirm_skip_guest, confirm_skip_stage
 from .plan_dialog import PlanDialog
 
 if TYPE_CHECKING:
@@ -326,8 +326,7 @@ class HostScreen(Screen):
                 for g in guests:
                     self.app.skip_stage(g)
 
-        self.app.push_screen(ConfirmDialog("Skip stage", f"Stop the running stage and fall through to the next one?\n\n{what}",
-                                           yes="Skip stage"), done)
+        self.app.push_screen(confirm_skip_stage(what), done)
 
     def action_skip_guest(self) -> None:
         guests = self._run_guests()
@@ -347,8 +346,7 @@ class HostScreen(Screen):
                 for g in guests:
                     self.app.skip_guest(g)
 
-        self.app.push_screen(ConfirmDialog("Skip guest", "Leave these guests out of the run (a running stage is stopped)?\n\n"
-                                           + ", ".join(guests), yes="Skip"), done)
+        self.app.push_screen(confirm_skip_guest(guests), done)
 
     def action_abort(self) -> None:
         self._abort(now=False)
@@ -360,14 +358,11 @@ class HostScreen(Screen):
         if not self.app.run_active:
             self.notify("No run in progress.", severity="warning")
             return
-        body = ("Kill the commands running now and start nothing new?" if now else
-                "Start nothing new? Stages running now finish.") + "\nGuests already handled stay handled; the lock is released."
-
         def done(ok: bool | None) -> None:
             if ok:
                 self.app.abort_runs(now=now)
 
-        self.app.push_screen(ConfirmDialog("Abort run now" if now else "Abort run", body, yes="Abort"), done)
+        self.app.push_screen(confirm_abort(now), done)
 
     def action_toggle_stage(self, name: str) -> None:
         app = self.app
