@@ -351,7 +351,7 @@ READING = """How to read it:
 - *xl in-process (diagnostic)*: the same `Service.stop` with the simulated xl run in-process
   (bench/_inproc.py): no process is spawned, so it shows what the orchestration achieves when
   an `xl` costs what a real one does (a C program, a few ms).  With processes, each simulated
-  `xl` is a Python interpreter costing ~50–80 ms of CPU, and 16 of them start at once per wave
+  `xl` is a Python interpreter costing ~15–25 ms of CPU, and 16 of them start at once per wave
   on 2 cores; that start-up delay is added to every wave.
 - *> N*: the classic run was stopped at its time budget (`--classic-budget`); the wall time
   and the speed-up are lower bounds.
