@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support import FIXTURES
 from xdcore.errors import CommandFailed, CommandTimedOut, ToolstackError, ToolstackMissing
 from xdcore.model import AutoConfig
 from xdcore.toolstack.detect import choose_toolstack
@@ -24,14 +25,7 @@ from xdcore.toolstack.xl import XlToolstack, split_migrate_target, translate_shu
 from xdcore.toolstack.xm import XmToolstack
 
 
-def _fixtures() -> Path:
-    for candidate in (Path(__file__).resolve().parents[1] / "fixtures" / "xen", Path("/work/shared/xen-fixtures")):
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("xen fixtures not found")
-
-
-FIX = _fixtures()
+FIX = FIXTURES
 
 FAKE = """#!{python} -S
 import json, os, sys

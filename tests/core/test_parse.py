@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support import FIXTURES
 from xdcore.errors import ParseError
 from xdcore.model import DomainState
 from xdcore.toolstack.parse import (
@@ -27,14 +27,7 @@ from xdcore.toolstack.parse import (
 )
 
 
-def _fixtures() -> Path:
-    for candidate in (Path(__file__).resolve().parents[1] / "fixtures" / "xen", Path("/work/shared/xen-fixtures")):
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("xen fixtures not found")
-
-
-FIX = _fixtures()
+FIX = FIXTURES
 
 
 def fixture(name: str) -> str:

@@ -24,7 +24,9 @@ import pytest
 from xdcore import events as ev
 from xdcore.savedir import PARTIAL_PREFIX, QUARANTINE
 
-from .helpers import E2EHost, image_is_complete, kill_xl_children, read_progress, wait_for
+from tests.support import wait_for
+
+from .helpers import E2EHost, image_is_complete, kill_xl_children, read_progress
 
 def no_traceback(res) -> None:
     assert "Traceback" not in res.stderr, res.describe()

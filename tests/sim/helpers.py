@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from xdcore.sim import host
@@ -19,17 +18,6 @@ def fixture(name: str) -> bytes:
 def run(tool: str, *args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
     """Run the shim `tool` (found on PATH) and capture bytes."""
     return subprocess.run([tool, *args], capture_output=True, timeout=timeout, env=env)
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def reference_host(state: Path, *, all_states: bool = True, debian_userdata: str = "created") -> None:

@@ -12,7 +12,9 @@ from xdcore.sim import host
 from xdcore.sim.cli import main as xdsim
 from xdcore.sim.testing import make_host
 
-from .helpers import run, wait_for
+from tests.support import wait_for
+
+from .helpers import run
 
 
 def names(state) -> list[str]:

@@ -8,12 +8,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support import wait_for
 from xdcore.xenstore import _lib
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,18 +24,6 @@ needs_lib = pytest.mark.skipif(
 needs_utils = pytest.mark.skipif(
     shutil.which("xenstore-ls") is None, reason="xenstore-utils not installed (apt-get install xenstore-utils)"
 )
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.01, what: str = "condition"):
-    """Poll until predicate() is truthy; its value, or a failure naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(step)
 
 
 def _connectable(path: Path) -> bool:
