@@ -302,3 +302,21 @@ async def test_start_restores_and_creates_in_parallel_with_creates_spaced(tmp_pa
     assert set(outcomes(ev).values()) == {"created"}
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert len(gaps) == 3 and min(gaps) >= 0.09  # XENDOMAINS_CREATE_USLEEP is the minimum spacing
+
+
+@pytest.mark.parametrize("verb", ["start", "stop"])
+async def test_not_permitted_to_create_the_lock_is_exit_4_naming_the_file(tmp_path, monkeypatch, verb):
+    from xdcore import lock as lockmod
+
+    def refuse(self, *a, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(lockmod.RunLock, "acquire_for_start", refuse)
+    monkeypatch.setattr(lockmod.RunLock, "acquire_for_stop", refuse)
+    svc, ts, ev = make(tmp_path)
+    ts.add("web01")
+    out = await getattr(svc, verb)()
+    assert out.exit_code == 4
+    errors = [e.text for e in ev if isinstance(e, MessageLogged) and e.level == "error"]
+    assert errors and str(tmp_path / "lock") in errors[0] and "root" in errors[0]
+    assert ts.by_name("web01") is not None  # nothing touched
