@@ -219,7 +219,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         note = "" if any(STAGES[s].terminal for s in stages) else "no stage can stop this guest: it will stay running"
         out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note))
     host = ["select"]
-    if cfg.shutdown_all and control.stage_enabled("shutdown_all"):
+    if cfg.shutdown_all and control.stage_enabled("shutdown_all") and not only:
         host.append("shutdown_all")
     host.append("cleanup")
     needed = sum(g.memory_mib * 1024 * 1024 + IMAGE_OVERHEAD for g in out if "save" in g.stages)

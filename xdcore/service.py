@@ -160,14 +160,23 @@ class Service:
 
     async def stop(self, only: Sequence[str] | None = None, *, take_lock: bool = True,
                    lock_wait: float = 600.0) -> RunOutcome:
-        """The evacuation.  Never refuses for config problems (a host going down must evacuate)."""
+        """The evacuation.  Never refuses for config problems (a host going down must evacuate).
+
+        A full stop always removes the lock file at the end, also after errors.
+        A stop of named guests only (`xendomains stop web01`, the console's
+        "migrate these now") leaves a started service started.
+        """
         lock = RunLock(self.lock_path)
         detach = attach_command_events(self.ts, self.bus)
         outcome = RunOutcome("stop", EXIT_OK)
+        acquired = False
+        keep_started = False
         try:
             if take_lock:
+                keep_started = bool(only) and lock.exists()
                 try:
                     lock.acquire_for_stop(wait=lock_wait)
+                    acquired = True
                 except PermissionError as exc:
                     self._error(f"cannot create the lock file {self.lock_path}: {exc.strerror} (are you root?)")
                     outcome.exit_code = EXIT_PRIV
@@ -181,7 +190,7 @@ class Service:
                 self._warn(note)
             for p in self.cfg.problems:
                 self._warn(f"{p}; using the default")
-            if take_lock:
+            if acquired:
                 self.bus.emit(LockTaken(path=str(self.lock_path)))
             outcome = await self._stop_body(set(only) if only else None)
             return outcome
@@ -191,9 +200,13 @@ class Service:
             return outcome
         finally:
             detach()
-            if take_lock:
-                lock.release(remove=True)  # stop always removes it, also after errors
-                self.bus.emit(LockReleased(path=str(self.lock_path)))
+            if acquired:  # never touch a lock this run did not take
+                if keep_started:
+                    lock.mark_started()
+                    lock.release(remove=False)
+                else:
+                    lock.release(remove=True)
+                    self.bus.emit(LockReleased(path=str(self.lock_path)))
             self._end(outcome)
 
     async def _stop_body(self, only: set[str] | None) -> RunOutcome:
@@ -217,7 +230,9 @@ class Service:
         results = await runner.run(selected)
         outcome.guests = results
         # shutdown-all: only when guests other than zombies remain
-        if cfg.shutdown_all and self.control.stage_enabled("shutdown_all") and not self.control.aborted:
+        if only is not None:  # a stop of named guests never sweeps the rest of the host
+            self.bus.emit(StageFinished(stage="shutdown_all", outcome="skipped", detail="only named guests were stopped"))
+        elif cfg.shutdown_all and self.control.stage_enabled("shutdown_all") and not self.control.aborted:
             remaining, _ = await self.guests()
             alive = [d for d in remaining if not d.zombie]
             if alive:
@@ -258,7 +273,8 @@ class Service:
             counts[r.outcome] = counts.get(r.outcome, 0) + 1
         outcome.summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no guest selected"
         self.bus.emit(StageStarted(stage="cleanup"))
-        self.bus.emit(StageFinished(stage="cleanup", outcome="done", detail=f"remove {self.lock_path}"))
+        self.bus.emit(StageFinished(stage="cleanup", outcome="done",
+                                    detail=f"{'keep' if only else 'remove'} {self.lock_path}"))
         return outcome
 
     # -- start ---------------------------------------------------------------------------------------

@@ -320,3 +320,36 @@ async def test_not_permitted_to_create_the_lock_is_exit_4_naming_the_file(tmp_pa
     errors = [e.text for e in ev if isinstance(e, MessageLogged) and e.level == "error"]
     assert errors and str(tmp_path / "lock") in errors[0] and "root" in errors[0]
     assert ts.by_name("web01") is not None  # nothing touched
+
+
+async def test_a_stop_that_cannot_take_the_lock_never_removes_the_lock_of_the_run_holding_it(tmp_path):
+    import fcntl
+    import os
+
+    svc, ts, ev = make(tmp_path)
+    ts.add("web01")
+    lock = tmp_path / "lock"
+    lock.write_text(f"starting {os.getpid()}\n")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another run holds it
+    try:
+        out = await svc.stop(lock_wait=0.2)
+    finally:
+        os.close(fd)
+    assert out.exit_code == 1
+    assert lock.exists()
+    assert ts.by_name("web01") is not None
+
+
+async def test_a_stop_of_named_guests_leaves_a_started_service_started(tmp_path):
+    svc, ts, ev = make(tmp_path)
+    ts.add("web01"), ts.add("db")
+    (tmp_path / "lock").write_text("started 1\n")
+    out = await svc.stop(["web01"])
+    assert out.exit_code == 0
+    assert outcomes(ev) == {"web01": "saved"}
+    assert (tmp_path / "lock").read_text().startswith("started")
+    ev.clear()
+    out = await svc.stop()
+    assert outcomes(ev) == {"db": "saved"}
+    assert not (tmp_path / "lock").exists()
