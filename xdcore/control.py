@@ -194,6 +194,10 @@ class ControlServer:
             except OSError:
                 peer = PeerCred(0, -1, -1)
             if not self.permitted(peer, self.own_uid):
+                try:  # read the request first: closing on unread data would reset the client before it reads why
+                    await asyncio.wait_for(reader.readline(), 1.0)
+                except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError, OSError):
+                    pass
                 await self._reply(writer, {"ok": False, "error": f"permission denied: uid {peer.uid} may not steer this run"})
                 return
             while True:
