@@ -126,6 +126,14 @@ class Service:
         paths = self.auto_paths()
         return await self.ts.config_names(paths) if paths else []
 
+    def _lock_failed(self, exc: Exception) -> int:
+        """Report a lock that could not be taken; the LSB exit code (4: not permitted, else 1)."""
+        if isinstance(exc, PermissionError):
+            self._error(f"cannot create the lock file {self.lock_path}: {exc.strerror} (are you root?)")
+            return EXIT_PRIV
+        self._error(f"lock file {self.lock_path}: {exc}")
+        return EXIT_FAILED
+
     def _begin(self, verb: str, stages: Sequence[str]) -> None:
         self.bus.emit(RunStarted(verb=verb, pid=os.getpid(), toolstack=self.ts.name, parallel=self.control.parallel,
                                  config=str(self.cfg.path or ""), stages=tuple(stages)))
@@ -177,13 +185,8 @@ class Service:
                 try:
                     lock.acquire_for_stop(wait=lock_wait)
                     acquired = True
-                except PermissionError as exc:
-                    self._error(f"cannot create the lock file {self.lock_path}: {exc.strerror} (are you root?)")
-                    outcome.exit_code = EXIT_PRIV
-                    return outcome
                 except (LockError, OSError) as exc:
-                    self._error(f"lock file {self.lock_path}: {exc}")
-                    outcome.exit_code = EXIT_FAILED
+                    outcome.exit_code = self._lock_failed(exc)
                     return outcome
             self._begin("stop", [s.name for s in STOP_STAGES])
             for note in lock.notes:
@@ -284,12 +287,8 @@ class Service:
         outcome = RunOutcome("start", EXIT_OK)
         try:
             state = lock.acquire_for_start()
-        except PermissionError as exc:
-            self._error(f"cannot create the lock file {self.lock_path}: {exc.strerror} (are you root?)")
-            return RunOutcome("start", EXIT_PRIV)
         except (LockError, OSError) as exc:
-            self._error(f"lock file {self.lock_path}: {exc}")
-            return RunOutcome("start", EXIT_FAILED)
+            return RunOutcome("start", self._lock_failed(exc))
         if state == "running":
             self.bus.emit(LockHeld(path=str(self.lock_path)))
             self._info("xendomains already running (lockfile exists)")

@@ -26,6 +26,23 @@ def make(tmp_path: Path, **kw) -> tuple[Service, FakeToolstack, list]:
     return svc, ts, events
 
 
+def track_peak(ts: FakeToolstack, method: str) -> dict[str, int]:
+    """Wrap ts.<method> to count how many calls run at once; returns {"peak": …} filled as it runs."""
+    seen = {"active": 0, "peak": 0}
+    orig = getattr(ts, method)
+
+    async def counting(*args, **kwargs):
+        seen["active"] += 1
+        seen["peak"] = max(seen["peak"], seen["active"])
+        try:
+            await orig(*args, **kwargs)
+        finally:
+            seen["active"] -= 1
+
+    setattr(ts, method, counting)
+    return seen
+
+
 def outcomes(events) -> dict[str, str]:
     return {e.guest: e.outcome for e in events if isinstance(e, GuestFinished)}
 
@@ -109,22 +126,9 @@ async def test_parallel_stop_runs_guests_at_once(tmp_path):
     ts.delay["shutdown"] = 0.3
     for i in range(8):
         ts.add(f"g{i}")
-    running = 0
-    peak = 0
-    orig = ts.shutdown
-
-    async def counting(domid, options, timeout=None):
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        try:
-            await orig(domid, options, timeout)
-        finally:
-            running -= 1
-
-    ts.shutdown = counting  # type: ignore[method-assign]
+    seen = track_peak(ts, "shutdown")
     await svc.stop()
-    assert peak == 4
+    assert seen["peak"] == 4
     assert set(outcomes(ev).values()) == {"shutdown"}
 
 
@@ -263,21 +267,9 @@ async def test_a_per_stage_cap_bounds_saves_while_shutdowns_run_wider(tmp_path):
     ts.delay["save"] = 0.2
     for i in range(6):
         ts.add(f"g{i}")
-    active = peak = 0
-    orig = ts.save
-
-    async def counting(domid, path, timeout=None):
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        try:
-            await orig(domid, path, timeout)
-        finally:
-            active -= 1
-
-    ts.save = counting  # type: ignore[method-assign]
+    seen = track_peak(ts, "save")
     await svc.stop()
-    assert peak == 2
+    assert seen["peak"] == 2
     assert set(outcomes(ev).values()) == {"saved"}
 
 
