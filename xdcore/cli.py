@@ -178,7 +178,7 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
         else:
             print_plan(plan)
         return EXIT_OK
-    from .control import ControlServer, socket_path
+    from .control_socket import ControlServer, socket_path
     from .report import RunReportWriter
     from .syslog import SyslogSink, syslog_wanted
 
@@ -321,7 +321,7 @@ _CONTROL_USAGE = ("control takes: status | abort [--now] | skip-guest GUEST | sk
 
 
 def _control(cfg: Config, sub: list[str], as_json: bool) -> int:
-    from .control import ControlClient, ControlError, socket_path
+    from .control_socket import ControlClient, ControlError, socket_path
 
     if not sub:
         raise _UsageError(_CONTROL_USAGE)

@@ -1,7 +1,7 @@
 """Steering a headless run from `xdtui --attach`: its control socket, seen from the console.
 
 A running `xendomains start|stop` listens on `control.sock` beside its
-progress file (see `xdcore.control`).  Whether the console may use it is
+progress file (see `xdcore.control_socket`).  Whether the console may use it is
 found by asking (`probe`: root or the run's own user only, and only while
 the run lives); the answer, with the reason when it is no, is a `Steering`
 value the attach screen shows in its header.  Each intervention is a
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xdcore.control import ControlClient, ControlError, can_control, socket_path
+from xdcore.control_socket import ControlClient, ControlError, can_control, socket_path
 from xdcore.pipeline.stages import STAGES
 
 

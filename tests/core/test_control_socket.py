@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from xdcore.config import Config
-from xdcore.control import (
+from xdcore.control_socket import (
     ControlClient,
     ControlError,
     ControlServer,

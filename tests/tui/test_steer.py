@@ -14,7 +14,7 @@ import socket
 from tests.e2e.helpers import E2EHost, kill_xl_children
 from xdcore import events as ev
 from xdcore.config import load_config
-from xdcore.control import ControlClient, ControlServer, socket_path
+from xdcore.control_socket import ControlClient, ControlServer, socket_path
 from xdcore.events import GuestPlanned, RunStarted, StageStarted
 from xdcore.pipeline.control import RunControl
 from xdcore.sim.inprocess import SimToolstack

@@ -3,7 +3,7 @@
 The same stage board and log as a run the console starts, fed by the same
 reducer, from events read back from the progress file (see `xdtui.follow`).
 The run belongs to another process; it can be steered only through its
-control socket (`xdcore.control`: root or the run's own user).  When a run
+control socket (`xdcore.control_socket`: root or the run's own user).  When a run
 is found — and again when a new run replaces the progress file — the
 socket is asked (`xdtui.steer.probe`, in a thread); the header says
 "steering" or "read-only: why".  While steering, the host view's
