@@ -278,3 +278,17 @@ def test_the_simulated_host_is_left_consistent_after_a_classic_round_trip(tmp_pa
     assert {n: v[:2] for n, v in after.items()} == {n: v[:2] for n, v in before.items()}
     assert all(after[n][2] > max(v[2] for v in before.values()) for n in after)
     assert simhost.load_snapshot(h.state).domains[0].name == "Domain-0"
+
+
+def test_xdsim_classic_runs_the_classic_script_on_a_demo_host(tmp_path, classic_script):
+    import sys
+
+    state = tmp_path / "demo"
+    xdsim = [sys.executable, "-m", "xdcore.sim.cli", "--state", str(state)]
+    subprocess.run(xdsim + ["demo", "--fast"], check=True, capture_output=True)
+    r = subprocess.run(xdsim + ["classic", "status"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr  # its lock file is absent: not started
+    (state / "lock" / "xendomains").touch()
+    r = subprocess.run(xdsim + ["classic", "status"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "web01" in r.stdout and "MISS AUTO: intranet" in r.stdout

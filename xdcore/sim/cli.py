@@ -11,6 +11,7 @@
     xdsim --state DIR memory --total MIB [--free MIB]
     xdsim --state DIR list | targets | history
     xdsim --state DIR xenstored [--socket PATH]   # a simulated xenstored mirroring the host
+    xdsim --state DIR classic start|stop|status [--config FILE]   # the classic upstream script, for comparison
     xdsim --state DIR xl ARGS… | xm ARGS…     (run the simulated tool without a shim)
 
 DIR defaults to $XDSIM_STATE.
@@ -71,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("history", help="show the state-changing commands run so far")
     s = sub.add_parser("xenstored", help="serve the xs_wire protocol mirroring this host (DIR/xenstored.sock)")
     s.add_argument("--socket", help="socket path (default DIR/xenstored.sock)")
+    s = sub.add_parser("classic", help="run the classic upstream xendomains script (Debian xen-utils-4.17) on this host")
+    s.add_argument("verb", choices=("start", "stop", "restart", "reload", "status"))
+    s.add_argument("--config", help="config it sources (default DIR/xendomains.conf)")
+    s.add_argument("--bin", help="directory with the xl shim (default DIR/bin)")
     for flavour in ("xl", "xm"):
         s = sub.add_parser(flavour, help=f"run the simulated {flavour}", add_help=False)
         s.add_argument("args", nargs=argparse.REMAINDER)
@@ -112,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         from .xenstored import main as xenstored_main
 
         return xenstored_main(["--state", str(sdir)] + (["--socket", args.socket] if args.socket else []))
+    if args.cmd == "classic":
+        return _run_classic(sdir, args)
     if args.cmd in ("xl", "xm"):
         from .tool import run_command
 
@@ -187,6 +194,32 @@ def main(argv: list[str] | None = None) -> int:
         for entry in host.load(sdir).history:
             print(json.dumps(entry))
     return 0
+
+
+
+def _run_classic(sdir: Path, args: argparse.Namespace) -> int:
+    """The classic script, fetched once from Debian and pointed at this host, run with `verb`."""
+    import subprocess
+
+    from .classic import ClassicUnavailable, classic_env, fetch_classic, prepare_classic
+
+    conf = Path(args.config) if args.config else sdir / "xendomains.conf"
+    bindir = Path(args.bin) if args.bin else sdir / "bin"
+    for what, path in (("config", conf), ("xl shim", bindir / "xl")):
+        if not path.exists():
+            print(f"xdsim: classic: no {what} at {path} (lay out a host with `xdsim --state DIR demo`)", file=sys.stderr)
+            return 2
+    try:
+        original = fetch_classic()
+    except ClassicUnavailable as exc:
+        print(f"xdsim: classic: {exc}", file=sys.stderr)
+        return 1
+    lock_dir = sdir / "lock"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    script = prepare_classic(original, sdir / "classic-xendomains", bindir=bindir.resolve(), config=conf.resolve(),
+                             lock_dir=lock_dir.resolve())
+    env = classic_env(bindir.resolve()) | {"XDSIM_STATE": str(sdir.resolve())}
+    return subprocess.run(["bash", str(script), args.verb], env=env).returncode
 
 
 if __name__ == "__main__":
