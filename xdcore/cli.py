@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from . import __version__
@@ -33,6 +34,9 @@ from .service import (
     StatusReport,
     new_run_id,
 )
+
+if TYPE_CHECKING:
+    from .plan import ThroughputRecorder
 
 VERBS = ("start", "stop", "restart", "reload", "force-reload", "condrestart", "try-restart", "status", "plan", "help",
          "report", "control", "install")
@@ -143,23 +147,24 @@ def reconcile_status(cfg: Config, rep: StatusReport):
                      (a.name for a in rep.auto if a.name))
 
 
-def make_service(cfg: Config, bus: EventBus) -> Service:
-    from .plan import Throughputs, throughput_path
+def make_service(cfg: Config, bus: EventBus) -> tuple[Service, "ThroughputRecorder"]:
+    """The Service for this host, estimating from the throughputs that its recorder learns and stores."""
+    from .plan import ThroughputRecorder, estimator
     from .toolstack.detect import choose_toolstack
 
     ts = choose_toolstack(cfg.toolstack)
-    t = Throughputs.load(throughput_path(cfg))
-    return Service(cfg, ts, bus, estimate=lambda st, d: t.estimate(st, d, cfg))
+    recorder = ThroughputRecorder(cfg)
+    return Service(cfg, ts, bus, estimate=estimator(cfg, recorder.t)), recorder
 
 
 async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> int:
-    from .plan import ThroughputRecorder, start_plan, stop_plan
+    from .plan import start_plan, stop_plan
 
     if verb == "report":
         return _print_report(cfg, args, as_json)
     bus = EventBus(run=new_run_id())
     bus.subscribe(JsonWriter() if as_json else HumanPrinter())
-    svc = make_service(cfg, bus)
+    svc, recorder = make_service(cfg, bus)
     if verb == "status":
         rep = await svc.status()
         rec = reconcile_status(cfg, rep)
@@ -184,7 +189,7 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
 
     progress = ProgressFile(cfg.progress)
     bus.subscribe(progress)
-    bus.subscribe(ThroughputRecorder(cfg))
+    bus.subscribe(recorder)
     report = RunReportWriter.for_config(cfg)
     bus.subscribe(report)
     if syslog_wanted():

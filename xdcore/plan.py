@@ -115,6 +115,19 @@ class ThroughputRecorder:
                 pass
 
 
+def estimator(cfg: Config, t: Throughputs | None = None):
+    """estimate(stage, domain) -> seconds, from measured throughputs (or the defaults).
+
+    The one estimate both the plans and the runner's deadline use.
+    """
+    t = t or Throughputs.load(throughput_path(cfg))
+    return lambda stage, d: t.estimate(stage, d, cfg)
+
+
+def _estimate_of(service):
+    return service.estimate or estimator(service.cfg)
+
+
 def free_bytes(directory: Path) -> int | None:
     """Free space of the filesystem that holds `directory` (or its nearest existing parent)."""
     p = Path(os.path.abspath(directory))
@@ -192,8 +205,8 @@ def _wall_estimate(durations: Sequence[float], parallel: int) -> float:
 async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # service: xdcore.service.Service
     cfg: Config = service.cfg
     control: RunControl = service.control
-    t = Throughputs.load(throughput_path(cfg))
-    guests, _ = await service.guests()
+    estimate = _estimate_of(service)
+    guests = await service.guests()
     selected, skipped = await service.select_for_stop(guests, set(only) if only else None)
     no_room = guests_without_room(cfg, selected, control) if (cfg.save_dir and control.stage_enabled("save")) else frozenset()
     out: list[GuestPlan] = []
@@ -213,7 +226,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         # estimate: the first terminal stage is expected to succeed
         est = 0.0
         for s in stages:
-            est += t.estimate(s, d, cfg)
+            est += estimate(s, d)
             if STAGES[s].terminal:
                 break
         note = "" if any(STAGES[s].terminal for s in stages) else "no stage can stop this guest: it will stay running"
@@ -237,7 +250,7 @@ async def start_plan(service) -> Plan:
     from . import savedir
 
     cfg: Config = service.cfg
-    t = Throughputs.load(throughput_path(cfg))
+    estimate = _estimate_of(service)
     images = savedir.scan(cfg.save_dir)
     blocked = {im.guest for im in images if im.guest and im.valid}
     out: list[GuestPlan] = []
@@ -251,8 +264,8 @@ async def start_plan(service) -> Plan:
             else:
                 mem = max(im.size // (1024 * 1024), 1)
                 d = Domain(-1, im.guest or im.path.name, memory_mib=mem)
-                out.append(GuestPlan(d.name, -1, mem, ("restore",), (f"restore {im.path}",), round(t.estimate("restore", d), 1)))
-    guests, _ = await service.guests()
+                out.append(GuestPlan(d.name, -1, mem, ("restore",), (f"restore {im.path}",), round(estimate("restore", d), 1)))
+    guests = await service.guests()
     running = {d.name for d in guests}
     for a in await service.auto_configs():
         if a.name is None:
@@ -262,6 +275,6 @@ async def start_plan(service) -> Plan:
         elif a.name in blocked:
             skipped.append((a.name, "has a saved image"))
         else:
-            out.append(GuestPlan(a.name, -1, 0, ("create",), (f"create from {a.path}",), round(t.estimate("create", Domain(-1, a.name)), 1)))
+            out.append(GuestPlan(a.name, -1, 0, ("create",), (f"create from {a.path}",), round(estimate("create", Domain(-1, a.name)), 1)))
     par = service.control.parallel or 1
     return Plan("start", tuple(out), tuple(skipped), ("lock",), round(_wall_estimate([g.estimate_s for g in out], par), 1), par)

@@ -41,6 +41,8 @@ from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attac
 from .pipeline.stages import START_STAGES, STOP_STAGES
 from .toolstack.port import Toolstack
 
+_UNKNOWN = object()  # the xenstore stub domid before it was asked
+
 # LSB exit codes
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_PRIV, EXIT_NOT_CONFIGURED = 0, 1, 2, 3, 4, 6
 
@@ -81,6 +83,7 @@ class Service:
         self.control = control or RunControl(cfg.parallel, emit=self.bus.emit)
         self.estimate = estimate
         self.lock_path = default_lock_path(cfg.lockfile)
+        self._xs_domid: int | None | object = _UNKNOWN
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -93,10 +96,17 @@ class Service:
     def _error(self, text: str, guest: str = "") -> None:
         self.bus.emit(MessageLogged(level="error", text=text, guest=guest))
 
-    async def guests(self) -> tuple[list[Domain], int | None]:
-        """Domains other than Domain-0 and the xenstore stub domain, and the stub's domid."""
-        domains, xs = await asyncio.gather(self.ts.list_domains(), self.ts.xenstore_domid())
-        return [d for d in domains if not d.is_dom0 and d.domid != xs], xs
+    async def guests(self) -> list[Domain]:
+        """Domains other than Domain-0 and the xenstore stub domain.
+
+        The stub's domid is asked once per Service (it does not change while
+        xenstored runs), not once per listing.
+        """
+        if self._xs_domid is _UNKNOWN:
+            domains, self._xs_domid = await asyncio.gather(self.ts.list_domains(), self.ts.xenstore_domid())
+        else:
+            domains = await self.ts.list_domains()
+        return [d for d in domains if not d.is_dom0 and d.domid != self._xs_domid]
 
     def auto_paths(self) -> list[Path]:
         d = self.cfg.auto_dir
@@ -134,9 +144,22 @@ class Service:
         self._error(f"lock file {self.lock_path}: {exc}")
         return EXIT_FAILED
 
-    def _begin(self, verb: str, stages: Sequence[str]) -> None:
+    def _begin(self, verb: str, stages: Sequence[str], lock: RunLock, locked: bool) -> None:
+        """RunStarted (the run holds its lock now), then what the lock had to say."""
         self.bus.emit(RunStarted(verb=verb, pid=os.getpid(), toolstack=self.ts.name, parallel=self.control.parallel,
                                  config=str(self.cfg.path or ""), stages=tuple(stages)))
+        for note in lock.notes:
+            self._warn(note)
+        if locked:
+            self.bus.emit(LockTaken(path=str(self.lock_path)))
+
+    def _release(self, lock: RunLock, remove: bool) -> None:
+        """Give the lock back: removed (service stopped) or marked started."""
+        if not remove:
+            lock.mark_started()
+        lock.release(remove=remove)
+        if remove:
+            self.bus.emit(LockReleased(path=str(self.lock_path)))
 
     def _end(self, outcome: RunOutcome) -> RunOutcome:
         self.bus.emit(RunFinished(verb=outcome.verb, exit_code=outcome.exit_code, summary=outcome.summary))
@@ -188,13 +211,9 @@ class Service:
                 except (LockError, OSError) as exc:
                     outcome.exit_code = self._lock_failed(exc)
                     return outcome
-            self._begin("stop", [s.name for s in STOP_STAGES])
-            for note in lock.notes:
-                self._warn(note)
+            self._begin("stop", [s.name for s in STOP_STAGES], lock, acquired)
             for p in self.cfg.problems:
                 self._warn(f"{p}; using the default")
-            if acquired:
-                self.bus.emit(LockTaken(path=str(self.lock_path)))
             outcome = await self._stop_body(set(only) if only else None)
             return outcome
         except ToolstackError as exc:
@@ -204,12 +223,7 @@ class Service:
         finally:
             detach()
             if acquired:  # never touch a lock this run did not take
-                if keep_started:
-                    lock.mark_started()
-                    lock.release(remove=False)
-                else:
-                    lock.release(remove=True)
-                    self.bus.emit(LockReleased(path=str(self.lock_path)))
+                self._release(lock, remove=not keep_started)
             self._end(outcome)
 
     async def _stop_body(self, only: set[str] | None) -> RunOutcome:
@@ -217,7 +231,7 @@ class Service:
         deadline = Deadline(cfg.stop_deadline)
         outcome = RunOutcome("stop", EXIT_OK)
         self.bus.emit(StageStarted(stage="select"))
-        guests, _xs = await self.guests()
+        guests = await self.guests()
         selected, skipped = await self.select_for_stop(guests, only)
         for d, why in skipped:
             self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=why))
@@ -236,7 +250,7 @@ class Service:
         if only is not None:  # a stop of named guests never sweeps the rest of the host
             self.bus.emit(StageFinished(stage="shutdown_all", outcome="skipped", detail="only named guests were stopped"))
         elif cfg.shutdown_all and self.control.stage_enabled("shutdown_all") and not self.control.aborted:
-            remaining, _ = await self.guests()
+            remaining = await self.guests()
             alive = [d for d in remaining if not d.zombie]
             if alive:
                 opts, notes = self.ts.translate_shutdown_options(cfg.shutdown_all, "XENDOMAINS_SHUTDOWN_ALL")
@@ -257,7 +271,7 @@ class Service:
                     outcome_word = "timeout" if isinstance(exc, CommandTimedOut) else "failed"
                     self.bus.emit(StageFinished(stage="shutdown_all", outcome=outcome_word, elapsed=time.monotonic() - t0, detail=str(exc)))
                     try:
-                        left = [d.name for d in (await self.guests())[0] if not d.zombie]
+                        left = [d.name for d in await self.guests() if not d.zombie]
                     except ToolstackError:
                         left = [d.name for d in alive]
                     self._error(f"shutdown of all remaining guests {'timed out' if outcome_word == 'timeout' else 'failed'}: {exc}; "
@@ -296,12 +310,9 @@ class Service:
         detach = attach_command_events(self.ts, self.bus)
         remove_lock = True
         try:
-            self._begin("start", [s.name for s in START_STAGES])
-            for note in lock.notes:
-                self._warn(note)
-            self.bus.emit(LockTaken(path=str(self.lock_path)))
+            self._begin("start", [s.name for s in START_STAGES], lock, True)
             outcome = await self._start_body()
-            guests, _ = await self.guests()
+            guests = await self.guests()
             remove_lock = not any(not d.zombie for d in guests)
             if remove_lock:
                 self._info("no guest is running: lock file removed")
@@ -312,11 +323,7 @@ class Service:
             return outcome
         finally:
             detach()
-            if not remove_lock:
-                lock.mark_started()
-            lock.release(remove=remove_lock)
-            if remove_lock:
-                self.bus.emit(LockReleased(path=str(self.lock_path)))
+            self._release(lock, remove=remove_lock)
             self._end(outcome)
 
     async def _start_body(self) -> RunOutcome:
@@ -402,7 +409,7 @@ class Service:
         if not autos:
             return []
         self.bus.emit(StageStarted(stage="create", detail=str(self.cfg.auto_dir)))
-        running, _ = await self.guests()
+        running = await self.guests()
         running_names = {d.name for d in running}
         todo: list[AutoConfig] = []
         results: list[GuestResult] = []
@@ -462,7 +469,7 @@ class Service:
 
     async def status(self) -> StatusReport:
         lock_present = os.path.lexists(self.lock_path)
-        (guests, _), autos = await asyncio.gather(self.guests(), self.auto_configs())
+        guests, autos = await asyncio.gather(self.guests(), self.auto_configs())
         running = tuple(d for d in guests if not d.zombie)
         names = {d.name for d in running}
         missing = tuple(a.name or str(a.path) for a in autos if a.name not in names)

@@ -13,7 +13,7 @@ from pathlib import Path
 from xdcore.config import Config
 from xdcore.events import EventBus
 from xdcore.pipeline.control import RunControl
-from xdcore.plan import Throughputs, throughput_path
+from xdcore.plan import estimator
 from xdcore.service import Service
 from xdcore.toolstack.port import Toolstack
 
@@ -36,6 +36,5 @@ class HostContext:
 
     def service(self, bus: EventBus, control: RunControl | None = None, cfg: Config | None = None) -> Service:
         cfg = cfg or self.cfg
-        t = Throughputs.load(throughput_path(cfg))
         return Service(cfg, self.toolstack, bus, control=control or RunControl(cfg.parallel, emit=bus.emit),
-                       estimate=lambda st, d: t.estimate(st, d, cfg))
+                       estimate=estimator(cfg))

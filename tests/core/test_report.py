@@ -19,6 +19,7 @@ from xdcore.report import (
     reconcile,
     report_dirs,
 )
+from xdcore.plan import ThroughputRecorder
 from xdcore.service import Service
 
 from .fakes import FakeToolstack
@@ -211,7 +212,7 @@ def cli_host(tmp_path, monkeypatch):
     conf.write_text(f"XENDOMAINS_SAVE={tmp_path}/save\nXENDOMAINS_AUTO={tmp_path}/auto\n"
                     f"XENDOMAINS_LOCKFILE={tmp_path}/lock\nXENDOMAINS_PROGRESS={tmp_path}/run/progress.jsonl\n"
                     "XENDOMAINS_STOP_MAXWAIT=5\nXENDOMAINS_CREATE_USLEEP=0\n")
-    monkeypatch.setattr(cli, "make_service", lambda cfg, bus: Service(cfg, ts, bus))
+    monkeypatch.setattr(cli, "make_service", lambda cfg, bus: (Service(cfg, ts, bus), ThroughputRecorder(cfg)))
     monkeypatch.setenv("XENDOMAINS_SYSLOG", "no")
     return ts, conf
 

@@ -44,10 +44,6 @@ from .stages import STOP_GUEST_STAGES, Stage, stage
 current_step: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("current_step", default=("", ""))
 
 
-class StageSkipped(Exception):
-    """The operator skipped this stage (or the deadline replaced it)."""
-
-
 @dataclass
 class GuestResult:
     """How one guest's pipeline ended."""
@@ -372,4 +368,4 @@ def _unlink_quietly(p: Path) -> None:
         pass
 
 
-__all__ = ["StopRunner", "GuestResult", "Deadline", "attach_command_events", "current_step", "stage"]
+__all__ = ["StopRunner", "GuestResult", "Deadline", "attach_command_events", "current_step"]

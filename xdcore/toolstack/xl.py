@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import CommandFailed, ParseError, ToolstackError, ToolstackMissing
+from ..errors import CommandFailed, ParseError, ToolstackError
 from ..model import AutoConfig, Domain, HostInfo
 from . import process
 from .parse import merge_listing, parse_dryrun_name, parse_xl_info, parse_xl_list, parse_xl_list_long, read_config_name
@@ -146,14 +146,13 @@ class SpawningToolstack(Toolstack):
 
     migrate_arg_options: frozenset[str] = frozenset()
 
-    def __init__(self, command: str, query_timeout: float = QUERY_TIMEOUT):
+    def __init__(self, command: str | None = None, query_timeout: float = QUERY_TIMEOUT):
         super().__init__()
-        self.command = command
+        self.command = command or self.name
         self.query_timeout = query_timeout
 
     def _argv(self, *args: str) -> list[str]:
-        if process.which(self.command) is None:
-            raise ToolstackMissing(f"{self.command}: command not found on PATH")
+        # a missing command surfaces as ToolstackMissing from process.run (no PATH scan per call)
         return [self.command, *args]
 
     async def _run(self, *args: str, timeout: float | None) -> process.Completed:
@@ -242,9 +241,6 @@ class XlToolstack(SpawningToolstack):
 
     name = "xl"
     migrate_arg_options = XL_MIGRATE_ARG_OPTIONS
-
-    def __init__(self, command: str = "xl", query_timeout: float = QUERY_TIMEOUT):
-        super().__init__(command, query_timeout)
 
     async def list_domains(self) -> list[Domain]:
         """`xl list -l` and `xl list` at once (2 processes), joined on domid."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..model import Domain
 from .parse import domains_from_long, parse_xm_sxp
-from .xl import QUERY_TIMEOUT, SpawningToolstack
+from .xl import SpawningToolstack
 
 #: xm migrate options that take an argument (xm/migrate.py); `-s` is --ssl, a flag.
 XM_MIGRATE_ARG_OPTIONS = frozenset({"-p", "--port", "-n", "--node"})
@@ -25,9 +25,6 @@ class XmToolstack(SpawningToolstack):
 
     name = "xm"
     migrate_arg_options = XM_MIGRATE_ARG_OPTIONS
-
-    def __init__(self, command: str = "xm", query_timeout: float = QUERY_TIMEOUT):
-        super().__init__(command, query_timeout)
 
     async def list_domains(self) -> list[Domain]:
         """`xm list -l` (1 process): running domains with their state, ascending domid.
