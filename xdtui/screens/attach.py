@@ -16,7 +16,6 @@ only say why not.  The guest a key acts on is the board's selected row.
 from __future__ import annotations
 
 import asyncio
-import shlex
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -36,14 +35,11 @@ from ..formatting import clock
 from ..messages import ControlAnswered, EventsArrived, SteeringChecked
 from ..runs import TOGGLABLE
 from ..widgets.event_log import EventLog
-from ..widgets.stage_board import BoardTable, StageBoard, stage_title
-from .dialogs import PromptDialog, confirm_abort, confirm_skip_guest, confirm_skip_stage
+from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
+from .dialogs import ask_migration_target, ask_parallelism, confirm_abort, confirm_skip_guest, confirm_skip_stage
 
 if TYPE_CHECKING:
     from ..app import XdApp
-
-#: stage names short enough for the board's one-line summary of the toggles
-SHORT = {"sysrq": "SysRq", "migrate": "Migr", "save": "Save", "shutdown": "Shut", "shutdown_all": "All"}
 
 
 class AttachScreen(Screen):
@@ -199,18 +195,9 @@ class AttachScreen(Screen):
         if not self.steering.allowed or b.verb != "stop":
             return None
         cfg = self._run_config()
-        t = Text(no_wrap=True, overflow="ellipsis", justify="right")
-        for i, name in enumerate(TOGGLABLE, 1):
-            style = ("dim strike" if not STAGES[name].is_enabled(cfg) else
-                     "red strike" if name in b.disabled else "green")
-            t.append(f"{i}", style="bold")
-            t.append(SHORT[name], style=style)
-            t.append(" ")
-        if b.migrate_target:
-            t.append("→" + b.migrate_target + " ", style="cyan")
-        if b.parallel:
-            t.append(f"{b.parallel}×", style="bold")
-        return t
+        states = {name: "n/a" if not STAGES[name].is_enabled(cfg) else "off" if name in b.disabled else "on"
+                  for name in TOGGLABLE}
+        return toggle_line(states, b.migrate_target, b.parallel)
 
     def show(self) -> None:
         self.query_one("#board").border_title = "Stage board (steering)" if self.steering.allowed else "Stage board (read-only)"
@@ -290,41 +277,19 @@ class AttachScreen(Screen):
         return self.board_state.parallel or self.app.host.cfg.parallel
 
     def action_parallel(self) -> None:
-        if not self._may_steer():
-            return
-
-        def done(value: str | None) -> None:
-            if value is None:
-                return
-            if not value.isdigit() or int(value) < 1:
-                self.notify("Parallelism is a whole number, at least 1.", severity="error")
-                return
-            self.send_request(steer.set_parallel(int(value)))
-
-        self.app.push_screen(PromptDialog("Parallelism", "How many guests the headless run handles at once.",
-                                          str(self._parallel_now())), done)
+        if self._may_steer():
+            ask_parallelism(self, self._parallel_now(), "How many guests the headless run handles at once.",
+                            lambda n: self.send_request(steer.set_parallel(n)))
 
     def action_parallel_step(self, delta: int) -> None:
         if self._may_steer():
             self.send_request(steer.set_parallel(max(1, self._parallel_now() + delta)))
 
     def action_migrate_target(self) -> None:
-        if not self._may_steer():
-            return
-        cur = self.board_state.migrate_target or " ".join(self.app.host.cfg.migrate)
-
-        def done(value: str | None) -> None:
-            if value is None:
-                return
-            try:
-                words = tuple(shlex.split(value))
-            except ValueError as exc:
-                self.notify(f"Cannot read that: {exc}", severity="error")
-                return
-            self.send_request(steer.set_migrate_target(words or None))
-
-        self.app.push_screen(PromptDialog("Migration target", "Host (and xl migrate options) for the headless run, e.g. "
-                                          "'--live host2'. Empty: back to XENDOMAINS_MIGRATE.", cur, "host2"), done)
+        if self._may_steer():
+            cur = self.board_state.migrate_target or " ".join(self.app.host.cfg.migrate)
+            ask_migration_target(self, cur, "the headless run",
+                                 lambda words: self.send_request(steer.set_migrate_target(words)))
 
     # -- leaving --------------------------------------------------------------------------------------------------
 

@@ -7,10 +7,13 @@ n / escape to refuse.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Static
 
 
@@ -98,3 +101,38 @@ def confirm_abort(now: bool) -> ConfirmDialog:
     body = ("Kill the commands running now and start nothing new?" if now else
             "Start nothing new? Stages running now finish.") + "\nGuests already handled stay handled; the lock is released."
     return ConfirmDialog("Abort run now" if now else "Abort run", body, yes="Abort")
+
+
+# -- the prompts of the knobs: the same for a run of this console and a headless one ---------------------------
+
+
+def ask_parallelism(screen: Screen, current: int, help_text: str, apply: Callable[[int], None]) -> None:
+    """Prompt for a parallelism (a whole number ≥ 1) and `apply` it."""
+
+    def done(value: str | None) -> None:
+        if value is None:
+            return
+        if not value.isdigit() or int(value) < 1:
+            screen.notify("Parallelism is a whole number, at least 1.", severity="error")
+            return
+        apply(int(value))
+
+    screen.app.push_screen(PromptDialog("Parallelism", help_text, str(current)), done)
+
+
+def ask_migration_target(screen: Screen, current: str, for_what: str,
+                         apply: Callable[[tuple[str, ...] | None], None]) -> None:
+    """Prompt for a migration target (host and xl migrate options, shell words); empty = back to the config."""
+
+    def done(value: str | None) -> None:
+        if value is None:
+            return
+        try:
+            words = tuple(shlex.split(value))
+        except ValueError as exc:
+            screen.notify(f"Cannot read that: {exc}", severity="error")
+            return
+        apply(words or None)
+
+    screen.app.push_screen(PromptDialog("Migration target", f"Host (and xl migrate options) for {for_what}, e.g. "
+                                        "'--live host2'. Empty: back to XENDOMAINS_MIGRATE.", current, "host2"), done)

@@ -11,7 +11,6 @@ command palette.
 from __future__ import annotations
 
 import asyncio
-import shlex
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -35,15 +34,12 @@ from ..widgets.domain_table import DomainTable
 from ..widgets.event_log import EventLog
 from ..widgets.host_figures import HostFigures
 from ..widgets.host_lists import AutoList, SavedList
-from ..widgets.stage_board import BoardTable, StageBoard, stage_title
-from .dialogs import PromptDialog, confirm_abort, confirm_skip_guest, confirm_skip_stage
+from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
+from .dialogs import ask_migration_target, ask_parallelism, confirm_abort, confirm_skip_guest, confirm_skip_stage
 from .plan_dialog import PlanDialog
 
 if TYPE_CHECKING:
     from ..app import XdApp
-
-#: stage names short enough for the board's one-line summary of the toggles
-SHORT = {"sysrq": "SysRq", "migrate": "Migr", "save": "Save", "shutdown": "Shut", "shutdown_all": "All"}
 
 #: actions that only make sense while a run of this console is going on
 RUN_ONLY = {"skip_stage", "abort", "abort_now"}
@@ -197,20 +193,9 @@ class HostScreen(Screen):
     def prefs_text(self) -> Text:
         """Stage toggles, migration target and parallelism, as the next (or current) run uses them."""
         app = self.app
-        t = Text(no_wrap=True, overflow="ellipsis", justify="right")
-        for i, name in enumerate(TOGGLABLE, 1):
-            state = app.prefs.stage_state(app.host.cfg, name)
-            style = {"on": "green", "off": "red strike", "n/a": "dim strike"}[state]
-            t.append(f"{i}", style="bold")
-            t.append(SHORT[name], style=style)
-            t.append(" ")
-        if app.prefs.migrate_target:
-            t.append("→" + " ".join(app.prefs.migrate_target) + " ", style="cyan")
-        par = app.prefs.parallel or app.host.cfg.parallel
-        t.append(f"{par}×", style="bold")
-        return t
-
-    # -- which guests an action is about -------------------------------------------------------------------
+        states = {name: app.prefs.stage_state(app.host.cfg, name) for name in TOGGLABLE}
+        target = " ".join(app.prefs.migrate_target) if app.prefs.migrate_target else None
+        return toggle_line(states, target, app.prefs.parallel or app.host.cfg.parallel)
 
     def selected_guests(self) -> list[str]:
         """Marked guests; else the guest under the cursor of the focused table."""
@@ -375,32 +360,11 @@ class HostScreen(Screen):
 
     def action_migrate_target(self) -> None:
         cur = " ".join(self.app.prefs.migrate_target or self.app.host.cfg.migrate)
-
-        def done(value: str | None) -> None:
-            if value is None:
-                return
-            try:
-                words = tuple(shlex.split(value))
-            except ValueError as exc:
-                self.notify(f"Cannot read that: {exc}", severity="error")
-                return
-            self.app.set_migrate_target(words or None)
-
-        self.app.push_screen(PromptDialog("Migration target", "Host (and xl migrate options) for this run, e.g. "
-                                          "'--live host2'. Empty: back to XENDOMAINS_MIGRATE.", cur, "host2"), done)
+        ask_migration_target(self, cur, "this run", self.app.set_migrate_target)
 
     def action_parallel(self) -> None:
-        cur = str(self.app.prefs.parallel or self.app.host.cfg.parallel)
-
-        def done(value: str | None) -> None:
-            if value is None:
-                return
-            if not value.isdigit() or int(value) < 1:
-                self.notify("Parallelism is a whole number, at least 1.", severity="error")
-                return
-            self.app.set_parallel(int(value))
-
-        self.app.push_screen(PromptDialog("Parallelism", "How many guests are handled at once.", cur), done)
+        ask_parallelism(self, self.app.prefs.parallel or self.app.host.cfg.parallel,
+                        "How many guests are handled at once.", self.app.set_parallel)
 
     def action_parallel_step(self, delta: int) -> None:
         cur = self.app.prefs.parallel or self.app.host.cfg.parallel

@@ -20,6 +20,25 @@ from ..board import BoardState, GuestRow
 from ..formatting import duration
 from .cells import KeyedTable, Spec
 
+
+#: short stage names of the toggle line ("1SysRq 2Migr 3Save 4Shut 5All"), keys 1..5 in this order
+SHORT = {"sysrq": "SysRq", "migrate": "Migr", "save": "Save", "shutdown": "Shut", "shutdown_all": "All"}
+_TOGGLE_STYLE = {"on": "green", "off": "red strike", "n/a": "dim strike"}
+
+
+def toggle_line(states: dict[str, str], migrate_target: str | None, parallel: int | None) -> Text:
+    """The stage toggles ('on' / 'off' / 'n/a' per stage, in key order), migration target and parallelism."""
+    t = Text(no_wrap=True, overflow="ellipsis", justify="right")
+    for i, (name, state) in enumerate(states.items(), 1):
+        t.append(f"{i}", style="bold")
+        t.append(SHORT[name], style=_TOGGLE_STYLE[state])
+        t.append(" ")
+    if migrate_target:
+        t.append("→" + migrate_target + " ", style="cyan")
+    if parallel:
+        t.append(f"{parallel}×", style="bold")
+    return t
+
 _OUTCOME_STYLE = {"migrated": "green", "saved": "green", "shutdown": "green", "restored": "green", "created": "green",
                   "zombie": "magenta", "failed": "bold red", "skipped": "yellow", "destroyed": "red", "running": "green"}
 
