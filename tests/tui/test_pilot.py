@@ -49,6 +49,13 @@ async def confirm_plan(pilot, app) -> PlanDialog:
     return dialog
 
 
+async def evacuate_until_first_save(pilot, app) -> None:
+    """Press e, accept the plan, and wait until the evacuation is saving its first guest."""
+    await pilot.press("e")
+    await confirm_plan(pilot, app)
+    await wait_for(pilot, lambda: app.running_stage("web01") == "save", what="the first save")
+
+
 async def palette(pilot, app, title: str) -> None:
     await pilot.press("ctrl+p")
     await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette", what="the palette")
@@ -167,9 +174,7 @@ async def test_quitting_during_a_run_aborts_it_cleanly_before_exiting(demo):
     app = make_app(demo, Providers.frozen())
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        await pilot.press("e")
-        await confirm_plan(pilot, app)
-        await wait_for(pilot, lambda: app.running_stage("web01") == "save", what="the first save")
+        await evacuate_until_first_save(pilot, app)
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the quit confirmation")
         await pilot.press("y")
@@ -293,9 +298,7 @@ async def test_turning_save_off_mid_run_shuts_the_remaining_guests_down(demo):
     app = make_app(demo, Providers.frozen())
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        await pilot.press("e")
-        await confirm_plan(pilot, app)
-        await wait_for(pilot, lambda: app.running_stage("web01") == "save", what="the first save")
+        await evacuate_until_first_save(pilot, app)
         await pilot.press("3")
         await run_to_end(pilot, app, timeout=40)
         b = app.host_screen.board_state
