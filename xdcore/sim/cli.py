@@ -5,7 +5,10 @@
     xdsim --state DIR demo [--fast]
     xdsim --state DIR add NAME [--mem MIB] [--vcpus N] [--config FILE] [--state-flags -b----] …
     xdsim --state DIR latency OP SECONDS        (create restore save migrate shutdown ack ack_timeout destroy sysrq list)
-    xdsim --state DIR rate save|migrate|restore MBPS
+    xdsim --state DIR rate save|migrate|restore MBPS   (each operation alone, whatever else runs)
+    xdsim --state DIR resource disk MBPS | resource link HOST MBPS   (shared fairly by concurrent operations)
+    xdsim --state DIR dirty GUEST MBPS          (pages a guest re-dirties during a live migration)
+    xdsim --state DIR transfers                 (finished transfers: guest, resource, MB, simulated start/end)
     xdsim --state DIR fault OP GUEST fail|hang|ignore|zombie|enospc|delay:S
     xdsim --state DIR clear [--latency]
     xdsim --state DIR memory --total MIB [--free MIB]
@@ -58,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("rate", help="set the transfer rate of save/migrate/restore")
     s.add_argument("op", choices=("save", "migrate", "restore"))
     s.add_argument("mbps", type=float)
+    s = sub.add_parser("resource", help="set a shared bandwidth: `disk MBPS` (saves and restores) or "
+                                        "`link HOST MBPS` (migrations to HOST); 0 removes it")
+    s.add_argument("kind", choices=("disk", "link"))
+    s.add_argument("words", nargs="+", metavar="[HOST] MBPS")
+    s = sub.add_parser("dirty", help="how fast a guest re-dirties memory during a live migration (MB/s)")
+    s.add_argument("guest")
+    s.add_argument("mbps", type=float)
+    sub.add_parser("transfers", help="show finished and running transfers over the shared resources")
     s = sub.add_parser("fault", help="inject a fault for an operation on a guest (name, domid or *)")
     s.add_argument("op", choices=(*host.OPS, "*"))
     s.add_argument("guest")
@@ -157,6 +168,21 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "rate":
         with host.transaction(sdir) as st:
             st.rate[args.op] = args.mbps
+    elif args.cmd == "resource":
+        return _set_resource(sdir, args.kind, args.words)
+    elif args.cmd == "dirty":
+        if args.mbps < 0:
+            print(f"xdsim: dirty: a rate of MB/s cannot be negative, got {args.mbps:g}", file=sys.stderr)
+            return 2
+        with host.transaction(sdir) as st:
+            st.dirty[args.guest] = args.mbps
+    elif args.cmd == "transfers":
+        st = host.load(sdir)
+        for entry in st.transfer_log:
+            print(json.dumps(entry))
+        for t in st.transfers:
+            print(json.dumps({k: t[k] for k in ("guest", "op", "res", "mb", "start", "left", "done") if k in t}
+                             | {"running": True}))
     elif args.cmd == "fault":
         fault = _fault(args.op, args.guest, args.kind)
         with host.transaction(sdir) as st:
@@ -185,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fault: {f.op} {f.guest} {f.kind}{':%g' % f.seconds if f.kind == 'delay' else ''}")
         print("latency: " + ", ".join(f"{k}={v:g}s" for k, v in st.latency.items()))
         print("rate: " + ", ".join(f"{k}={v:g}MB/s" for k, v in st.rate.items()))
+        if st.resources:
+            print("shared: " + ", ".join(f"{k}={v:g}MB/s" for k, v in sorted(st.resources.items())))
+        if st.dirty:
+            print("dirty: " + ", ".join(f"{k}={v:g}MB/s" for k, v in sorted(st.dirty.items())))
     elif args.cmd == "targets":
         st = host.load(sdir)
         for target, guests in sorted(st.targets.items()):
@@ -195,6 +225,31 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(entry))
     return 0
 
+
+def _set_resource(sdir: Path, kind: str, words: list[str]) -> int:
+    from . import physics
+
+    want = 2 if kind == "link" else 1
+    if len(words) != want:
+        print(f"xdsim: resource {kind}: expected {'HOST MBPS' if kind == 'link' else 'MBPS'}, got {' '.join(words)!r}",
+              file=sys.stderr)
+        return 2
+    try:
+        mbps = float(words[-1])
+    except ValueError:
+        mbps = -1.0
+    if not mbps >= 0:
+        print(f"xdsim: resource {kind}: MBPS must be a number of MB/s (0 removes it), got {words[-1]!r}",
+              file=sys.stderr)
+        return 2
+    name = physics.link(words[0]) if kind == "link" else physics.DISK
+    with host.transaction(sdir) as st:
+        host.advance_ledger(st, __import__("time").time())  # what ran so far ran at the old rate
+        if mbps > 0:
+            st.resources[name] = mbps
+        else:
+            st.resources.pop(name, None)
+    return 0
 
 
 def _run_classic(sdir: Path, args: argparse.Namespace) -> int:

@@ -30,6 +30,9 @@ NOT_RUNNING = [("intranet", 1024, 1)]
 DEMO_LATENCY = {"create": 1.5, "restore": 1.0, "save": 0.5, "migrate": 1.0, "shutdown": 3.0, "ack": 0.3,
                 "ack_timeout": 60.0, "destroy": 0.3, "sysrq": 0.1}
 DEMO_RATE = {"save": 600.0, "migrate": 400.0, "restore": 1200.0}
+#: shared bandwidths (MB/s): a disk that writes 500 MB/s, and 10 GbE to the peer host
+DEMO_RESOURCES = {"disk": 500.0, "link:xen-demo-02": 1250.0}
+DEMO_DIRTY = {"db-primary": 120.0, "build-ci": 60.0}
 
 
 def xendomains_conf(state_dir: Path, fast: bool) -> str:
@@ -70,6 +73,8 @@ def build_demo(state_dir: str | Path, fast: bool = False) -> HostLayout:
         if not fast:
             st.latency.update(DEMO_LATENCY)
             st.rate.update(DEMO_RATE)
+            st.resources.update(DEMO_RESOURCES)
+            st.dirty.update(DEMO_DIRTY)
         st.faults.append(host.Fault("save", "backup", "hang"))
         for dom in st.domains:
             if dom.domid:

@@ -38,6 +38,7 @@ import fcntl
 import os
 import time
 
+from . import physics
 from . import fastjson
 
 TYPE_CHECKING = False
@@ -249,12 +250,15 @@ class HostState:
     """Everything in state.json."""
 
     __slots__ = ("version", "next_domid", "total_memory_mib", "reserved_mib", "info", "domains", "latency",
-                 "rate", "faults", "targets", "history")
+                 "rate", "faults", "targets", "history", "resources", "dirty", "transfers", "ledger_at",
+                 "transfer_log")
 
     def __init__(self, version: int = FORMAT_VERSION, next_domid: int = 1, total_memory_mib: int = 16384,
                  reserved_mib: int = 0, info: dict | None = None, domains: list[SimDomain] | None = None,
                  latency: dict | None = None, rate: dict | None = None, faults: list[Fault] | None = None,
-                 targets: dict | None = None, history: list | None = None):
+                 targets: dict | None = None, history: list | None = None, resources: dict | None = None,
+                 dirty: dict | None = None, transfers: list | None = None, ledger_at: float = 0.0,
+                 transfer_log: list | None = None):
         self.version = version
         self.next_domid = next_domid
         self.total_memory_mib = total_memory_mib
@@ -266,6 +270,13 @@ class HostState:
         self.faults = [] if faults is None else faults
         self.targets = {} if targets is None else targets  # host -> [received guest records]
         self.history = [] if history is None else history  # [{"t", "argv", "rc"}] of state-changing commands
+        # the resource ledger (physics.py): bandwidths (MB/s) by resource ("disk", "link:HOST"), dirty
+        # rates (MB/s) by guest name, the transfers in flight as of `ledger_at`, and the finished ones
+        self.resources = {} if resources is None else resources
+        self.dirty = {} if dirty is None else dirty
+        self.transfers = [] if transfers is None else transfers
+        self.ledger_at = ledger_at
+        self.transfer_log = [] if transfer_log is None else transfer_log
 
     def to_dict(self) -> dict:
         return {
@@ -273,6 +284,8 @@ class HostState:
             "reserved_mib": self.reserved_mib, "info": self.info,
             "domains": [d.to_dict() for d in self.domains], "latency": self.latency, "rate": self.rate,
             "faults": [f.to_dict() for f in self.faults], "targets": self.targets, "history": self.history,
+            "resources": self.resources, "dirty": self.dirty, "transfers": self.transfers,
+            "ledger_at": self.ledger_at, "transfer_log": self.transfer_log,
         }
 
     @classmethod
@@ -302,6 +315,12 @@ class HostState:
 
     def lat(self, op: str) -> float:
         return float(self.latency.get(op, DEFAULT_LATENCY.get(op, 0.0)))
+
+    def resource_for(self, op: str, target: str = "") -> str | None:
+        """The shared resource an operation uses on this host, if its bandwidth is set (else None:
+        the operation takes `transfer_time`, whatever else runs)."""
+        res = physics.link(target) if op == "migrate" else physics.DISK
+        return res if float(self.resources.get(res) or 0.0) > 0 else None
 
     def transfer_time(self, op: str, memory_kib: int) -> float:
         rate = float(self.rate.get(op, 0.0) or 0.0)
@@ -404,9 +423,41 @@ def abort_busy(st: HostState, dom: SimDomain) -> None:
         dom.name = busy["prev_name"]
 
 
+TRANSFER_LOG_LIMIT = 500
+
+
+def advance_ledger(st: HostState, now: float) -> None:
+    """Play the transfers in flight up to `now`; drop those whose xl died (the survivors speed up)."""
+    if not st.transfers:
+        st.ledger_at = max(st.ledger_at, now)
+        return
+    if now > st.ledger_at:
+        physics.advance(st.transfers, st.resources, st.ledger_at, now)
+        st.ledger_at = now  # (a reader's clock a little behind the ledger's leaves it where it is)
+    alive = [t for t in st.transfers if _pid_alive(int(t.get("pid", 0)))]
+    if len(alive) != len(st.transfers):
+        st.transfers = alive
+
+
+def finish_transfer(st: HostState, tid: str) -> dict | None:
+    """Take a completed transfer out of the ledger into the log; None if it is not done (or gone)."""
+    rec = next((t for t in st.transfers if t["id"] == tid), None)
+    if rec is None or rec["done"] is None:
+        return rec
+    st.transfers = [t for t in st.transfers if t is not rec]
+    st.transfer_log.append({"guest": rec.get("guest", ""), "op": rec.get("op", ""), "res": rec["res"],
+                            "mb": rec["mb"], "start": rec["start"], "end": rec["done"],
+                            "dirty": rec["dirty"], "pid": rec.get("pid", 0)})
+    del st.transfer_log[:-TRANSFER_LOG_LIMIT]
+    return rec
+
+
 def apply_transitions(st: HostState, now: float) -> bool:
     """Apply what is due at `now`; True if anything changed."""
     changed = False
+    if st.transfers:
+        advance_ledger(st, now)
+        changed = True
     for dom in list(st.domains):
         if dom.busy and not _pid_alive(int(dom.busy.get("pid", 0))):
             abort_busy(st, dom)

@@ -266,6 +266,44 @@ def _wait_ready(run: Run, domid: int, op: str, name: str, seconds: float) -> Com
     return 0
 
 
+#: longest a transfer sleeps before looking at the ledger again (a transfer that left early frees bandwidth)
+RECHECK_S = 2.0
+
+
+def _transfer(run: Run, res: str, guest: str, op: str, mb: float, dirty: float = 0.0) -> Command:
+    """Move `mb` MB over the shared resource `res`, fairly sharing it with every other xl doing so.
+
+    The transfer is entered in the host's ledger (other xl processes see it at once and slow down);
+    this process sleeps until its predicted completion and checks again, since transfers that
+    joined meanwhile push it later.  Killed: the ledger drops it when it notices the dead pid.
+    """
+    from . import physics
+
+    with host.transaction(run.state_dir) as st:
+        now = max(time.time(), st.ledger_at)  # under the lock: the ledger never runs backwards
+        tid = f"{run.pid}.{op}.{guest}.{now:.6f}"
+        host.advance_ledger(st, now)
+        st.transfers.append(physics.new_transfer(tid, res, mb, now, dirty, guest=guest, op=op, pid=run.pid))
+        until = physics.predict_done(st.transfers, st.resources, now, tid)
+
+    def _leave() -> None:
+        with host.transaction(run.state_dir) as st2:
+            st2.transfers = [t for t in st2.transfers if t["id"] != tid]
+
+    run.on_abort(_leave)
+    while True:
+        wait = until - time.time()
+        if wait > 0:
+            yield min(wait, RECHECK_S)
+        with host.transaction(run.state_dir) as st:
+            rec = host.finish_transfer(st, tid)
+            if rec is None or rec["done"] is not None:
+                break
+            until = physics.predict_done(st.transfers, st.resources, st.ledger_at, tid)
+    run.done_with(_leave)
+    return 0
+
+
 # -- list / info / domid / domname --------------------------------------------------------
 
 
@@ -445,11 +483,26 @@ def cmd_restore(run: Run, args: list[str]) -> Command:
     with host.transaction(run.state_dir) as st:
         dom = domain_from_config(st, config, None, now)
         _check_new_domain(st, name, dom.memory_kib, code=1)
+        res = st.resource_for("restore")
         latency = st.transfer_time("restore", dom.memory_kib) + st.delay("restore", name)
-        dom.ready_at = now + latency
         dom.ready_flags = "--p---" if "p" in got else "-b----"
+        if res is not None and image.complete:  # read the image over the shared disk, then finish building
+            latency = st.lat("restore") + st.delay("restore", name)
+            dom.busy = {"op": "restore", "pid": run.pid}
+        else:
+            dom.ready_at = now + latency
         st.add(dom)
-        domid = dom.domid
+        domid, mem = dom.domid, dom.memory_kib
+    if res is not None and image.complete:
+        run.on_abort(_remove_domain(run, domid))
+        yield from _transfer(run, res, name, "restore", mem / 1024.0)
+        with host.transaction(run.state_dir) as st:
+            dom = st.by_id(domid)
+            if dom is None:
+                raise SimExit(1, f"libxl: error: libxl_create.c:1901:domcreate_rebuild_done: Domain {domid}:"
+                                 "cannot (re-)build domain: -3\n")
+            dom.busy = None
+            dom.ready_at = time.time() + latency
     if not image.complete:
         if latency > 0:
             yield latency / 2
@@ -467,6 +520,16 @@ def cmd_restore(run: Run, args: list[str]) -> Command:
 
 
 # -- save --------------------------------------------------------------------------------------
+
+
+def _remove_domain(run: Run, domid: int) -> Callable[[], None]:
+    def remove() -> None:
+        with host.transaction(run.state_dir) as st:
+            d = st.by_id(domid)
+            if d is not None and d.busy and d.busy.get("pid") == run.pid:
+                st.remove(d)
+
+    return remove
 
 
 def _suspend(run: Run, domid: int, op: str, rename: str | None = None) -> Callable[[], None]:
@@ -520,6 +583,8 @@ def cmd_save(run: Run, args: list[str]) -> Command:
         dying = dom.dying
         fault = st.fault("save", name, domid)
         seconds = st.transfer_time("save", mem) + st.delay("save", name, domid)
+        res = st.resource_for("save")
+        fixed = st.lat("save") + st.delay("save", name, domid)
     for w in warnings:
         run.stderr(w + "\n")
     header, optional_len = images.xl_header(yajl.dumps(config) + "\n")
@@ -555,7 +620,11 @@ def cmd_save(run: Run, args: list[str]) -> Command:
         raise SimExit(1, f"libxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain {domid}:"
                          "saving domain: domain responded to suspend request: Input/output error\n"
                          "Failed to save domain, resuming domain\n")
-    if seconds > 0:
+    if res is not None:  # the suspend, then the pages over the shared disk
+        if fixed > 0:
+            yield fixed
+        yield from _transfer(run, res, name, "save", mem / 1024.0)
+    elif seconds > 0:
         yield seconds
     with open(path, "ab") as fh:
         fh.write(body)
@@ -593,6 +662,9 @@ def cmd_migrate(run: Run, args: list[str]) -> Command:
         dying = dom.dying or dom.busy is not None
         fault = st.fault("migrate", name, domid)
         seconds = st.transfer_time("migrate", mem) + st.delay("migrate", name, domid)
+        res = st.resource_for("migrate", target)
+        fixed = st.lat("migrate") + st.delay("migrate", name, domid)
+        dirty = float(st.dirty.get(name) or 0.0)
     if dying:
         raise SimExit(1, "Migration failed, failed to suspend at sender.\n")
     resume = _suspend(run, domid, "migrate", rename=f"{name}--migratedaway")
@@ -605,7 +677,11 @@ def cmd_migrate(run: Run, args: list[str]) -> Command:
         run.done_with(resume)
         raise SimExit(1, "migration sender: Target reported a problem (rc=-3)\n"
                          "Migration failed, resuming at sender.\n")
-    if seconds > 0:
+    if res is not None:  # the set-up, then memory and re-dirtied pages over the shared link
+        if fixed > 0:
+            yield fixed
+        yield from _transfer(run, res, name, "migrate", mem / 1024.0, dirty)
+    elif seconds > 0:
         yield seconds
     run.stderr("migration sender: Target has acknowledged transfer.\n"
                "migration sender: Giving target permission to start.\n")
