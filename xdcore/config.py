@@ -56,6 +56,8 @@ class Config:
     progress: Path = Path("/run/xendomains/progress.jsonl")
     stop_deadline: float | None = None
     destroy_on_deadline: bool = False
+    policy_dir: Path | None = Path("/etc/xen/xendomains.d")
+    start_maxwait: int = 300
     problems: tuple[ConfigError, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -483,6 +485,8 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XENDOMAINS_PROGRESS": ("progress", _path),
     "XENDOMAINS_STOP_DEADLINE": ("stop_deadline", _seconds_or_none),
     "XENDOMAINS_DESTROY_ON_DEADLINE": ("destroy_on_deadline", _bool),
+    "XENDOMAINS_POLICY_DIR": ("policy_dir", _directory_or_none),
+    "XENDOMAINS_START_MAXWAIT": ("start_maxwait", _int("an integer number of seconds (0: no limit)")),
 }
 
 # Keys the xendomains of other distributions use that we accept silently.
