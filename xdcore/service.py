@@ -37,6 +37,7 @@ from .events import (
 from .lock import RunLock, default_lock_path
 from .model import AutoConfig, Domain, SaveImage
 from .pipeline.control import RunControl
+from .policy import Policies, load_policies
 from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
 from .pipeline.stages import START_STAGES, STOP_STAGES
 from .toolstack.port import Toolstack
@@ -135,6 +136,16 @@ class Service:
     async def auto_configs(self) -> list[AutoConfig]:
         paths = self.auto_paths()
         return await self.ts.config_names(paths) if paths else []
+
+    async def policies(self, names: Sequence[str] = (), autos: Sequence[AutoConfig] | None = None) -> Policies:
+        """Each guest's policy (xdcore.policy), read once: from its config in the auto directory when it
+        has one, then XENDOMAINS_POLICY_DIR/GUEST.  `names`: guests to include even without a config."""
+        if autos is None:
+            autos = await self.auto_configs()
+        paths: dict[str, Path | None] = {a.name: a.path for a in autos if a.name}
+        for n in names:
+            paths.setdefault(n, None)
+        return await asyncio.to_thread(load_policies, paths, self.cfg.policy_dir)
 
     def _lock_failed(self, exc: Exception) -> int:
         """Report a lock that could not be taken; the LSB exit code (4: not permitted, else 1)."""

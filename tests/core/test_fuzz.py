@@ -183,6 +183,8 @@ VALID = {
     "XENDOMAINS_STOP_DEADLINE": (st.floats(0, 1e7, allow_nan=False).map(lambda f: (repr(f), f))
                                  | st.integers(0, 10**6).map(lambda n: (str(n), float(n))) | st.just(("", None))),
     "XENDOMAINS_DESTROY_ON_DEADLINE": bool_words,
+    "XENDOMAINS_POLICY_DIR": (safe_path.map(lambda p: (p, Path(p))) | st.just(("", None))),
+    "XENDOMAINS_START_MAXWAIT": st.integers(0, 10**6).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
 }
 
 
