@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, load_config
-from .errors import ConfigMissing, ToolstackMissing, XendomainsError
+from .errors import ConfigMissing, ConfigUnreadable, ToolstackMissing, XendomainsError
 from .events import EventBus
 from .output import HumanPrinter, JsonWriter, ProgressFile
 from .service import (
@@ -394,13 +394,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(ns.config)
     except ConfigMissing as exc:
-        if verb == "stop":
+        unreadable = isinstance(exc, ConfigUnreadable)
+        if verb == "stop" and unreadable:
+            # a host going down must still evacuate: the documented defaults, loudly, and exit 1 at the end
+            _err(f"WARNING: {exc}")
+            _err("WARNING: stopping with the documented defaults (every guest is evacuated); the exit code will be 1")
+            cfg = Config(unreadable=str(exc))
+        elif verb == "stop":
             _err(f"{exc}; nothing to stop")
             return EXIT_OK
-        if verb in ("control", "report") and not ns.config:
+        elif verb in ("control", "report") and not ns.config:
             cfg = Config()  # the default progress directory is all they need
         else:
             _err(str(exc))
+            if unreadable:
+                _err(f"refusing to {verb} without a readable config (stop would evacuate with the documented defaults)")
             return EXIT_NOT_CONFIGURED
     for w in cfg.warnings:
         _err(f"warning: {w}")

@@ -11,6 +11,15 @@ the environment is never consulted for `$VAR`.
 Bad values never raise: each becomes a `ConfigError` in `Config.problems`
 and its key keeps the default, because `stop` must still evacuate guests
 with a broken config (SEMANTICS §1).  The CLI decides who refuses.
+
+Everything is bounded, because this runs when a host goes down: the file
+is read up to MAX_CONFIG_BYTES without ever blocking (a FIFO or a directory
+is refused, not waited on), and a value may grow through `$VAR` expansion
+to at most MAX_VALUE_CHARS — the expansion stops there, so `A=x` followed
+by forty `A=$A$A` costs kilobytes, not the host's memory — after which it
+is a `FILE:LINE: KEY` problem and the key keeps its default.  Bytes that
+are not UTF-8 are never silently replaced: inside a key's value they are a
+problem naming file and line, elsewhere (a comment) a warning.
 """
 
 from __future__ import annotations
@@ -19,12 +28,18 @@ import dataclasses
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ConfigMissing
+from .errors import ConfigError, ConfigMissing, ConfigUnreadable
+
+#: a config file larger than this is not a config file (read no further, never parse it)
+MAX_CONFIG_BYTES = 1 << 20
+#: the longest value (after `$VAR` expansion) a key may have; longer is a FILE:LINE problem
+MAX_VALUE_CHARS = 64 * 1024
 
 DEFAULT_SEARCH: tuple[Path, ...] = (
     Path("/etc/sysconfig/xendomains"),  # Oracle VM, RHEL, SUSE
@@ -60,6 +75,8 @@ class Config:
     start_maxwait: int = 300
     problems: tuple[ConfigError, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: why the config file could not be read at all (these are then the documented defaults; only stop runs)
+    unreadable: str = ""
 
     def with_overrides(self, **kw: Any) -> "Config":
         """A copy with some fields replaced (command-line options win over the file)."""
@@ -79,6 +96,29 @@ class _Assignment:
     key: str
     value: str
     line: int
+    too_long: bool = False
+
+
+class _Bounded:
+    """The parts of one value, never longer than MAX_VALUE_CHARS: what overflows is dropped and noted."""
+
+    __slots__ = ("parts", "size", "overflow")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.overflow = False
+
+    def add(self, text: str) -> None:
+        room = MAX_VALUE_CHARS - self.size
+        if len(text) > room:
+            text = text[: max(room, 0)]
+            self.overflow = True
+        self.parts.append(text)
+        self.size += len(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 class _Unterminated(Exception):
@@ -101,6 +141,10 @@ class _Scanner:
         self.filename = filename
         self.vars = variables
         self.warn = warn
+        #: variables whose value was cut at MAX_VALUE_CHARS: expanding one overflows too
+        self.overlong: set[str] = set()
+        #: set while scanning a word whose value overflowed (read by the caller after _word)
+        self.overflow = False
 
     # -- low level
 
@@ -121,7 +165,7 @@ class _Scanner:
     # -- statements
 
     def statements(self):
-        """Yield (line, words, raw_text) per statement; words are (raw, value) pairs."""
+        """Yield (line, words, raw_text) per statement; words are (raw, value, overflowed) triples."""
         while self.i < len(self.s):
             c = self._peek()
             if c in _BLANK or c in "\n;":
@@ -142,8 +186,8 @@ class _Scanner:
         while self.i < len(self.s) and self._peek() != "\n":
             self._next()
 
-    def _statement_words(self) -> list[tuple[str, str]]:
-        words: list[tuple[str, str]] = []
+    def _statement_words(self) -> list[tuple[str, str, bool]]:
+        words: list[tuple[str, str, bool]] = []
         while self.i < len(self.s):
             c = self._peek()
             if c in "\n;":
@@ -158,7 +202,8 @@ class _Scanner:
             if c == "#":
                 self._skip_comment()
                 break
-            words.append(self._word())
+            raw, value = self._word()
+            words.append((raw, value, self.overflow))
         return words
 
     # -- words
@@ -167,6 +212,7 @@ class _Scanner:
         """One shell word: returns (raw text, value with quotes removed and $VAR expanded).
 
         Expansion is applied only after `NAME=` — exactly the words we use.
+        The value is bounded (MAX_VALUE_CHARS); `self.overflow` says it was cut.
         """
         start = self.i
         m = _ASSIGN_RE.match(self.s, self.i)
@@ -175,30 +221,32 @@ class _Scanner:
             prefix = m.group(0)
             for _ in range(len(prefix)):
                 self._next()
-        parts: list[str] = []
+        self.overflow = False
+        parts = _Bounded()
         while self.i < len(self.s):
             c = self._peek()
             if c in _BLANK or c in "\n;":
                 break
             if c == "'":
-                parts.append(self._single_quoted())
+                parts.add(self._single_quoted())
             elif c == '"':
-                parts.append(self._double_quoted())
+                parts.add(self._double_quoted())
             elif c == "\\":
                 self._next()
                 if self.i >= len(self.s):
-                    parts.append("\\")
+                    parts.add("\\")
                 elif self._peek() == "\n":  # continuation inside a word
                     self._next()
                 else:
-                    parts.append(self._next())
+                    parts.add(self._next())
             elif c == "$":
-                parts.append(self._dollar(in_dquote=False))
+                parts.add(self._dollar(in_dquote=False))
             elif c == "`":
-                parts.append(self._backticks())
+                parts.add(self._backticks())
             else:
-                parts.append(self._next())
-        return self.s[start : self.i], prefix + "".join(parts)
+                parts.add(self._next())
+        self.overflow = self.overflow or parts.overflow
+        return self.s[start : self.i], prefix + parts.text()
 
     def _single_quoted(self) -> str:
         line = self.line
@@ -215,30 +263,31 @@ class _Scanner:
     def _double_quoted(self) -> str:
         line = self.line
         self._next()
-        out: list[str] = []
+        out = _Bounded()
         while True:
             if self.i >= len(self.s):
                 raise _Unterminated(f"unterminated double quote opened on line {line}")
             c = self._peek()
             if c == '"':
                 self._next()
-                return "".join(out)
+                self.overflow = self.overflow or out.overflow
+                return out.text()
             if c == "\\":
                 nxt = self._peek(1)
                 if nxt in _DQ_ESCAPABLE and nxt:
                     self._next()
-                    out.append(self._next())
+                    out.add(self._next())
                 elif nxt == "\n":
                     self._next()
                     self._next()
                 else:
-                    out.append(self._next())
+                    out.add(self._next())
             elif c == "$":
-                out.append(self._dollar(in_dquote=True))
+                out.add(self._dollar(in_dquote=True))
             elif c == "`":
-                out.append(self._backticks())
+                out.add(self._backticks())
             else:
-                out.append(self._next())
+                out.add(self._next())
 
     def _dollar(self, in_dquote: bool) -> str:
         """`$NAME`, `${NAME}`, `${NAME:-word}` from this file's earlier keys; `$(…)` kept literally."""
@@ -270,7 +319,7 @@ class _Scanner:
                 val = self.vars.get(name)
                 if val is None or (op == ":-" and val == ""):
                     return default
-                return val
+                return self._lookup(name, line)
             return self._lookup(name, line)
         m = _NAME_RE.match(self.s, self.i + 1)
         if m:
@@ -281,6 +330,8 @@ class _Scanner:
 
     def _lookup(self, name: str, line: int) -> str:
         if name in self.vars:
+            if name in self.overlong:
+                self.overflow = True
             return self.vars[name]
         self.warn(
             f"{self._where(line)}: ${name} is not assigned earlier in this file; "
@@ -341,12 +392,12 @@ def _scan(text: str, filename: str) -> tuple[dict[str, _Assignment], list[str]]:
         body = words[1:] if is_export else words
         if is_export and all(_NAME_RE.fullmatch(w[0]) for w in body):
             continue  # `export A B`: marks variables for the environment, nothing to read
-        pending: list[tuple[str, str]] = []
+        pending: list[tuple[str, str, bool]] = []
         ok = bool(body)
-        for rawword, value in body:
+        for rawword, value, overflow in body:
             m = _ASSIGN_RE.match(rawword)
             if m:
-                pending.append((m.group(1), value[len(m.group(0)) :]))
+                pending.append((m.group(1), value[len(m.group(0)) :], overflow))
             elif is_export and _NAME_RE.fullmatch(rawword):
                 continue
             else:
@@ -354,12 +405,31 @@ def _scan(text: str, filename: str) -> tuple[dict[str, _Assignment], list[str]]:
                 break
         if not ok:
             shown = raw if len(raw) <= 60 else raw[:57] + "..."
-            warnings.append(f"{filename}:{line}: ignored line: {shown}")
+            warnings.append(f"{filename}:{line}: ignored line: {_shown(shown)}")
             continue
-        for key, value in pending:
+        for key, value, overflow in pending:
             variables[key] = value
-            assignments[key] = _Assignment(key, value, line)
+            if overflow:
+                scanner.overlong.add(key)
+            else:
+                scanner.overlong.discard(key)
+            assignments[key] = _Assignment(key, value, line, overflow)
     return assignments, warnings
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """Text for a message: bytes that were not UTF-8 as \\xNN, cut to `limit` characters."""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _has_bad_bytes(text: str) -> bool:
+    """True when `text` holds bytes that were not UTF-8 (decoded with surrogateescape)."""
+    return _SURROGATE_RE.search(text) is not None
+
+
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
 
 
 # -- typed keys -----------------------------------------------------------------
@@ -494,19 +564,39 @@ _TOLERATED = {"XENDOMAINS_CONFIG"}
 
 
 def parse_config(text: str, filename: str = "<config>") -> Config:
-    """Parse the text of a config file; never raises for anything in `text`."""
+    """Parse the text of a config file; never raises for anything in `text`.
+
+    `text` may carry bytes that were not UTF-8 as lone surrogates (what
+    `decode_config` makes of them); a key whose value holds one is a problem.
+    """
     assignments, warnings = _scan(text, filename)
     values: dict[str, Any] = {}
     problems: list[ConfigError] = []
+    flagged: set[int] = set()
     for key, a in sorted(assignments.items(), key=lambda kv: kv[1].line):
         if key in KEYS:
             field, conv = KEYS[key]
+            if a.too_long:
+                problems.append(ConfigError(filename, a.line, key,
+                                            f"a value of at most {MAX_VALUE_CHARS} characters after $VAR expansion",
+                                            _shown(a.value, 40)))
+                continue
+            if _has_bad_bytes(a.value):
+                flagged.add(a.line)
+                problems.append(ConfigError(filename, a.line, key, "UTF-8 text (bytes that are not UTF-8 are shown as \\xNN)",
+                                            _shown(a.value)))
+                continue
             try:
                 values[field] = conv(a.value)
             except _Bad as bad:
-                problems.append(ConfigError(filename, a.line, key, bad.args[0], a.value))
+                problems.append(ConfigError(filename, a.line, key, bad.args[0], _shown(a.value)))
         elif key.startswith("XENDOMAINS_") and key not in _TOLERATED:
             warnings.append(f"{filename}:{a.line}: unknown key {key}")
+    if _has_bad_bytes(text):
+        for n, line in enumerate(text.split("\n"), 1):
+            if n not in flagged and _has_bad_bytes(line):
+                warnings.append(f"{filename}:{n}: bytes that are not UTF-8 (shown as \\xNN), outside any setting: "
+                                f"{_shown(line.strip())}")
     path = None if filename.startswith("<") else Path(filename)
     return Config(path=path, problems=tuple(problems), warnings=tuple(warnings), **values)
 
@@ -525,13 +615,57 @@ def find_config(
     for named, how in ((explicit, "--config"), (env.get("XENDOMAINS_CONFIG") or None, "$XENDOMAINS_CONFIG")):
         if named:
             p = Path(named)
-            if not p.is_file():
+            if not os.path.exists(p):
                 raise ConfigMissing(f"{p}: config file named by {how} does not exist")
-            return p
+            return p  # whatever it is: read_config_bytes says why it is not a config file
     for p in search:
-        if p.is_file():
+        if os.path.exists(p):
             return p
     return None
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The bytes of the config file, never blocking and never more than MAX_CONFIG_BYTES.
+
+    Raises ConfigMissing when it does not exist, ConfigUnreadable when it
+    exists but is no regular file (a FIFO is opened non-blocking and never
+    read), cannot be read (EACCES, EIO …) or is larger than MAX_CONFIG_BYTES.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise ConfigMissing(f"{path}: config file does not exist") from None
+    except OSError as exc:
+        raise ConfigUnreadable(f"{path}: cannot open the config file: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((word for test, word in _KINDS if test(mode)), "not a regular file")
+            raise ConfigUnreadable(f"{path}: the config file is {kind}, not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigUnreadable(f"{path}: the config file is larger than {MAX_CONFIG_BYTES} bytes; not read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigUnreadable(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def decode_config(data: bytes) -> str:
+    """Text of the config file; bytes that are not UTF-8 become lone surrogates, never U+FFFD."""
+    return data.decode("utf-8", errors="surrogateescape")
 
 
 def load_config(
@@ -539,15 +673,16 @@ def load_config(
     env: Mapping[str, str] = os.environ,
     search: Sequence[Path] = DEFAULT_SEARCH,
 ) -> Config:
-    """Find and parse the config file; ConfigMissing when there is none (or it cannot be read)."""
+    """Find and parse the config file.
+
+    ConfigMissing when there is none; ConfigUnreadable (a ConfigMissing)
+    when the file found cannot be read as one (see read_config_bytes).
+    """
     path = find_config(explicit, env, search)
     if path is None:
         raise ConfigMissing("no config file found (looked for " + ", ".join(str(p) for p in search) + ")")
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise ConfigMissing(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
-    return parse_config(text, str(path))
+    return parse_config(decode_config(read_config_bytes(path)), str(path))
 
 
-__all__ = ["Config", "DEFAULT_SEARCH", "KEYS", "find_config", "load_config", "parse_config"]
+__all__ = ["Config", "DEFAULT_SEARCH", "KEYS", "MAX_CONFIG_BYTES", "MAX_VALUE_CHARS", "decode_config", "find_config",
+           "load_config", "parse_config", "read_config_bytes"]

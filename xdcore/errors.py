@@ -7,6 +7,7 @@ carrying a human title and, for toolstack failures, the command that failed::
     XendomainsError
      ├── ConfigError            a bad value in the config file (FILE:LINE: KEY: …)
      ├── ConfigMissing          no config file found in the search order
+     │    └── ConfigUnreadable  it exists but cannot be read (directory, FIFO, I/O error, too large)
      ├── LockError              the lock file could not be taken or is unsafe
      ├── UnsafePathError        a path would leave the directory it must stay in
      └── ToolstackError
@@ -44,6 +45,14 @@ class ConfigError(XendomainsError):
 
 class ConfigMissing(XendomainsError):
     """No config file in the search order (or the one named does not exist)."""
+
+
+class ConfigUnreadable(ConfigMissing):
+    """The config file exists but cannot be read as one: a directory, a FIFO, an I/O error, too large.
+
+    Unlike a missing file this is a broken host, never a choice: `stop` evacuates
+    with the documented defaults (and says so loudly), every other verb refuses.
+    """
 
 
 class LockError(XendomainsError):

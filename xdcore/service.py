@@ -223,9 +223,13 @@ class Service:
                     outcome.exit_code = self._lock_failed(exc)
                     return outcome
             self._begin("stop", [s.name for s in STOP_STAGES], lock, acquired)
+            if self.cfg.unreadable:
+                self._error(f"{self.cfg.unreadable}: stopping with the documented defaults; exit 1 so that it is fixed")
             for p in self.cfg.problems:
                 self._warn(f"{p}; using the default")
             outcome = await self._stop_body(set(only) if only else None)
+            if self.cfg.unreadable:
+                outcome.exit_code = max(outcome.exit_code, EXIT_FAILED)
             return outcome
         except ToolstackError as exc:
             self._error(str(exc))

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xdcore.config import Config, find_config, load_config, parse_config
-from xdcore.errors import ConfigError, ConfigMissing
+from xdcore.config import MAX_CONFIG_BYTES, Config, find_config, load_config, parse_config
+from xdcore.errors import ConfigError, ConfigMissing, ConfigUnreadable
 
 
 def test_empty_file_gives_every_default():
@@ -220,6 +220,44 @@ def test_load_config_reads_the_file_and_records_its_path(tmp_path):
 def test_load_config_without_any_file_raises_config_missing(tmp_path):
     with pytest.raises(ConfigMissing):
         load_config(None, {}, [tmp_path / "none"])
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "eio", "too large"])
+def test_a_config_that_exists_but_cannot_be_read_is_unreadable_not_missing_and_never_blocks(tmp_path, kind):
+    import os
+
+    path = tmp_path / "xendomains"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # no writer: a blocking open would wait forever
+    elif kind == "eio":
+        path = Path("/proc/self/mem")  # a regular file whose read fails (EIO), even for root
+    else:
+        path.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ConfigUnreadable) as err:
+        load_config(str(path), {})
+    assert str(path) in str(err.value)
+    with pytest.raises(ConfigUnreadable):  # found in the search order: the same
+        load_config(None, {}, [tmp_path / "none", path])
+
+
+def test_a_value_too_long_after_expansion_is_a_problem_naming_file_line_and_key(tmp_path):
+    c = parse_config("A=0123456789abcdef\n" + "A=$A$A\n" * 12 + "XENDOMAINS_SAVE=/$A\nXENDOMAINS_PARALLEL=2\n", "f")
+    assert [(p.line, p.key) for p in c.problems] == [(14, "XENDOMAINS_SAVE")]
+    assert "at most 65536 characters" in str(c.problems[0])
+    assert c.save_dir == Config().save_dir and c.parallel == 2
+
+
+def test_not_utf8_in_a_value_is_a_problem_and_in_a_comment_a_warning_both_showing_the_bytes(tmp_path):
+    path = tmp_path / "xendomains"
+    path.write_bytes(b"# Fran\xe7ois wrote this\nXENDOMAINS_MIGRATE='h\xf6st'\nXENDOMAINS_PARALLEL=3\n")
+    c = load_config(str(path), {})
+    assert [str(p) for p in c.problems] == [f"{path}:2: XENDOMAINS_MIGRATE: expected UTF-8 text "
+                                            "(bytes that are not UTF-8 are shown as \\xNN), got 'h\\xf6st'"]
+    assert c.warnings == (f"{path}:1: bytes that are not UTF-8 (shown as \\xNN), outside any setting: "
+                          "# Fran\\xe7ois wrote this",)
+    assert c.migrate == () and c.parallel == 3
 
 
 # -- properties ------------------------------------------------------------------

@@ -342,3 +342,41 @@ def test_domain_state_from_any_word_is_a_state_or_value_error(word_):
     except ValueError:
         return
     assert len(s.flags) == 6
+
+
+# -- config bytes and sizes: never silently replaced, never unbounded ---------------------------------------
+
+
+def _surrogates(text: str) -> bool:
+    return any(0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_bytes_that_are_not_utf8_never_reach_a_setting_and_every_such_line_is_named(data):
+    from xdcore.config import decode_config
+
+    text = decode_config(data)
+    cfg = parse_config(text, "f")
+    for field, _ in KEYS.values():
+        value = getattr(cfg, field)
+        assert not _surrogates(" ".join(value) if isinstance(value, tuple) else str(value)), (field, value)
+    said = [*map(str, cfg.problems), *cfg.warnings]
+    assert not any(_surrogates(m) for m in said)  # shown as \xNN: printable in every message
+    bad_lines = {n for n, line in enumerate(text.split("\n"), 1) if _surrogates(line)}
+    named = {int(m.split(":")[1]) for m in said if m.startswith("f:") and m.split(":")[1].isdigit()}
+    assert bad_lines <= named, (bad_lines, said)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=1, max_value=80), st.sampled_from(["$A$A", "${A}${A}", '"$A$A"', "${A:-x}$A"]))
+def test_doubling_a_value_any_number_of_times_is_bounded_and_a_problem_only_past_the_limit(n, twice):
+    from xdcore.config import MAX_VALUE_CHARS
+
+    cfg = parse_config("A=xy\n" + f"A={twice}\n" * n + 'XENDOMAINS_MIGRATE="$A host"\n', "f")
+    size = 2 * 2 ** n + len(" host")
+    if size <= MAX_VALUE_CHARS:
+        assert cfg.problems == () and len(" ".join(cfg.migrate)) == size
+    else:
+        assert [(p.line, p.key) for p in cfg.problems] == [(n + 2, "XENDOMAINS_MIGRATE")]
+        assert cfg.migrate == ()

@@ -1,0 +1,168 @@
+"""Stop always evacuates: the installed `xendomains` in bad environments and with bad inputs.
+
+A host going down is exactly when a config is broken, a lock path is wrong,
+a disk is full or a guest has an odd name.  Each test below builds one such
+environment on the simulated host and checks that `stop` still evacuates
+every guest and says what was wrong, while `start`/`status` refuse clearly.
+
+Where a test needs the *documented default paths* (the config could not be
+read, so nothing else names a path), `xendomains` runs in a private mount
+namespace whose /run and /var/lib are this test's directories, bound over
+the real ones: the defaults are exercised for real and nothing of the host
+is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xdcore import events as ev
+
+from .helpers import RUN_TIMEOUT, E2EHost, Result, image_is_complete, parse_events, xendomains_exe
+
+
+def no_traceback(res: Result) -> None:
+    assert "Traceback" not in res.stderr, res.describe()
+
+
+# -- running with the documented default paths, in a private mount namespace -------------------------------
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_namespace = pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare -m (private mount namespace)")
+
+
+class DefaultPaths:
+    """/run and /var/lib of a private mount namespace, kept as directories of the test."""
+
+    def __init__(self, root: Path):
+        self.run = root / "ns-run"
+        self.varlib = root / "ns-varlib"
+        for d in (self.run / "lock", self.varlib):
+            d.mkdir(parents=True)
+
+    @property
+    def save_dir(self) -> Path:
+        return self.varlib / "xen" / "save"
+
+    @property
+    def lock(self) -> Path:
+        return self.run / "lock" / "xendomains"
+
+    @property
+    def report(self) -> Path:
+        return self.varlib / "xendomains" / "last-stop.json"
+
+
+def run_with_default_paths(h: E2EHost, paths: DefaultPaths, config: Path, *args: str) -> Result:
+    """`xendomains --config CONFIG --json ARGS` with /run and /var/lib bound to `paths` (the defaults' homes)."""
+    script = ('mount --bind "$1" /run && mount --bind "$2" /var/lib && shift 2 && '
+              'test ! -L /var/lock -o -d /var/lock && exec "$@"')
+    argv = [xendomains_exe(), "--config", str(config), "--json", *args]
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                           str(paths.run), str(paths.varlib), *argv],
+                          capture_output=True, text=True, env=h.env(), timeout=RUN_TIMEOUT)
+    return Result(argv, done.returncode, done.stdout, done.stderr, parse_events(done.stdout))
+
+
+def _unreadable_config(h: E2EHost, how: str) -> Path:
+    if how == "directory":
+        d = h.root / "conf.d"
+        d.mkdir()
+        return d
+    if how == "fifo":  # nobody ever writes to it: a blocking open would hang the shutdown forever
+        f = h.root / "conf.fifo"
+        os.mkfifo(f)
+        return f
+    if how == "eio":  # a regular file whose read fails with EIO (root is never denied, but I/O can fail)
+        return Path("/proc/self/mem")
+    raise AssertionError(how)
+
+
+@needs_namespace
+@pytest.mark.parametrize("how", ["directory", "fifo", "eio"])
+def test_an_unreadable_config_still_evacuates_every_guest_with_the_defaults_and_exits_1(tmp_path, how):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    paths = DefaultPaths(tmp_path)
+    config = _unreadable_config(h, how)
+
+    res = run_with_default_paths(h, paths, config, "stop")
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}  # XENDOMAINS_SAVE's default: /var/lib/xen/save
+    assert h.running() == set()
+    assert all(image_is_complete(paths.save_dir / n) for n in ("web01", "db"))
+    assert not os.path.lexists(paths.lock)
+    loud = [m for m in res.messages("error") if str(config) in m.text and "defaults" in m.text]
+    assert loud, res.describe()
+    assert "WARNING" in res.stderr and str(config) in res.stderr
+    assert ev.RunFinished in {type(e) for e in res.events} and res.of(ev.RunFinished)[-1].exit_code == 1
+    assert str(config) in paths.report.read_text()  # the report keeps the reason for the admin
+    no_traceback(res)
+
+
+@pytest.mark.parametrize("how", ["directory", "fifo", "eio"])
+@pytest.mark.parametrize("verb", ["start", "status"])
+def test_an_unreadable_config_makes_start_and_status_refuse_with_exit_6_naming_it(tmp_path, how, verb):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], saved=[("db", 512, 1)], auto=["db"])
+    config = _unreadable_config(h, how)
+
+    done = subprocess.run([xendomains_exe(), "--config", str(config), verb], capture_output=True, text=True,
+                          env=h.env(), timeout=RUN_TIMEOUT)
+
+    assert done.returncode == 6, done.stderr
+    assert str(config) in done.stderr and "refusing" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert h.running() == {"web01"} and h.image_of("db").exists()
+
+
+# -- config values: bounded expansion, bytes that are not UTF-8 -----------------------------------------------
+
+
+def test_a_710_byte_config_that_doubles_a_value_40_times_is_a_file_line_error_and_stop_evacuates(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    base = "".join(f"{k}='{v}'\n" for k, v in h.settings.items() if k != "XENDOMAINS_MIGRATE")
+    bomb = "A=x\n" + "A=$A$A\n" * 40 + 'XENDOMAINS_MIGRATE="$A"\n'
+    h.write_config(base + bomb)
+    line = 1 + base.count("\n") + 42  # the header line, the base settings, A=x, 40 doublings, then the key
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}  # XENDOMAINS_MIGRATE kept its default: no migrate
+    assert h.history("migrate") == []
+    assert f"{h.config}:{line}: XENDOMAINS_MIGRATE: expected a value of at most 65536 characters" in res.text()
+    no_traceback(res)
+
+    start = h.run("start")
+    assert start.returncode == 6 and f"{h.config}:{line}: XENDOMAINS_MIGRATE" in start.stderr
+
+
+def test_bytes_that_are_not_utf8_in_a_value_are_a_file_line_error_never_silently_replaced(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)])
+    base = "".join(f"{k}='{v}'\n" for k, v in h.settings.items()).encode()
+    h.config.write_bytes(b"# written by tests/e2e\n" + base + b"XENDOMAINS_SYSRQ='s\xff'\n# caf\xe9 au lait\n")
+    line = 2 + base.count(b"\n")
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    said = res.text()
+    assert f"{h.config}:{line}: XENDOMAINS_SYSRQ: expected UTF-8 text" in said and "\\xff" in said
+    assert f"{h.config}:{line + 1}: bytes that are not UTF-8" in said  # a comment: only a warning
+    assert h.history("sysrq") == [], "the key kept its default (no SysRq) instead of a replaced character"
+    assert res.outcomes == {"web01": "saved"}
+    assert "\ufffd" not in res.stdout + res.stderr
+    start = h.run("start")
+    assert start.returncode == 6 and f"{h.config}:{line}: XENDOMAINS_SYSRQ" in start.stderr
