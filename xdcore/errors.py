@@ -9,6 +9,7 @@ carrying a human title and, for toolstack failures, the command that failed::
      ├── ConfigMissing          no config file found in the search order
      │    └── ConfigUnreadable  it exists but cannot be read (directory, FIFO, I/O error, too large)
      ├── LockError              the lock file could not be taken or is unsafe
+     │    └── LockUnusable      the lock path is no regular file, or its directory cannot be made
      ├── UnsafePathError        a path would leave the directory it must stay in
      └── ToolstackError
           ├── ToolstackMissing  neither xl nor xm on PATH (or the chosen one absent)
@@ -57,6 +58,13 @@ class ConfigUnreadable(ConfigMissing):
 
 class LockError(XendomainsError):
     """The lock file could not be created, opened safely or flocked."""
+
+
+class LockUnusable(LockError):
+    """The lock path cannot hold a lock: a directory or FIFO sits there, or its directory cannot be made.
+
+    Not a run in progress: `stop` evacuates without the lock (and says so), `start` refuses.
+    """
 
 
 class UnsafePathError(XendomainsError):

@@ -3,9 +3,18 @@
 The file's presence means what it meant to the classic script (and to RHEL's
 rc system): `start` ran and guests are up; `stop` always removes it.  On top
 of that every run holds an exclusive `flock` on it for its whole duration, and
-writes what it is doing ("starting PID", "started PID", "stopping PID") so a
-lock left by a run that was SIGKILLed is recognised as stale instead of
-blocking the next boot forever.
+writes what it is doing ("starting PID", "started PID", "stopping PID").
+
+The flock is the only judge of a run in progress: a lock whose flock can be
+taken has no run behind it, whatever its text says.  "starting"/"stopping"
+with a free flock is the lock of a run that died (SIGKILL, power loss) and
+is taken over — the PID in it is never asked, since after a reboot it
+names some other process (often PID 1).  "started" (or an empty file, as
+`touch` leaves it) with a free flock is a started service.
+
+A lock path that cannot hold a lock (a directory or a FIFO sits there, or
+its directory cannot be made) raises LockUnusable: stop evacuates without
+the lock, start refuses.
 
 The path is never followed if it is a symlink (O_NOFOLLOW): a symlink planted
 there is removed (unlink does not follow) and replaced by a regular file.
@@ -21,9 +30,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LockError
+from .errors import LockError, LockUnusable
 
 SUBSYS_DIR = Path("/var/lock/subsys")
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
 def default_lock_path(configured: Path | None = None) -> Path:
@@ -40,18 +51,6 @@ class LockInfo:
 
     state: str  # starting / started / stopping / "" (legacy, empty: written by `touch`)
     pid: int
-
-    @property
-    def writer_alive(self) -> bool:
-        if self.pid <= 0:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 def read_info(path: Path) -> LockInfo | None:
@@ -110,7 +109,8 @@ class RunLock:
             os.unlink(self.path)
             self.notes.append(f"lock file {self.path} was a symlink to {target}: removed it, never followed")
         elif not stat.S_ISREG(st.st_mode):
-            raise LockError(f"lock file {self.path} is not a regular file; remove it by hand")
+            kind = next((w for t, w in _KINDS if t(st.st_mode)), "not a regular file")
+            raise LockUnusable(f"the lock file {self.path} is {kind}, not a regular file; remove it by hand")
 
     def _open(self, create_excl: bool) -> int:
         self._remove_symlink()
@@ -118,6 +118,9 @@ class RunLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except PermissionError as exc:
             raise PermissionError(exc.errno, f"cannot create {self.path.parent}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise LockUnusable(f"cannot create the directory of the lock file {self.path}: "
+                               f"{exc.strerror or exc}") from exc
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         if create_excl:
             flags |= os.O_EXCL
@@ -126,7 +129,9 @@ class RunLock:
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # raced with a new symlink: refuse rather than follow
                 raise LockError(f"lock file {self.path} became a symlink; refusing to follow it") from exc
-            raise
+            if isinstance(exc, (PermissionError, FileExistsError)):
+                raise
+            raise LockUnusable(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from exc
 
     def _flock(self, fd: int, blocking: bool, wait: float) -> bool:
         if not blocking:
@@ -182,8 +187,10 @@ class RunLock:
                 self._write("starting")
                 return "acquired"
             info = read_info(self.path)
-            if info and info.state in ("starting", "stopping") and not info.writer_alive:
-                self.notes.append(f"stale lock from a {info.state.rstrip('ing') or 'previous'} run (pid {info.pid}) that died; taking it over")
+            if info and info.state in ("starting", "stopping"):  # we hold its flock: that run is gone
+                what = {"starting": "start", "stopping": "stop"}[info.state]
+                self.notes.append(f"stale lock from a {what} run (pid {info.pid}) that died before it finished "
+                                  "(nobody holds its flock); taking it over")
                 self._write("starting")
                 return "acquired-stale"
             self.release(remove=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import savedir
 from .config import Config
-from .errors import CommandTimedOut, LockError, ToolstackError
+from .errors import CommandTimedOut, LockError, LockUnusable, ToolstackError
 from .events import (
     EventBus,
     GuestFinished,
@@ -152,8 +152,17 @@ class Service:
         if isinstance(exc, PermissionError):
             self._error(f"cannot create the lock file {self.lock_path}: {exc.strerror} (are you root?)")
             return EXIT_PRIV
-        self._error(f"lock file {self.lock_path}: {exc}")
+        if isinstance(exc, LockError):
+            self._error(str(exc))
+        else:
+            self._error(f"lock file {self.lock_path}: {exc.strerror or exc}" if isinstance(exc, OSError)
+                        else f"lock file {self.lock_path}: {exc}")
         return EXIT_FAILED
+
+    @staticmethod
+    def _lock_unusable(exc: Exception) -> bool:
+        """The lock path cannot hold a lock (as opposed to: a run holds it, or we may not)."""
+        return isinstance(exc, LockUnusable) or (isinstance(exc, OSError) and not isinstance(exc, PermissionError))
 
     def _begin(self, verb: str, stages: Sequence[str], lock: RunLock, locked: bool) -> None:
         """RunStarted (the run holds its lock now), then what the lock had to say."""
@@ -213,6 +222,7 @@ class Service:
         outcome = RunOutcome("stop", EXIT_OK)
         acquired = False
         keep_started = False
+        lockless = ""
         try:
             if take_lock:
                 keep_started = bool(only) and lock.exists()
@@ -220,14 +230,20 @@ class Service:
                     lock.acquire_for_stop(wait=lock_wait)
                     acquired = True
                 except (LockError, OSError) as exc:
-                    outcome.exit_code = self._lock_failed(exc)
-                    return outcome
+                    if not self._lock_unusable(exc):
+                        outcome.exit_code = self._lock_failed(exc)
+                        return outcome
+                    # a host going down must still evacuate: without the lock, and said so
+                    lockless = str(exc) if isinstance(exc, LockError) else f"lock file {self.lock_path}: {exc.strerror or exc}"
             self._begin("stop", [s.name for s in STOP_STAGES], lock, acquired)
+            if lockless:
+                self._warn(f"{lockless}; evacuating without the lock (another stop could run at the same time; "
+                           "start will refuse until it is fixed)")
             if self.cfg.unreadable:
                 self._error(f"{self.cfg.unreadable}: stopping with the documented defaults; exit 1 so that it is fixed")
             for p in self.cfg.problems:
                 self._warn(f"{p}; using the default")
-            outcome = await self._stop_body(set(only) if only else None)
+            outcome = await self._stop_body(set(only) if only else None, lock_usable=not lockless)
             if self.cfg.unreadable:
                 outcome.exit_code = max(outcome.exit_code, EXIT_FAILED)
             return outcome
@@ -241,7 +257,7 @@ class Service:
                 self._release(lock, remove=not keep_started)
             self._end(outcome)
 
-    async def _stop_body(self, only: set[str] | None) -> RunOutcome:
+    async def _stop_body(self, only: set[str] | None, lock_usable: bool = True) -> RunOutcome:
         cfg = self.cfg
         deadline = Deadline(cfg.stop_deadline)
         outcome = RunOutcome("stop", EXIT_OK)
@@ -306,7 +322,8 @@ class Service:
         outcome.summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no guest selected"
         self.bus.emit(StageStarted(stage="cleanup"))
         self.bus.emit(StageFinished(stage="cleanup", outcome="done",
-                                    detail=f"{'keep' if only else 'remove'} {self.lock_path}"))
+                                    detail=f"{'keep' if only else 'remove'} {self.lock_path}" if lock_usable
+                                    else f"{self.lock_path} left alone (it cannot hold a lock)"))
         return outcome
 
     # -- start ---------------------------------------------------------------------------------------

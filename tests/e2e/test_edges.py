@@ -166,3 +166,80 @@ def test_bytes_that_are_not_utf8_in_a_value_are_a_file_line_error_never_silently
     assert "\ufffd" not in res.stdout + res.stderr
     start = h.run("start")
     assert start.returncode == 6 and f"{h.config}:{line}: XENDOMAINS_SYSRQ" in start.stderr
+
+
+# -- the lock path cannot hold a lock ------------------------------------------------------------------------
+
+
+def _unusable_lock(h: E2EHost, how: str) -> None:
+    if how == "directory":
+        h.lock.mkdir(parents=True)
+    elif how == "fifo":  # opening it blocking would hang: it is never opened
+        h.lock.parent.mkdir(parents=True)
+        os.mkfifo(h.lock)
+    elif how == "parent is a file":  # its directory cannot be created
+        blocker = h.root / "not-a-dir"
+        blocker.write_text("a file where the lock's directory should be\n")
+        h.lock = blocker / "xendomains"
+        h.configure(XENDOMAINS_LOCKFILE=str(h.lock))
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["directory", "fifo", "parent is a file"])
+def test_a_lock_path_that_cannot_hold_a_lock_does_not_stop_the_evacuation(tmp_path, how):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    _unusable_lock(h, how)
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}
+    assert h.running() == set()
+    warned = res.message_about(str(h.lock), "without the lock")
+    assert warned.level == "warning"
+    cleanup = [e for e in res.of(ev.StageFinished) if e.stage == "cleanup"]
+    assert cleanup and "left alone" in cleanup[0].detail
+    if how == "directory":
+        assert h.lock.is_dir()  # never removed: it is not ours
+    no_traceback(res)
+
+
+@pytest.mark.parametrize("how", ["directory", "fifo", "parent is a file"])
+def test_start_refuses_a_lock_path_that_cannot_hold_a_lock_and_names_it(tmp_path, how):
+    h = E2EHost.make(tmp_path, saved=[("web01", 512, 1)], auto=["web01"])
+    _unusable_lock(h, how)
+
+    res = h.run("start")
+
+    assert res.returncode == 1, res.describe()
+    res.message_about(str(h.lock), "lock")
+    assert h.running() == set() and h.image_of("web01").exists()
+    no_traceback(res)
+
+
+@pytest.mark.parametrize("text", ["stopping 1\n", "starting 1\n", f"stopping {os.getpid()}\n"])
+def test_a_lock_whose_flock_is_free_is_stale_whatever_pid_it_names(tmp_path, text):
+    h = E2EHost.make(tmp_path, saved=[("web01", 512, 1)], auto=["web01"])
+    h.lock.parent.mkdir(parents=True)
+    h.lock.write_text(text)  # PID 1 and this test's PID are alive: only the flock can tell
+
+    res = h.run("start")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "restored"}
+    res.message_about(str(text.split()[1]), "stale lock")
+    assert h.running() == {"web01"}
+    assert h.lock.read_text().split()[0] == "started"
+
+
+def test_a_started_service_with_a_free_flock_is_still_started(tmp_path):
+    h = E2EHost.make(tmp_path, saved=[("web01", 512, 1)], auto=["web01"])
+    h.lock.parent.mkdir(parents=True)
+    h.lock.write_text("started 1\n")
+
+    res = h.run("start")
+
+    assert res.returncode == 0 and res.outcomes == {}, res.describe()
+    assert "already running" in res.text()
+    assert h.image_of("web01").exists()
