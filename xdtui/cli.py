@@ -12,6 +12,7 @@ console attaches to it on its own; `--attach` does so explicitly.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -40,6 +41,8 @@ def host_context(ns: argparse.Namespace) -> HostContext:
         from .demo import demo_host
 
         state = Path(ns.state) if ns.state else Path(tempfile.mkdtemp(prefix="xdtui-demo-"))
+        if not ns.state:
+            ns.temporary_state = state  # ours to remove on the way out
         return demo_host(state, fast=ns.fast)
     from xdcore.toolstack.detect import choose_toolstack
 
@@ -49,6 +52,15 @@ def host_context(ns: argparse.Namespace) -> HostContext:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
+    try:
+        return _main(ns)
+    finally:
+        temporary = getattr(ns, "temporary_state", None)
+        if temporary is not None:  # `--demo` without `--state`: a throwaway host, nothing to keep
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _main(ns: argparse.Namespace) -> int:
     try:
         host = host_context(ns)
     except ConfigMissing as exc:

@@ -131,3 +131,17 @@ def test_hanging_up_during_a_run_stops_it_cleanly_and_releases_the_lock(tmux, tm
     assert set(outcomes.values()) <= {"saved", "skipped", "shutdown", "zombie"}
     assert not list(host.cfg.save_dir.glob(".xendomains-partial*"))
     assert os.path.isdir(state)
+
+
+def test_the_demo_without_state_leaves_nothing_behind(tmux, tmp_path):
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    tmux.start(f"sh -c 'TMPDIR={tmpdir} {sys.executable} -m xdtui.cli --demo --fast; echo $? > {tmp_path}/rc; sleep 60'")
+    tmux.wait_for("Saved (2)")
+    assert [p.name for p in tmpdir.iterdir() if p.name.startswith("xdtui-demo-")]  # the throwaway host exists
+    tmux.keys("q")
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "rc").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (tmp_path / "rc").read_text().strip() == "0"
+    assert list(tmpdir.iterdir()) == []
