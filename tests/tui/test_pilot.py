@@ -174,7 +174,13 @@ async def test_quitting_during_a_run_aborts_it_cleanly_before_exiting(demo):
     app = make_app(demo, Providers.frozen())
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        await evacuate_until_first_save(pilot, app)
+        await pilot.press("e")
+        await confirm_plan(pilot, app)
+        # the event it needs: web01's save has started (StageStarted reduced onto the board).  Not "is
+        # saving right now": on a busy machine the 0.4 s save can start and end between two looks.
+        await wait_for(pilot, lambda: app.host_screen.board_state.rows.get("web01") is not None
+                       and app.host_screen.board_state.rows["web01"].cell("save").status in ("running", "done"),
+                       what="web01's save to start")
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the quit confirmation")
         await pilot.press("y")
