@@ -203,11 +203,14 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
             code = (await svc.stop(args or None)).exit_code
         else:
             raise _UsageError(verb)
-    finally:
+    finally:  # each witness closes whatever the others do; none of them changes the run's outcome
         progress.close()
-        report.close()
+        try:
+            report.close()
+        except Exception as exc:  # write_atomic reports OSError; anything else must not hide the outcome either
+            report.errors.append(f"cannot write the run report: {exc}")
         await control.aclose()
-    for problem in (progress.error, control.error, *report.errors):
+    for problem in (progress.error, control.error, recorder.error, *report.errors):
         if problem:
             _err(f"warning: {problem}")
     return code

@@ -1,13 +1,42 @@
 """Writing files so that a reader (or the next boot) never sees half of one.
 
 One helper for every small file xdcore writes whole: run reports, measured
-throughputs, installed unit and init-script files.
+throughputs, installed unit and init-script files — and one for reading such
+a file back without ever blocking on a FIFO or reading without bound.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+
+#: the largest state file (report, throughputs) read back; larger is not ours
+MAX_STATE_BYTES = 16 << 20
+
+
+def read_small(path: Path, limit: int = MAX_STATE_BYTES) -> str:
+    """The UTF-8 text of a small regular file; OSError when it is anything else or larger than `limit`.
+
+    Opened non-blocking, so a FIFO planted at the path is refused, never waited on.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return b"".join(chunks).decode("utf-8")
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644, tag: str = "") -> None:

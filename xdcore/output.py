@@ -111,45 +111,93 @@ class ProgressFile:
     RunStarted — that is, once it holds the lock, so a `start` that finds the
     service running never clobbers the file of the run in progress.  A
     follower notices a new run by the inode change and never sees two runs mixed.
+
+    The file is a witness, never a reason to fail: a write that fails (a full
+    /run, a read-only file system) is recorded in `error` — the caller warns —
+    and the run goes on without it.  Lines go straight to the descriptor
+    (no buffer that a later close would try, and fail, to flush), and a
+    temporary file that could not be completed is removed.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.fh: IO[str] | None = None
+        self.fd: int | None = None
+        self.size = 0
         self.error: str | None = None
         self.buffer: list[str] = []
 
+    def _fail(self, what: str, exc: OSError) -> None:
+        if self.error is None:
+            self.error = f"cannot {what} the progress file {self.path}: {exc.strerror or exc}; the run goes on without it"
+        self.buffer.clear()
+
     def open(self) -> bool:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        fd = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            self.fh = os.fdopen(fd, "w", encoding="utf-8")
-            for line in self.buffer:
-                self.fh.write(line)
-            self.fh.flush()
+            data = "".join(self.buffer).encode("utf-8")
+            _write_all(fd, data)
             os.replace(tmp, self.path)
-            self.buffer.clear()
-            return True
         except OSError as exc:
-            self.error = f"cannot write the progress file {self.path}: {exc.strerror}"
+            if fd is not None:
+                _close_quietly(fd)
+                _unlink_quietly(tmp)
+            self._fail("write", exc)
             return False
+        self.fd = fd
+        self.size = len(data)
+        self.buffer.clear()
+        return True
 
     def __call__(self, e: Event) -> None:
         line = e.to_json() + "\n"
-        if self.fh is None:
+        if self.fd is None:
             if self.error is not None:
                 return
             self.buffer.append(line)
             if isinstance(e, RunStarted):  # emitted once the run holds the lock: now replace the file
                 self.open()
             return
-        self.fh.write(line)
-        self.fh.flush()
+        data = line.encode("utf-8")
+        try:
+            _write_all(self.fd, data)
+            self.size += len(data)
+        except OSError as exc:
+            try:  # a line half written is taken back: a follower only ever reads whole lines
+                os.ftruncate(self.fd, self.size)
+            except OSError:
+                pass
+            self._fail("write", exc)
+            self.close()
+            return
         if isinstance(e, RunFinished):
             self.close()
 
     def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+        """Close the file; never raises."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            _close_quietly(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

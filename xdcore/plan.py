@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import Config
-from .fsutil import write_atomic
+from .fsutil import read_small, write_atomic
 from .events import Event, GuestPlanned, RunFinished, StageFinished
 from .model import Domain
 from .pipeline.control import RunControl
@@ -46,9 +46,9 @@ class Throughputs:
         if path is None:
             return cls()
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_small(path))
             return cls(**{k: float(v) if k != "samples" else int(v) for k, v in data.items() if k in cls.__dataclass_fields__})
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
             return cls()
 
     def save(self, path: Path) -> None:
@@ -102,6 +102,8 @@ class ThroughputRecorder:
         self.path = path or throughput_path(cfg)
         self.t = Throughputs.load(self.path)
         self.memory: dict[str, int] = {}
+        #: why the measured throughputs could not be stored (the caller warns; the run's outcome stands)
+        self.error: str | None = None
 
     def __call__(self, e: Event) -> None:
         if isinstance(e, GuestPlanned):
@@ -111,8 +113,8 @@ class ThroughputRecorder:
         elif isinstance(e, RunFinished):
             try:
                 self.t.save(self.path)
-            except OSError:
-                pass
+            except OSError as exc:
+                self.error = f"cannot store the measured throughputs in {self.path}: {exc.strerror or exc}"
 
 
 def estimator(cfg: Config, t: Throughputs | None = None):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .fsutil import write_atomic
+from .fsutil import read_small, write_atomic
 from .events import (
     ControlApplied,
     Event,
@@ -132,8 +132,8 @@ def report_name(verb: str) -> str:
 def load_report(path: Path) -> RunReport | None:
     """A report file, or None when it is missing or unreadable (a report never breaks status)."""
     try:
-        return RunReport.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
+        return RunReport.from_dict(json.loads(read_small(Path(path))))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 

@@ -240,3 +240,40 @@ def test_status_through_the_cli_keeps_its_exit_code_and_shows_the_section(cli_ho
     capsys.readouterr()
     assert cli.main(["--config", str(conf), "status"]) == 3  # not started: the LSB code, as before
     assert "Since the last stop" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("after", [0, 3, 8])
+def test_a_full_disk_under_the_progress_file_warns_and_changes_nothing_else(cli_host, tmp_path, capsys, monkeypatch, after):
+    """ENOSPC injected at the one write helper of every witness (progress, report, throughputs) after `after` writes."""
+    import errno
+    import os
+
+    from xdcore import output
+
+    ts, conf = cli_host
+    ts.add("web01"), ts.add("db")
+    real_write, writes = os.write, [0]
+
+    def write(fd, data):
+        writes[0] += 1
+        if writes[0] > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(output.os, "write", write)
+    def atomic(path, text, mode=0o644, tag=""):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("xdcore.report.write_atomic", atomic)
+    monkeypatch.setattr("xdcore.plan.write_atomic", atomic)
+
+    assert cli.main(["--config", str(conf), "stop"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "warning: cannot write the progress file" in err and "No space left on device" in err
+    assert "warning: cannot write the run report" in err and "warning: cannot store the measured throughputs" in err
+    assert ts.by_name("web01") is None and ts.by_name("db") is None  # both saved
+    run = tmp_path / "run"
+    assert not (run / "control.sock").exists()
+    text = (run / "progress.jsonl").read_text() if (run / "progress.jsonl").exists() else ""
+    assert text == "" or text.endswith("\n"), "a half-written line was left for followers"

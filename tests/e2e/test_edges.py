@@ -243,3 +243,53 @@ def test_a_started_service_with_a_free_flock_is_still_started(tmp_path):
     assert res.returncode == 0 and res.outcomes == {}, res.describe()
     assert "already running" in res.text()
     assert h.image_of("web01").exists()
+
+
+# -- the progress directory's file system is full --------------------------------------------------------------
+
+
+@pytest.fixture
+def full_progress_dir(tmp_path):
+    """An E2EHost whose progress directory (and so its reports and throughputs) is a 64 KiB tmpfs."""
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    mnt = h.progress.parent
+    mnt.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "xdfull", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root); tests/core/test_report.py injects ENOSPC instead")
+    try:
+        yield h, mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(mnt: Path, leave_kib: int) -> None:
+    with open(mnt / "filler", "wb") as f:
+        try:
+            f.write(b"\0" * ((64 - leave_kib) * 1024))
+            f.flush()
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("leave_kib", [0, 8])
+def test_a_full_progress_file_system_warns_and_never_changes_the_outcome(full_progress_dir, leave_kib):
+    h, mnt = full_progress_dir
+    h.sim("latency", "save", "0.05")
+    _fill(mnt, leave_kib)  # 0: nothing can be written; 8: the first events fit, later ones do not
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}
+    assert h.running() == set() and h.has_valid_image("web01") and h.has_valid_image("db")
+    assert "No space left on device" in res.stderr and "warning" in res.stderr
+    if leave_kib == 0:
+        for what in ("progress file", "run report", "measured throughputs"):
+            assert f"cannot write the {what}" in res.stderr or f"cannot store the {what}" in res.stderr, what
+    left = sorted(p.name for p in mnt.iterdir())
+    assert [n for n in left if n.startswith(".")] == [], f"temporary files left behind: {left}"
+    assert "control.sock" not in left, "the control socket was not closed"
+    for line in (mnt / "progress.jsonl").read_text().splitlines() if (mnt / "progress.jsonl").exists() else []:
+        ev.from_json(line)  # whatever was written is whole lines
+    h.assert_lock_gone()
+    no_traceback(res)
