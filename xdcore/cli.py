@@ -22,7 +22,7 @@ from . import __version__
 from .config import Config, load_config
 from .errors import ConfigMissing, ConfigUnreadable, ToolstackMissing, XendomainsError
 from .events import EventBus
-from .output import HumanPrinter, JsonWriter, ProgressFile
+from .output import HumanPrinter, JsonWriter, ProgressFile, shown_name
 from .service import (
     EXIT_FAILED,
     EXIT_NOT_CONFIGURED,
@@ -105,7 +105,7 @@ def print_status(rep: StatusReport, out=None, reconciliation=None) -> None:
     w = lambda s="": out.write(s + "\n")  # noqa: E731
     w("Checking for xendomains: " + ("started" if rep.lock_present else "not started (no lock file)"))
     if rep.running:
-        w(" running: " + " ".join(f"{d.name}({d.domid})" for d in rep.running))
+        w(" running: " + " ".join(f"{shown_name(d.name)}({d.domid})" for d in rep.running))
     else:
         w(" running: no guest")
     if rep.missing_auto:

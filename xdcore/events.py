@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Protocol
@@ -47,7 +48,14 @@ class Event:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """One line of JSON, whatever the names in it: the separators that some line readers
+        split on besides "\\n" (U+0085, U+2028, U+2029) are escaped like control characters."""
+        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return text.translate(_LINE_BREAKERS) if _LINE_BREAKERS_RE.search(text) else text
+
+
+_LINE_BREAKERS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+_LINE_BREAKERS_RE = re.compile("[\x85\u2028\u2029]")
 
 
 def from_dict(d: dict[str, Any]) -> Event:

@@ -33,6 +33,15 @@ _HEADINGS = {
 }
 
 
+def shown_name(name: str) -> str:
+    """A guest name for a line of text: control characters and line separators escaped (\\n, \\x0b …),
+    so that a name holding a newline never makes a line that looks like another guest's."""
+    if not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in name):
+        return name
+    return "".join(c.encode("unicode_escape").decode("ascii") if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F
+                   or c in "\u2028\u2029" else c for c in name)
+
+
 class HumanPrinter:
     """Classic-style progress: a heading per phase, then one line per guest as it finishes.
 
@@ -69,9 +78,9 @@ class HumanPrinter:
         elif isinstance(e, StageFinished) and e.stage == "shutdown_all":
             self._p(f" SHUTDOWN_ALL {e.outcome}{': ' + e.detail if e.detail else ''}")
         elif isinstance(e, StageDowngraded):
-            self._p(f" {e.guest}: {e.from_stage} → {e.to_stage} ({e.reason})")
+            self._p(f" {shown_name(e.guest)}: {e.from_stage} → {e.to_stage} ({e.reason})")
         elif isinstance(e, GuestSkipped):
-            self._p(f" {e.guest}(skip): {e.reason}")
+            self._p(f" {shown_name(e.guest)}(skip): {e.reason}")
         elif isinstance(e, GuestFinished):
             tags = "".join(self.tags.pop(e.guest, []))
             if e.outcome == "zombie":
@@ -79,7 +88,7 @@ class HumanPrinter:
             tail = f" {e.outcome}"
             if e.elapsed:
                 tail += f" {e.elapsed:.1f}s"
-            self._p(f" {e.guest}{tags}{tail}")
+            self._p(f" {shown_name(e.guest)}{tags}{tail}")
         elif isinstance(e, MessageLogged):
             if e.level == "info":
                 self._p(e.text)

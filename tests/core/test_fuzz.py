@@ -15,6 +15,7 @@ import json
 import shlex
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -380,3 +381,59 @@ def test_doubling_a_value_any_number_of_times_is_bounded_and_a_problem_only_past
     else:
         assert [(p.line, p.key) for p in cfg.problems] == [(n + 2, "XENDOMAINS_MIGRATE")]
         assert cfg.migrate == ()
+
+
+# -- names that break the plain listing: read knowing the names from `xl list -l` -------------------------------
+
+
+def _xl_row(name: str, domid: int, mem: int, flags: str) -> str:
+    """A row as xl_list.c prints it: printf("%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f")."""
+    return f"{name:<40} {domid:5d} {mem:5d} {1:5d}     {flags}  {domid * 1.5:8.1f}"
+
+
+_FAKE_ROWS = [_xl_row("web01", 1, 512, "-b----"), _xl_row("Domain-0", 0, 2048, "r-----"), "  0  512  1  r-----  1.0", ""]
+odd_names = st.lists(st.sampled_from(["a", "web01", " ", "\n", "\t", "\r", "\x0b", "\u2028", "\x85", "é", "(null)",
+                                      *_FAKE_ROWS]), min_size=1, max_size=6).map("".join)
+
+
+@FUZZ
+@given(st.lists(odd_names, min_size=1, max_size=6, unique=True), st.integers(min_value=0, max_value=2), st.data())
+def test_the_named_reader_finds_every_row_whatever_the_names_hold(names, vanished, data):
+    from xdcore.toolstack.parse import names_break_lines, parse_xl_list_named
+
+    names = [n for n in names if n.strip() and n.strip() == n.rstrip(" ") and n[-1:] != " "] or ["plain"]
+    flags = data.draw(st.lists(st.sampled_from(["-b----", "r-----", "--p---", "---s--", "-b---d"]),
+                               min_size=len(names), max_size=len(names)))
+    domains = [(0, "Domain-0", "r-----")] + [(i + 1, n, f) for i, (n, f) in enumerate(zip(names, flags))]
+    text = "Name                                        ID   Mem VCPUs\tState\tTime(s)\n" + "".join(
+        _xl_row(n, d, 256 + d, f) + "\n" for d, n, f in domains)
+    known = {d: n for d, n, _ in domains}
+    for i in range(vanished):  # listed by -l, gone by the time of the plain listing
+        known[50 + i] = f"gone{i}\n" + _xl_row("web01", 1, 512, "r-----")
+    known.pop(0)  # Domain-0 without a stored config: read as a plain row
+
+    rows = parse_xl_list_named(text, known)
+
+    assert [(r.domid, r.name, r.state.flags, r.mem_mib) for r in rows] == [(d, n, f, 256 + d) for d, n, f in domains]
+    if not names_break_lines(names):
+        assert rows == parse_xl_list(text)  # one reading whichever reader is used
+
+
+def test_a_name_that_fakes_another_guests_row_cannot_take_that_guests_place():
+    from xdcore.toolstack.parse import parse_xl_list_named
+
+    evil = "x\n" + _xl_row("web01", 1, 512, "r-----")
+    text = "\n".join([_xl_row("Domain-0", 0, 2048, "r-----"), _xl_row(evil, 2, 256, "-b----"),
+                      _xl_row("web01", 1, 512, "-b----")]) + "\n"
+    with pytest.raises(ParseError):
+        parse_xl_list(text)  # line by line it is not even readable
+    rows = parse_xl_list_named(text, {0: "Domain-0", 1: "web01", 2: evil})
+    assert [(r.domid, r.name, r.state.flags) for r in rows] == [(0, "Domain-0", "r-----"), (2, evil, "-b----"),
+                                                                (1, "web01", "-b----")]
+
+
+def test_text_that_is_no_row_of_any_known_name_is_a_parse_error_naming_the_line():
+    from xdcore.toolstack.parse import parse_xl_list_named
+
+    with pytest.raises(ParseError, match="line 2"):
+        parse_xl_list_named("Name ID\nthis is not a row\n", {3: "this is"})

@@ -293,3 +293,56 @@ def test_a_full_progress_file_system_warns_and_never_changes_the_outcome(full_pr
         ev.from_json(line)  # whatever was written is whole lines
     h.assert_lock_gone()
     no_traceback(res)
+
+
+# -- names that break the plain listing ------------------------------------------------------------------------
+
+
+def _add_named(h: E2EHost, name: str, memory_mib: int = 256) -> int:
+    """A running guest named `name`, written with xl's own escapes (\\n, \\t …) in its config's name string."""
+    from xdcore.sim.testing import add_domain, config_of
+
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x0b": "\\v", "\x0c": "\\f"}
+    escaped = "".join(escapes.get(c, c) for c in name)
+    path = h.layout.configs_dir / f"odd-{len(list(h.layout.configs_dir.glob('odd-*')))}.cfg"
+    path.write_text(f'name = "{escaped}"\ntype = "pvh"\nkernel = "/boot/vmlinuz"\nmemory = {memory_mib}\nvcpus = 1\n')
+    return add_domain(h.state, config_of(path), config_path=str(path))
+
+
+#: a newline that makes the rest look like Domain-0's row, one that fakes web01's row, and other separators
+BREAKING_NAMES = [
+    "evil\n  0  512  1  r-----  1.0",
+    "line1\nweb01                                        1   512     1     -b----       0.0",
+    "tab\tname",
+    "vt\x0bff\x0cname",
+    "ls\u2028ps\u2029nel\x85",
+    "cr\rname",
+]
+
+
+def test_names_that_break_the_plain_listing_are_read_from_xl_list_l_and_every_guest_is_evacuated(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_PARALLEL=3)
+    ids = {n: _add_named(h, n) for n in BREAKING_NAMES}
+    assert "web01" in h.xl("list").stdout.split("\n", 3)[2]  # the listing really is ambiguous line by line
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {n: "saved" for n in ["web01", "db", *BREAKING_NAMES]}
+    planned = {e.guest: e.domid for e in res.of(ev.GuestPlanned)}
+    assert {n: planned[n] for n in BREAKING_NAMES} == ids  # each command went to the right domid
+    saves = [x["argv"] for x in h.history("save")]
+    assert sorted(int(a[2]) for a in saves) == sorted(planned.values())
+    assert h.running() == set()
+    assert all(h.has_valid_image(n) for n in BREAKING_NAMES)
+    h.assert_save_dir_clean()
+    h.assert_lock_gone()
+    no_traceback(res)
+
+    boot = h.run("start")
+
+    assert boot.returncode == 0, boot.describe()
+    assert boot.outcomes == {n: "restored" for n in ["web01", "db", *BREAKING_NAMES]}
+    assert h.running() == {"web01", "db", *BREAKING_NAMES}
+    status = h.run("status")
+    assert status.returncode == 0, status.describe()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,11 +99,14 @@ def parse_xl_list(text: str) -> list[ListRow]:
     """Rows of `xl list` (plain, `-v`, `-c`, `-n`, `-Z`), in printed order.
 
     A line that is neither the header, blank, nor a row raises ParseError:
-    silently dropping a guest would make stop forget it.
+    silently dropping a guest would make stop forget it.  Lines end at
+    "\\n" only (xl prints a name as it is: a vertical tab or U+2028 in a
+    name is part of its row).  A name holding "\\n" spans two lines and
+    cannot be read here: see parse_xl_list_named.
     """
     what = "xl list output"
     rows: list[ListRow] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         m = _ROW_PLAIN.match(line) or _ROW_VERBOSE.match(line) or _ROW_EXTRA.match(line)
@@ -112,6 +115,66 @@ def parse_xl_list(text: str) -> list[ListRow]:
                 continue
             raise ParseError(what, f"line {lineno}", f"not a domain row: {line[:80]!r}")
         rows.append(_row_from_match(m, what, lineno))
+    return rows
+
+
+def names_break_lines(names: Iterable[str | None]) -> bool:
+    """True when a name would span lines in plain `xl list` (then read it with parse_xl_list_named)."""
+    return any(n is not None and "\n" in n for n in names)
+
+
+def _named_row(name: str, domid: int) -> re.Pattern[str]:
+    return re.compile(re.escape(name) + r" +" + str(domid)
+                      + r" +(?P<mem>\d+) +(?P<vcpus>-?\d+) +" + _FLAGS + r" +(?P<time>-?\d+\.\d+)[ \t]*(?=\n|\Z)")
+
+
+def parse_xl_list_named(text: str, names: Mapping[int, str]) -> list[ListRow]:
+    """Rows of plain `xl list` whose names are known by domid (from `xl list -l`), in printed order.
+
+    xl prints a name as it is, so a name holding a newline spans lines and
+    may even look like rows of its own.  Rows are therefore read in order
+    from the start, the way xl prints them (ascending domid): at each point
+    the next row is matched against the known names — the next expected
+    domid first, then any other known one (a domain may have vanished
+    between the two listings) — and only then as a plain one-line row (a
+    domain that has no stored config, e.g. Domain-0 on some hosts).  A row
+    can thus only be read as the domain whose exact name and domid it
+    carries.  Text that matches none raises ParseError.
+    """
+    what = "xl list output"
+    pending = sorted(d for d, n in names.items() if n)
+    patterns: dict[int, re.Pattern[str]] = {}
+    rows: list[ListRow] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        end = text.find("\n", pos)
+        line = text[pos:] if end < 0 else text[pos:end]
+        if not line.strip() or (not rows and _is_header(line)):
+            pos = n if end < 0 else end + 1
+            continue
+        found = None
+        for domid in pending:
+            pat = patterns.get(domid) or patterns.setdefault(domid, _named_row(names[domid], domid))
+            m = pat.match(text, pos)
+            if m:
+                found = (domid, m)
+                break
+        if found is not None:
+            domid, m = found
+            pending.remove(domid)
+            rows.append(ListRow(name=names[domid], domid=domid, mem_mib=int(m.group("mem")), vcpus=int(m.group("vcpus")),
+                                state=DomainState.from_flags(m.group("state")), cpu_time=float(m.group("time"))))
+            pos = m.end() + 1
+            continue
+        m = _ROW_PLAIN.match(line)
+        if m is None:
+            lineno = text.count("\n", 0, pos) + 1
+            raise ParseError(what, f"line {lineno}", f"not a domain row: {line[:80]!r}")
+        row = _row_from_match(m, what, text.count("\n", 0, pos) + 1)
+        if row.domid in pending:
+            pending.remove(row.domid)  # renamed between the two listings: the plain name is the newer one
+        rows.append(row)
+        pos = n if end < 0 else end + 1
     return rows
 
 
@@ -649,11 +712,13 @@ __all__ = [
     "LongEntry",
     "domains_from_long",
     "merge_listing",
+    "names_break_lines",
     "parse_dryrun_name",
     "parse_sxp",
     "parse_xl_info",
     "parse_xl_list",
     "parse_xl_list_long",
+    "parse_xl_list_named",
     "parse_xm_list",
     "parse_xm_sxp",
     "read_config_name",

@@ -17,7 +17,16 @@ from pathlib import Path
 from ..errors import CommandFailed, ParseError, ToolstackError
 from ..model import AutoConfig, Domain, HostInfo
 from . import process
-from .parse import merge_listing, parse_dryrun_name, parse_xl_info, parse_xl_list, parse_xl_list_long, read_config_name
+from .parse import (
+    merge_listing,
+    names_break_lines,
+    parse_dryrun_name,
+    parse_xl_info,
+    parse_xl_list,
+    parse_xl_list_long,
+    parse_xl_list_named,
+    read_config_name,
+)
 from .port import Toolstack
 
 #: Watchdog for queries (list, info, dry-run): a wedged xenstored must not hang a boot.
@@ -255,13 +264,18 @@ class XlToolstack(SpawningToolstack):
                 raise r
         long_done, plain_done = results
         assert isinstance(long_done, process.Completed) and isinstance(plain_done, process.Completed)
-        rows = parse_xl_list(plain_done.stdout)
         try:
             entries = parse_xl_list_long(long_done.stdout)
         except ParseError as exc:
             # `xl list` alone has what an evacuation needs (domid, name, state): never give up on it
             self.notice(f"{exc}; using the plain `xl list` instead (no uuid or stored config)")
             entries = []
+        if names_break_lines(e.name for e in entries):
+            # a name holding a newline spans lines of the plain listing: read it knowing the names by domid
+            rows = parse_xl_list_named(plain_done.stdout, {e.domid: e.name for e in entries
+                                                           if e.domid is not None and e.name})
+        else:
+            rows = parse_xl_list(plain_done.stdout)
         return merge_listing(entries, rows)
 
     def _dryrun_args(self, path: Path) -> tuple[str, ...]:
