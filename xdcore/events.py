@@ -202,6 +202,41 @@ class GuestFinished(Event):
     detail: str = ""
 
 
+# --- boot order and readiness gates (xdcore.bootorder, xdcore.gates) -------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupStarted(Event):
+    """An order group began (start: ascending; stop: reverse).  `index` counts from 0 in run order."""
+
+    verb: str
+    index: int
+    of: int
+    label: str
+    guests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateWaiting(Event):
+    """A started guest's readiness gate is being waited for (`gate`: "ready" or "wait 30s")."""
+
+    guest: str
+    gate: str
+    domid: int = -1
+    timeout: float = 0.0  # XENDOMAINS_START_MAXWAIT, 0 = none
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateFinished(Event):
+    """A gate ended: outcome "open" (ready), "timeout" (up, not ready) or "skipped"."""
+
+    guest: str
+    outcome: str
+    elapsed: float = 0.0
+    detail: str = ""
+
+
 # --- commands ----------------------------------------------------------------------
 
 

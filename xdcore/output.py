@@ -13,6 +13,9 @@ from typing import IO
 
 from .events import (
     Event,
+    GateFinished,
+    GateWaiting,
+    GroupStarted,
     GuestFinished,
     GuestSkipped,
     LockHeld,
@@ -77,6 +80,14 @@ class HumanPrinter:
             self.tags.setdefault(e.guest, []).append(f"({label}){_MARK.get(e.outcome, '?')}")
         elif isinstance(e, StageFinished) and e.stage == "shutdown_all":
             self._p(f" SHUTDOWN_ALL {e.outcome}{': ' + e.detail if e.detail else ''}")
+        elif isinstance(e, GroupStarted):
+            self._p(f" group {e.index + 1}/{e.of} ({e.label}): {' '.join(e.guests)}")
+        elif isinstance(e, GateWaiting):
+            self._p(f" {e.guest}: waiting until {'ready' if e.gate == 'ready' else e.gate}"
+                    + (f" (at most {e.timeout:g}s)" if e.timeout else ""))
+        elif isinstance(e, GateFinished):
+            word = {"open": "ready", "timeout": "up, not ready"}.get(e.outcome, e.outcome)
+            self._p(f" {e.guest}: {word} after {e.elapsed:.1f}s{': ' + e.detail if e.detail else ''}")
         elif isinstance(e, StageDowngraded):
             self._p(f" {shown_name(e.guest)}: {e.from_stage} → {e.to_stage} ({e.reason})")
         elif isinstance(e, GuestSkipped):

@@ -22,6 +22,9 @@ from .config import Config
 from .errors import CommandTimedOut, LockError, LockUnusable, ToolstackError
 from .events import (
     EventBus,
+    GateFinished,
+    GateWaiting,
+    GroupStarted,
     GuestFinished,
     GuestPlanned,
     GuestSkipped,
@@ -37,7 +40,9 @@ from .events import (
 from .lock import RunLock, default_lock_path
 from .model import AutoConfig, Domain, SaveImage
 from .pipeline.control import RunControl
-from .policy import Policies, load_policies
+from .bootorder import BootOrder, boot_order
+from .gates import wait_gate
+from .policy import Gate, GuestPolicy, Policies, load_policies
 from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
 from .pipeline.stages import START_STAGES, STOP_STAGES
 from .toolstack.port import Toolstack
@@ -374,23 +379,42 @@ class Service:
         quarantined = [im for im in images if im.quarantined]
         for im in quarantined:
             self._warn(f"{im.guest}: image {im.path} is quarantined after a failed restore; not autostarted until an administrator restores or removes it", guest=im.guest or "")
-        # restore
-        if cfg.restore and cfg.save_dir is not None and self.control.stage_enabled("restore"):
+        # what to restore
+        do_restore = cfg.restore and cfg.save_dir is not None and self.control.stage_enabled("restore")
+        restores: list[SaveImage] = []
+        if do_restore:
             to_restore = [im for im in images if not im.quarantined]
-            self.bus.emit(StageStarted(stage="restore", detail=str(cfg.save_dir)))
             for im in to_restore:
                 if not im.valid:
                     self._warn(f"{im.path} has no save-image header; not restored, left alone")
                 elif im.kind.value != self.ts.name:
                     self._warn(f"{im.path} is an {im.kind.value} image but the toolstack is {self.ts.name}; left alone")
-            todo = [im for im in to_restore if im.valid and im.kind.value == self.ts.name]
-            for im in todo:
-                self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path)))
-            results += await asyncio.gather(*(self._restore_one(im) for im in todo))
-            self.bus.emit(StageFinished(stage="restore", outcome="done", detail=f"{len(todo)} image(s)"))
-        # autostart
-        if cfg.auto_dir is not None and self.control.stage_enabled("create"):
-            results += await self._autostart(blocked_names)
+            restores = [im for im in to_restore if im.valid and im.kind.value == self.ts.name]
+        # what to create
+        do_create = cfg.auto_dir is not None and self.control.stage_enabled("create")
+        autos = await self.auto_configs() if do_create else []
+        running = await self.guests() if (autos or restores) else []
+        creates, results_c = self._autostart_todo(autos, blocked_names, {d.name for d in running}) if autos else ([], [])
+        results += results_c
+        # each guest's policy, read once; a guest whose policy has problems is refused (SEMANTICS: start refuses that guest only)
+        pols = await self.policies([im.guest or im.path.name for im in restores], autos=autos)
+        restores = [im for im in restores if self._policy_ok(pols[im.guest or im.path.name], results)]
+        creates = [a for a in creates if self._policy_ok(pols[a.name or a.path.name], results)]
+        order = boot_order([im.guest or im.path.name for im in restores] + [a.name or a.path.name for a in creates], pols,
+                           domid_names={d.domid: d.name for d in running}, running=(d.name for d in running))
+        for n in order.notes:
+            self._warn(n)
+        if order.trivial:
+            if do_restore:
+                self.bus.emit(StageStarted(stage="restore", detail=str(cfg.save_dir)))
+                for im in restores:
+                    self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path)))
+                results += await asyncio.gather(*(self._restore_one(im) for im in restores))
+                self.bus.emit(StageFinished(stage="restore", outcome="done", detail=f"{len(restores)} image(s)"))
+            if autos:
+                results += await self._create_all(creates)
+        else:
+            results += await self._start_groups(order, pols, restores, creates)
         outcome.guests = results
         if any(not r.ok for r in results):
             outcome.exit_code = EXIT_FAILED
@@ -399,6 +423,87 @@ class Service:
             counts[r.outcome] = counts.get(r.outcome, 0) + 1
         outcome.summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to start"
         return outcome
+
+    def _policy_ok(self, pol: GuestPolicy, results: list[GuestResult]) -> bool:
+        """False (and the guest reported failed) when its policy has problems: start refuses it."""
+        for w in pol.warnings:
+            self._warn(w, guest=pol.guest)
+        if pol.ok:
+            return True
+        for p in pol.problems:
+            self._error(f"{p}", guest=pol.guest)
+        detail = f"policy: {pol.problems[0]}" + (f" (and {len(pol.problems) - 1} more)" if len(pol.problems) > 1 else "")
+        self._error(f"{pol.guest} not started: its xendomains_* policy has errors; fix them and run start again", guest=pol.guest)
+        results.append(GuestResult(pol.guest, -1, "failed", detail))
+        self.bus.emit(GuestFinished(guest=pol.guest, outcome="failed", detail=detail))
+        return False
+
+    async def _start_groups(self, order: BootOrder, pols: Policies, restores: list[SaveImage],
+                            creates: list[AutoConfig]) -> list[GuestResult]:
+        """Start group by group; each group begins when the previous one's gates are open (or have timed out)."""
+        results: list[GuestResult] = []
+        for err in order.cycle_errors():
+            self._error(err)
+        for n in sorted(order.in_cycle):
+            detail = "in a dependency cycle: not started (see `xendomains plan start`)"
+            results.append(GuestResult(n, -1, "failed", detail))
+            self.bus.emit(GuestFinished(guest=n, outcome="failed", detail=detail))
+        groups = [g for g in order.groups if any(n not in order.in_cycle for n in g.guests)]
+        for im in restores:
+            self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path)))
+        for a in creates:
+            self.bus.emit(GuestPlanned(guest=a.name or a.path.name, stages=("create",), reason=str(a.path)))
+        maxwait = float(self.cfg.start_maxwait) or None
+        held: str = ""  # why later groups are not started
+        for gi, group in enumerate(groups):
+            members = [n for n in group.guests if n not in order.in_cycle]
+            if held:
+                for n in members:
+                    results.append(GuestResult(n, -1, "skipped", held))
+                    self.bus.emit(GuestSkipped(guest=n, reason=held))
+                    self.bus.emit(GuestFinished(guest=n, outcome="skipped", detail=held))
+                continue
+            self.bus.emit(GroupStarted(verb="start", index=gi, of=len(groups), label=group.label, guests=tuple(members)))
+            mine_r = [im for im in restores if (im.guest or im.path.name) in members]
+            mine_c = [a for a in creates if (a.name or a.path.name) in members]
+            got: list[GuestResult] = []
+            if mine_r:
+                self.bus.emit(StageStarted(stage="restore", detail=str(self.cfg.save_dir)))
+                got += await asyncio.gather(*(self._restore_one(im) for im in mine_r))
+                self.bus.emit(StageFinished(stage="restore", outcome="done", detail=f"{len(mine_r)} image(s)"))
+            if mine_c:
+                got += await self._create_all(mine_c)
+            results += got
+            if gi == len(groups) - 1 or self.control.aborted:
+                continue
+            up = [r for r in got if r.ok and group.gate_of(r.guest).kind != "none"]
+            if not up:
+                continue
+            domids = {d.name: d.domid for d in await self.guests()}
+            gated = await asyncio.gather(*(self._gate(r.guest, group.gate_of(r.guest), pols[r.guest],
+                                                      domids.get(r.guest), maxwait) for r in up))
+            stuck = [n for n, opened in zip((r.guest for r in up), gated) if not opened and pols[n].ready_fail == "wait"]
+            if stuck:
+                held = (f"not started: {', '.join(stuck)} (group {gi + 1}) never became ready and "
+                        f"xendomains_ready_fail = \"wait\"")
+                self._error(held)
+        return results
+
+    async def _gate(self, name: str, gate: Gate, pol: GuestPolicy, domid: int | None, maxwait: float | None) -> bool:
+        """Wait for one guest's gate; True when it opened."""
+        detail = ""
+        if gate.kind == "ready":
+            detail = f"/local/domain/{domid}/{pol.ready_key}" if domid is not None else "guest not found in the domain list"
+            if pol.ready_cmd:
+                detail += " or " + " ".join(pol.ready_cmd)
+        self.bus.emit(GateWaiting(guest=name, gate=str(gate), domid=-1 if domid is None else domid,
+                                  timeout=maxwait or 0.0, detail=detail))
+        res = await wait_gate(gate, pol, name, domid, maxwait)
+        self.bus.emit(GateFinished(guest=name, outcome=res.outcome, elapsed=res.elapsed, detail=res.how))
+        if res.outcome != "open":
+            then = "later groups are held" if pol.ready_fail == "wait" else "the next group starts anyway"
+            self._warn(f"{name} is up, not ready: {res.how}; {then}", guest=name)
+        return res.outcome == "open"
 
     async def _restore_one(self, im: SaveImage) -> GuestResult:
         name = im.guest or im.path.name
@@ -436,13 +541,9 @@ class Service:
         self.bus.emit(GuestFinished(guest=name, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
         return res
 
-    async def _autostart(self, blocked: set[str]) -> list[GuestResult]:
-        autos = await self.auto_configs()
-        if not autos:
-            return []
-        self.bus.emit(StageStarted(stage="create", detail=str(self.cfg.auto_dir)))
-        running = await self.guests()
-        running_names = {d.name for d in running}
+    def _autostart_todo(self, autos: list[AutoConfig], blocked: set[str],
+                        running_names: set[str]) -> tuple[list[AutoConfig], list[GuestResult]]:
+        """The auto configs to create (each guest once), and the results of unreadable ones."""
         todo: list[AutoConfig] = []
         results: list[GuestResult] = []
         seen: set[str] = set()
@@ -462,9 +563,15 @@ class Service:
             else:
                 seen.add(a.name)
                 todo.append(a)
-                self.bus.emit(GuestPlanned(guest=a.name, stages=("create",), reason=str(a.path)))
+        return todo, results
+
+    async def _create_all(self, todo: list[AutoConfig]) -> list[GuestResult]:
+        """The create stage for `todo` (its StageStarted/GuestPlanned/StageFinished), spaced by CREATE_USLEEP."""
+        self.bus.emit(StageStarted(stage="create", detail=str(self.cfg.auto_dir)))
+        for a in todo:
+            self.bus.emit(GuestPlanned(guest=a.name or a.path.name, stages=("create",), reason=str(a.path)))
         spacer = _Spacer(self.cfg.create_usleep_us / 1e6, sequential=self.control.parallel == 1)
-        results += await asyncio.gather(*(self._create_one(a, spacer, i == len(todo) - 1) for i, a in enumerate(todo)))
+        results = list(await asyncio.gather(*(self._create_one(a, spacer, i == len(todo) - 1) for i, a in enumerate(todo))))
         self.bus.emit(StageFinished(stage="create", outcome="done", detail=f"{len(todo)} created or tried"))
         return results
 

@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("memory", help="set host memory")
     s.add_argument("--total", type=int)
     s.add_argument("--free", type=int, help="make `xl info` free_memory this many MiB now")
+    s = sub.add_parser("ready", help="a guest's agent announces readiness: xenstored writes /local/domain/DOMID/KEY "
+                                     "S seconds after it starts (or after now, when it runs already)")
+    s.add_argument("guest")
+    s.add_argument("when", nargs="+", help="after S | now | never")
+    s.add_argument("--key", default="data/ready", help="node under /local/domain/DOMID (default data/ready)")
+    s.add_argument("--value", default="1")
     sub.add_parser("list", help="show domains, faults and latencies")
     sub.add_parser("targets", help="show guests received by migration targets")
     sub.add_parser("history", help="show the state-changing commands run so far")
@@ -201,6 +207,25 @@ def main(argv: list[str] | None = None) -> int:
             if args.free is not None:
                 used = sum(d.current_kib for d in st.domains) // 1024
                 st.reserved_mib = max(0, st.total_memory_mib - used - args.free)
+    elif args.cmd == "ready":
+        when = args.when
+        if when == ["now"]:
+            after = 0.0
+        elif len(when) == 2 and when[0] == "after":
+            try:
+                after = float(when[1])
+            except ValueError:
+                print(f"xdsim ready: not a number of seconds: {when[1]!r}", file=sys.stderr)
+                return 2
+        elif when != ["never"]:
+            print("xdsim ready: say `after S`, `now` or `never`", file=sys.stderr)
+            return 2
+        with host.transaction(sdir) as st:
+            if when == ["never"]:
+                st.ready.pop(args.guest, None)
+            else:
+                st.ready[args.guest] = {"after": after, "set_at": __import__("time").time(), "key": args.key,
+                                        "value": args.value}
     elif args.cmd == "list":
         st = host.load(sdir)
         snap = host.snapshot_of(st, __import__("time").time())

@@ -98,8 +98,10 @@ def _parse_disk(spec: str) -> dict:
     for word in spec.split(","):
         word = word.strip()
         key, eq, val = word.partition("=")
-        if eq and key in ("target", "vdev", "access", "format", "devtype", "backendtype", "script"):
-            if key == "target":
+        if eq and key in ("target", "vdev", "access", "format", "devtype", "backendtype", "script", "backend"):
+            if key == "backend":
+                disk["backend_domname"] = val
+            elif key == "target":
                 disk["pdev_path"] = val
             elif key == "access":
                 disk["_access"] = val
@@ -138,7 +140,8 @@ def _parse_disk(spec: str) -> dict:
 def _parse_nic(spec: str, devid: int) -> dict:
     nic: dict = {"devid": devid}
     names = {"mac": "mac", "bridge": "bridge", "ip": "ip", "script": "script", "model": "model",
-             "vifname": "ifname", "type": "nictype", "gatewaydev": "gatewaydev", "mtu": "mtu"}
+             "vifname": "ifname", "type": "nictype", "gatewaydev": "gatewaydev", "mtu": "mtu",
+             "backend": "backend_domname"}
     for word in spec.split(","):
         key, eq, val = word.strip().partition("=")
         if eq and key in names:

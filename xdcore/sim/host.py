@@ -251,14 +251,14 @@ class HostState:
 
     __slots__ = ("version", "next_domid", "total_memory_mib", "reserved_mib", "info", "domains", "latency",
                  "rate", "faults", "targets", "history", "resources", "dirty", "transfers", "ledger_at",
-                 "transfer_log")
+                 "transfer_log", "ready")
 
     def __init__(self, version: int = FORMAT_VERSION, next_domid: int = 1, total_memory_mib: int = 16384,
                  reserved_mib: int = 0, info: dict | None = None, domains: list[SimDomain] | None = None,
                  latency: dict | None = None, rate: dict | None = None, faults: list[Fault] | None = None,
                  targets: dict | None = None, history: list | None = None, resources: dict | None = None,
                  dirty: dict | None = None, transfers: list | None = None, ledger_at: float = 0.0,
-                 transfer_log: list | None = None):
+                 transfer_log: list | None = None, ready: dict | None = None):
         self.version = version
         self.next_domid = next_domid
         self.total_memory_mib = total_memory_mib
@@ -277,6 +277,10 @@ class HostState:
         self.transfers = [] if transfers is None else transfers
         self.ledger_at = ledger_at
         self.transfer_log = [] if transfer_log is None else transfer_log
+        # guest agents that announce readiness (`xdsim ready GUEST after S`): name -> {"after", "set_at",
+        # "key", "value"}; the simulated xenstored writes /local/domain/DOMID/KEY = VALUE at
+        # max(the guest's start, set_at) + after
+        self.ready = {} if ready is None else ready
 
     def to_dict(self) -> dict:
         return {
@@ -285,7 +289,7 @@ class HostState:
             "domains": [d.to_dict() for d in self.domains], "latency": self.latency, "rate": self.rate,
             "faults": [f.to_dict() for f in self.faults], "targets": self.targets, "history": self.history,
             "resources": self.resources, "dirty": self.dirty, "transfers": self.transfers,
-            "ledger_at": self.ledger_at, "transfer_log": self.transfer_log,
+            "ledger_at": self.ledger_at, "transfer_log": self.transfer_log, "ready": self.ready,
         }
 
     @classmethod

@@ -69,7 +69,7 @@ TRANSIENT_MAX = 64  # at most this many short-lived guests are replayed per sync
 STUB_DOMID_PATH = "/tool/xenstored/domid"  # present only when xenstored runs in a stub domain
 
 
-def domain_nodes(dom: Any) -> tuple[dict[str, tuple[bytes, tuple[str, ...] | None]], dict[str, bytes]]:
+def domain_nodes(dom: Any, extra: dict[str, bytes] | None = None) -> tuple[dict[str, tuple[bytes, tuple[str, ...] | None]], dict[str, bytes]]:
     """The nodes the toolstack owns for one domain, and the guest-writable ones seeded once.
 
     Values are as libxl writes them (xen-reference §6.1); perms as libxl sets
@@ -96,6 +96,8 @@ def domain_nodes(dom: Any) -> tuple[dict[str, tuple[bytes, tuple[str, ...] | Non
         owned[f"{home}/cpu/{n}/availability"] = (b"online" if n < online else b"offline", None)
     if getattr(dom, "domain_type", None):
         owned[f"/libxl/{domid}/type"] = (str(dom.domain_type).encode(), None)
+    for path, value in (extra or {}).items():  # backend trees, nodes the guest's agent wrote
+        owned[path] = (value, None)
     seeded: dict[str, bytes] = {}
     if domid:
         seeded = {f"{home}/{k}": b"" for k in GUEST_SEEDED}
@@ -116,7 +118,8 @@ class HostMirror:
         self.next_domid: int | None = None
 
     def sync(
-        self, domains: Sequence[Any], stub_domid: int | None = None, next_domid: int | None = None
+        self, domains: Sequence[Any], stub_domid: int | None = None, next_domid: int | None = None,
+        extra: dict[int, dict[str, bytes]] | None = None,
     ) -> list[Outgoing]:
         """Bring the store in line with `domains`; `next_domid` (the host's next free domid) reveals
         guests that were created and gone again between two syncs, which are then introduced
@@ -134,7 +137,7 @@ class HostMirror:
             if dom is None or str(dom.uuid or old.uuid) != old.uuid:
                 out += self._drop(domid, old)
         for domid, dom in sorted(wanted.items()):
-            owned, seeded = domain_nodes(dom)
+            owned, seeded = domain_nodes(dom, (extra or {}).get(domid))
             flags = str(getattr(dom, "flags", "") or "")
             old = self.mirrored.get(domid)
             if old is None:
@@ -197,6 +200,54 @@ class HostView:
     next_due: float | None
     stub_domid: int | None
     next_domid: int | None = None
+    extra: dict[int, dict[str, bytes]] | None = None  # domid -> more nodes (backend trees, agent writes)
+
+
+DEVICE_CLASSES = (("disks", "vbd", "vdev"), ("nics", "vif", "devid"))
+
+
+def _vdev_number(vdev: str, index: int) -> int:
+    """xvdX -> the vbd devid libxl uses (202 << 8 | 16·X); otherwise 51712 + 16·index."""
+    if len(vdev) == 4 and vdev.startswith("xvd") and "a" <= vdev[3] <= "z":
+        return 51712 + 16 * (ord(vdev[3]) - ord("a"))
+    return 51712 + 16 * index
+
+
+def extra_nodes(st: Any, now: float) -> tuple[dict[int, dict[str, bytes]], list[float]]:
+    """Nodes beyond a domain's home: the backend trees of devices served by driver domains
+    (/local/domain/B/backend/CLASS/FRONT/DEVID/… and the frontend's device/CLASS/DEVID/backend-id),
+    and the readiness nodes guest agents write (`xdsim ready`); plus the times pending ones fall due."""
+    out: dict[int, dict[str, bytes]] = {}
+    dues: list[float] = []
+    by_name = {d.name: d for d in st.domains if not d.dying}
+    for d in st.domains:
+        if d.dying or not d.devices_in_xenstore or not isinstance(d.userdata, dict):
+            continue
+        for key, cls, idkey in DEVICE_CLASSES:
+            for i, dev in enumerate(d.userdata.get(key) or []):
+                b = by_name.get(dev.get("backend_domname") or "")
+                if b is None or b.domid == d.domid:
+                    continue
+                devid = dev.get("devid", i) if cls == "vif" else _vdev_number(str(dev.get("vdev", "")), i)
+                base = f"/local/domain/{b.domid}/backend/{cls}/{d.domid}/{devid}"
+                nodes = out.setdefault(b.domid, {})
+                nodes[f"{base}/frontend-id"] = str(d.domid).encode()
+                nodes[f"{base}/frontend"] = f"/local/domain/{d.domid}/device/{cls}/{devid}".encode()
+                nodes[f"{base}/online"] = b"1"
+                front = out.setdefault(d.domid, {})
+                front[f"/local/domain/{d.domid}/device/{cls}/{devid}/backend-id"] = str(b.domid).encode()
+                front[f"/local/domain/{d.domid}/device/{cls}/{devid}/backend"] = base.encode()
+    for name, rule in (getattr(st, "ready", None) or {}).items():
+        d = by_name.get(name)
+        if d is None or d.ready_at is not None or d.flags[3] == "s":  # not running (yet)
+            continue
+        due = max(float(d.start_time or 0.0), float(rule.get("set_at", 0.0))) + float(rule.get("after", 0.0))
+        if due <= now:
+            path = f"/local/domain/{d.domid}/{rule.get('key') or 'data/ready'}"
+            out.setdefault(d.domid, {})[path] = str(rule.get("value", "1")).encode()
+        else:
+            dues.append(due)
+    return out, dues
 
 
 def load_host(state_dir: Path) -> HostView:
@@ -207,9 +258,11 @@ def load_host(state_dir: Path) -> HostView:
     st = host.load(state_dir)
     snap = host.snapshot_of(st, now)
     dues = [t for d in st.domains for t in (d.ready_at, d.gone_at) if t is not None]
+    extra, more = extra_nodes(st, now)
+    dues += more
     stub = next((d.domid for d in st.domains if getattr(d, "xs_domain", False)), None)
     next_domid = getattr(st, "next_domid", None)
-    return HostView(tuple(snap.domains), min(dues) if dues else None, stub, next_domid)
+    return HostView(tuple(snap.domains), min(dues) if dues else None, stub, next_domid, extra)
 
 
 class Xenstored:
@@ -294,7 +347,7 @@ class Xenstored:
             self._stamp, self._loaded_at = stamp, now
             return
         self._stamp, self._loaded_at, self._next_due = stamp, now, view.next_due
-        self.send(self.mirror.sync(view.domains, view.stub_domid, view.next_domid))
+        self.send(self.mirror.sync(view.domains, view.stub_domid, view.next_domid, view.extra))
 
     async def _poll_forever(self) -> None:
         while True:

@@ -233,6 +233,22 @@ def _check_new_domain(st: host.HostState, name: str, memory_kib: int, code: int 
         raise SimExit(code, "failed to free memory for the domain\n")
 
 
+def _check_backends(st: host.HostState, config: dict, domid: int, code: int = 3) -> None:
+    """Each device's `backend=` domain must be running: libxl resolves its name when it sets the device's
+    defaults, and fails the create when it cannot (a driver domain must start before its clients)."""
+    for key, what in (("disks", "disk"), ("nics", "nic")):
+        for i, dev in enumerate(config.get(key) or []):
+            name = dev.get("backend_domname")
+            if not name:
+                continue
+            b = st.by_name(name)
+            if b is None or b.dying:
+                raise SimExit(code, f"libxl: error: libxl_create.c:1164:initiate_domain_create: Domain {domid}:"
+                                    f"Unable to set {what} defaults for {what} {i}\n"
+                                    f"libxl: error: libxl_create.c:1767:domcreate_complete: Domain {domid}:"
+                                    "cannot (re-)build domain: -6\n")
+
+
 def _wait_ready(run: Run, domid: int, op: str, name: str, seconds: float) -> Command:
     """Shared tail of create/restore: wait the build latency, apply faults, unpause unless told not to."""
     with host.transaction(run.state_dir) as st:
@@ -445,6 +461,7 @@ def cmd_create(run: Run, args: list[str]) -> Command:
     with host.transaction(run.state_dir) as st:
         dom = domain_from_config(st, config, os.path.abspath(config_file), now)
         _check_new_domain(st, name, dom.memory_kib)
+        _check_backends(st, config, dom.domid)
         latency = st.lat("create") + st.delay("create", name)
         dom.ready_at = now + latency
         dom.ready_flags = "--p---" if "p" in got else "-b----"
@@ -483,6 +500,7 @@ def cmd_restore(run: Run, args: list[str]) -> Command:
     with host.transaction(run.state_dir) as st:
         dom = domain_from_config(st, config, None, now)
         _check_new_domain(st, name, dom.memory_kib, code=1)
+        _check_backends(st, config, dom.domid, code=1)
         res = st.resource_for("restore")
         latency = st.transfer_time("restore", dom.memory_kib) + st.delay("restore", name)
         dom.ready_flags = "--p---" if "p" in got else "-b----"
