@@ -182,7 +182,9 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
             print(json.dumps(plan.to_dict()))
         else:
             print_plan(plan)
-        return EXIT_OK
+        for e in plan.errors:
+            _err(f"error: {e}")
+        return EXIT_FAILED if plan.errors else EXIT_OK
     from .control_socket import ControlServer, socket_path
     from .report import RunReportWriter
     from .syslog import SyslogSink, syslog_wanted
@@ -241,9 +243,24 @@ def print_plan(plan, out=None) -> None:
     common = set.intersection(*(set(g.reasons) for g in plan.guests if g.stages != ("zombie",))) if plan.guests else set()
     for r in sorted(common, key=lambda r: next((i for g in plan.guests for i, x in enumerate(g.reasons) if x == r), 0)):
         w(f"  why: {r}")
+    groups = (plan.order or {}).get("groups") or []
+    if groups:
+        w(f"  order: {len(groups)} groups, one after the other" + (" (reverse boot order)" if plan.verb == "stop" else ""))
+        for grp in groups:
+            w(f"    {grp['index'] + 1}. {grp['label']}: {' '.join(grp['guests'])}")
+            for guest, gate in grp.get("gates", {}).items():
+                if gate != "none":
+                    w(f"         gate: {guest} {'ready' if gate == 'ready' else gate}")
+    last = None
     for g in plan.guests:
+        if groups and g.group != last:
+            last = g.group
+            if 0 <= g.group < len(groups):
+                w(f"  group {g.group + 1} ({groups[g.group]['label']}):")
         stages = " → ".join(g.stages) if g.stages else "nothing"
         w(f"  {g.guest:<24} {stages:<36} ~{g.estimate_s:.0f}s" + (f"  ({g.note})" if g.note else ""))
+        if g.policy:
+            w(f"      policy: {g.policy}")
         for r in g.reasons:
             if r not in common:
                 w(f"      {r}")
@@ -255,6 +272,8 @@ def print_plan(plan, out=None) -> None:
         w("  no room to save (shut down instead): " + " ".join(plan.no_room))
     for n in plan.notes:
         w(f"  note: {n}")
+    for e in plan.errors:
+        w(f"  ERROR: {e}")
     out.flush()
 
 def _split_subcommand(argv: list[str]) -> tuple[list[str], list[str]]:

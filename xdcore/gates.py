@@ -150,10 +150,7 @@ async def wait_gate(gate: Gate, policy: GuestPolicy, name: str, domid: int | Non
                 if exc is None:
                     return GateResult("open", t.result(), time.monotonic() - t0)
                 problems.append(str(exc))
-        if not pending and problems and deadline is not None:  # nothing can open it: wait out the limit
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-        elif not waiters and deadline is not None:
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        # nothing left that could open it (XenStore unreachable, the command cannot run): it ends now
     finally:
         for t in waiters:
             t.cancel()

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .config import Config
@@ -176,6 +176,8 @@ class GuestPlan:
     reasons: tuple[str, ...]
     estimate_s: float
     note: str = ""
+    group: int = 0  # index of its order group in this verb's run order
+    policy: str = ""  # its xendomains_* policy in a line (what differs from the defaults)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ class Plan:
     save_needed: int = 0
     no_room: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    order: dict | None = None  # groups in run order, gates, dependencies and why (xdcore.bootorder), when not trivial
+    errors: tuple[str, ...] = ()  # the plan cannot be carried out as configured (a dependency cycle, policy errors)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,20 +215,32 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     guests = await service.guests()
     selected, skipped = await service.select_for_stop(guests, set(only) if only else None)
     no_room = guests_without_room(cfg, selected, control) if (cfg.save_dir and control.stage_enabled("save")) else frozenset()
+    raw = await service.policies([d.name for d in selected])
+    pols, order = await service.stop_order(selected, warn=False)
+    errors = [f"{p} ({n} is stopped with the default policy)" for n in raw for p in raw[n].problems]
+    errors += order.cycle_errors()
+    gindex = {n: i for i, g in enumerate(order.stop_groups()) for n in g.guests}
     out: list[GuestPlan] = []
     for d in selected:
         if d.zombie:
             out.append(GuestPlan(d.name, d.domid, d.memory_mib, ("zombie",), ("dying: no migrate, save or shutdown",), 0.0))
             continue
         stages, reasons = [], []
+        pol = pols[d.name]
         for st in STOP_GUEST_STAGES:
             if not st.is_enabled(cfg) or not control.stage_enabled(st.name):
                 continue
             if st.name == "save" and d.name in no_room:
                 reasons.append("save: no room in the save directory, shut down instead")
                 continue
+            if not pol.allows(st.name):
+                reasons.append(f"{st.name}: not in xendomains_stop ({pol.where.get('stop_stages', '')})")
+                continue
             stages.append(st.name)
             reasons.append(f"{st.name}: {st.why(cfg)}")
+        stages = pol.stop_order(stages)
+        if pol.down_wait and "shutdown" in stages:
+            reasons.append(f"shutdown watchdog {pol.down_wait:g}s (xendomains_down_wait)")
         # estimate: the first terminal stage is expected to succeed
         est = 0.0
         for s in stages:
@@ -232,7 +248,8 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
             if STAGES[s].terminal:
                 break
         note = "" if any(STAGES[s].terminal for s in stages) else "no stage can stop this guest: it will stay running"
-        out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note))
+        out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note,
+                             gindex.get(d.name, 0), pol.describe()))
     host = ["select"]
     if cfg.shutdown_all and control.stage_enabled("shutdown_all") and not only:
         host.append("shutdown_all")
@@ -243,9 +260,38 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         notes.append("XENDOMAINS_AUTO_ONLY=true and no running guest has a config in the auto directory")
     if cfg.stop_deadline:
         notes.append(f"deadline {cfg.stop_deadline:g}s: guests are downgraded migrate → save → shutdown as it nears")
-    return Plan("stop", tuple(out), tuple((d.name, why) for d, why in skipped), tuple(host),
-                round(_wall_estimate([g.estimate_s for g in out], control.parallel or 1), 1), control.parallel or 1,
-                free_bytes(cfg.save_dir) if cfg.save_dir else None, needed, tuple(sorted(no_room)), tuple(notes))
+        if any(pols[g.guest].priority for g in out):
+            notes.append("under the deadline, guests with a higher xendomains_priority take the first slots")
+    notes += order.notes
+    out.sort(key=lambda g: g.group)
+    par = control.parallel or 1
+    est = _groups_estimate(out, par)
+    return Plan("stop", tuple(out), tuple((d.name, why) for d, why in skipped), tuple(host), round(est, 1), par,
+                free_bytes(cfg.save_dir) if cfg.save_dir else None, needed, tuple(sorted(no_room)), tuple(notes),
+                _order_dict(order, "stop"), tuple(errors))
+
+
+def _groups_estimate(out: Sequence[GuestPlan], parallel: int, gates: Sequence[float] = ()) -> float:
+    """Groups run one after the other: the sum of each group's wall time (plus its gate)."""
+    total = 0.0
+    for i in sorted({g.group for g in out}):
+        total += _wall_estimate([g.estimate_s for g in out if g.group == i], parallel)
+        if i < len(gates):
+            total += gates[i]
+    return total
+
+
+def _order_dict(order, verb: str) -> dict | None:
+    """The boot order as plans show it (run order for `verb`), or None when it is today's behaviour."""
+    if order.trivial:
+        return None
+    d = order.to_dict()
+    if verb == "stop":
+        d["groups"] = list(reversed(d["groups"]))
+        for i, g in enumerate(d["groups"]):
+            g["index"] = i
+            g["gates"] = {}  # gates are for start
+    return d
 
 
 async def start_plan(service) -> Plan:
@@ -269,14 +315,41 @@ async def start_plan(service) -> Plan:
                 out.append(GuestPlan(d.name, -1, mem, ("restore",), (f"restore {im.path}",), round(estimate("restore", d), 1)))
     guests = await service.guests()
     running = {d.name for d in guests}
-    for a in await service.auto_configs():
+    autos = await service.auto_configs()
+    creates = []
+    for a in autos:
         if a.name is None:
             skipped.append((a.path.name, f"unreadable config: {a.error}"))
         elif a.name in running:
             skipped.append((a.name, "already running"))
         elif a.name in blocked:
             skipped.append((a.name, "has a saved image"))
-        else:
+        elif a.name not in {c.name for c in creates}:
+            creates.append(a)
             out.append(GuestPlan(a.name, -1, 0, ("create",), (f"create from {a.path}",), round(estimate("create", Domain(-1, a.name)), 1)))
+    pols = await service.policies([g.guest for g in out], autos=autos)
+    errors: list[str] = []
+    for g in list(out):
+        if not pols[g.guest].ok:
+            errors += [str(p) for p in pols[g.guest].problems]
+            skipped.append((g.guest, "refused: its xendomains_* policy has errors"))
+            out.remove(g)
+    restores = [im for im in images if im.guest and any(g.guest == im.guest and g.stages == ("restore",) for g in out)]
+    creates = [a for a in creates if any(g.guest == a.name for g in out)]
+    _, order = await service.start_order(restores, creates, autos, guests, pols)
+    errors += order.cycle_errors()
+    gindex = {n: i for i, g in enumerate(order.groups) for n in g.guests}
+    out = [replace(g, group=gindex.get(g.guest, 0), policy=pols[g.guest].describe(),
+                   reasons=g.reasons + order.why.get(g.guest, ())[1 if order.trivial else 0:]) for g in out]
+    out.sort(key=lambda g: g.group)
     par = service.control.parallel or 1
-    return Plan("start", tuple(out), tuple(skipped), ("lock",), round(_wall_estimate([g.estimate_s for g in out], par), 1), par)
+    gates = [max((gt.seconds if gt.kind == "delay" else 0.0) for _, gt in grp.gates) if grp.gates else 0.0
+             for grp in order.groups[:-1]]
+    notes = list(order.notes)
+    if not order.trivial and len(order.groups) > 1:
+        maxwait = service.cfg.start_maxwait
+        notes.append("each group starts when the previous one is ready; a gate ends after "
+                     + (f"XENDOMAINS_START_MAXWAIT={maxwait}s" if maxwait else "no limit (XENDOMAINS_START_MAXWAIT=0)")
+                     + "; the last group's gates are not waited for")
+    return Plan("start", tuple(out), tuple(skipped), ("lock",), round(_groups_estimate(out, par, gates), 1), par,
+                notes=tuple(notes), order=_order_dict(order, "start"), errors=tuple(errors))

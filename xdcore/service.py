@@ -152,6 +152,41 @@ class Service:
             paths.setdefault(n, None)
         return await asyncio.to_thread(load_policies, paths, self.cfg.policy_dir)
 
+    async def stop_order(self, selected: Sequence[Domain], warn: bool = True) -> tuple[Policies, BootOrder]:
+        """The policies of the guests to stop (problems warned about, defaults used: stop never refuses)
+        and their groups, with driver domains from the configs' backend= and XenStore's backend tree."""
+        from .bootorder import xenstore_backends
+        from .xenstore.watcher import xenstore_reachable
+
+        names = [d.name for d in selected]
+        pols = await self.policies(names)
+        for n in names:
+            p = pols[n]
+            if warn:
+                for w in p.warnings:
+                    self._warn(w, guest=n)
+                for prob in p.problems:
+                    self._warn(f"{prob}; {n} is stopped with the default policy", guest=n)
+        pols = pols.with_defaults_for_problems()
+        domid_names = {d.domid: d.name for d in selected}
+        edges: list[tuple[str, str]] = []
+        if xenstore_reachable():
+            try:
+                edges = await asyncio.wait_for(asyncio.to_thread(xenstore_backends, domid_names), 10.0)
+            except asyncio.TimeoutError:
+                edges = []
+        return pols, boot_order(names, pols, edges, domid_names=domid_names)
+
+    async def start_order(self, restores: Sequence[SaveImage], creates: Sequence[AutoConfig],
+                          autos: Sequence[AutoConfig], running: Sequence[Domain],
+                          pols: Policies | None = None) -> tuple[Policies, BootOrder]:
+        """The policies of the guests to start and their groups (driver domains before their clients)."""
+        if pols is None:
+            pols = await self.policies([im.guest or im.path.name for im in restores], autos=autos)
+        order = boot_order([im.guest or im.path.name for im in restores] + [a.name or a.path.name for a in creates],
+                           pols, domid_names={d.domid: d.name for d in running}, running=(d.name for d in running))
+        return pols, order
+
     def _lock_failed(self, exc: Exception) -> int:
         """Report a lock that could not be taken; the LSB exit code (4: not permitted, else 1)."""
         if isinstance(exc, PermissionError):
@@ -279,7 +314,13 @@ class Service:
             no_room = guests_without_room(cfg, selected, self.control)
             for n in sorted(no_room):
                 self._warn(f"no room in {cfg.save_dir} to save {n}: it will be shut down instead", guest=n)
-        runner = StopRunner(cfg, self.ts, self.bus, self.control, estimate=self.estimate, deadline=deadline, no_room=no_room)
+        pols, order = await self.stop_order(selected)
+        for n in order.notes:
+            self._info(n)
+        for err in order.cycle_errors():
+            self._warn(f"{err}; those guests are stopped together")
+        runner = StopRunner(cfg, self.ts, self.bus, self.control, estimate=self.estimate, deadline=deadline, no_room=no_room,
+                            policies=pols, order=order)
         results = await runner.run(selected)
         outcome.guests = results
         # shutdown-all: only when guests other than zombies remain
@@ -400,8 +441,7 @@ class Service:
         pols = await self.policies([im.guest or im.path.name for im in restores], autos=autos)
         restores = [im for im in restores if self._policy_ok(pols[im.guest or im.path.name], results)]
         creates = [a for a in creates if self._policy_ok(pols[a.name or a.path.name], results)]
-        order = boot_order([im.guest or im.path.name for im in restores] + [a.name or a.path.name for a in creates], pols,
-                           domid_names={d.domid: d.name for d in running}, running=(d.name for d in running))
+        pols, order = await self.start_order(restores, creates, autos, running, pols)
         for n in order.notes:
             self._warn(n)
         if order.trivial:

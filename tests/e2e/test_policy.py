@@ -137,3 +137,105 @@ def test_a_guest_with_a_bad_policy_key_is_refused_alone(tmp_path):
     m = r.message_about("db", "xendomains_ordre")
     assert m.text.startswith(f"{h.layout.auto_dir / 'db.cfg'}:13: xendomains_ordre:") and "did you mean xendomains_order" in m.text
     assert h.running() == {"app"}
+
+
+def test_a_driver_domain_starts_first_and_stops_last_without_any_order(tmp_path, serve):
+    h = E2EHost.make(tmp_path, XENDOMAINS_SAVE="")
+    # ls order puts the clients first; nothing says "order"
+    add_config(h, "app", extra="disk = [ 'phy:/dev/vg0/app,xvda,w' ]\nvif = [ 'bridge=xenbr0,backend=zz-netdd' ]")
+    add_config(h, "db", extra="disk = [ 'format=raw, vdev=xvda, access=rw, backend=zz-netdd, target=/dev/vg0/db' ]")
+    add_config(h, "zz-netdd")
+    r = h.run("plan", "start")
+    assert r.returncode == 0, r.describe()
+    r = h.run("start")
+    assert r.returncode == 0, r.describe()
+    assert [e.guests for e in r.of(ev.GroupStarted)] == [("zz-netdd",), ("app", "db")]
+    c = creates(h)
+    assert c["zz-netdd"]["end"] <= min(c["app"]["t"], c["db"]["t"])
+    # stop: the driver domain goes down after its clients; here the order comes from the auto configs
+    # and, with a xenstored, from the backend tree it serves
+    env = serve(h)
+    from tests.support import wait_for
+    import subprocess
+
+    wait_for(lambda: subprocess.run(["xenstore-ls", f"/local/domain/{h.domains()['zz-netdd'].domid}/backend"],
+                                    env=env, capture_output=True).returncode == 0, what="the backend tree")
+    r = h.run("stop", env=env)
+    assert r.returncode == 0, r.describe()
+    assert [e.guests for e in r.of(ev.GroupStarted)] == [("app", "db"), ("zz-netdd",)]
+    finished = {e.guest: e.at for e in r.of(ev.GuestFinished)}
+    started = {e.guest: e.at for e in r.of(ev.StageStarted) if e.guest}
+    assert started["zz-netdd"] >= max(finished["app"], finished["db"])
+    shutdowns = h.history("shutdown")
+    assert len(shutdowns) == 3 and shutdowns[-1]["t"] >= max(s["end"] for s in shutdowns[:2])
+
+
+def test_without_the_driver_domain_order_its_clients_could_not_start(tmp_path):
+    """The simulator refuses a backend= that is not running, as libxl does: the order is what makes start work."""
+    h = E2EHost.make(tmp_path)
+    add_config(h, "app", extra="vif = [ 'bridge=xenbr0,backend=netdd' ]", auto=True)
+    r = h.xl("create", str(h.layout.configs["app"]))
+    assert r.returncode != 0 and "Unable to set nic defaults" in r.stderr
+
+
+def test_xenstore_backend_tree_orders_stop_even_without_configs(tmp_path, serve):
+    h = E2EHost.make(tmp_path, XENDOMAINS_SAVE="", XENDOMAINS_AUTO="")
+    for name, extra in (("netdd", ""), ("web", "vif = [ 'bridge=xenbr0,backend=netdd' ]")):
+        add_config(h, name, extra=extra, auto=False)
+        assert h.xl("create", str(h.layout.configs[name])).returncode == 0
+    env = serve(h)
+    r = h.run("plan", "stop", env=env, json_out=True)
+    import json
+
+    plan = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [g["guests"] for g in plan["order"]["groups"]] == [["web"], ["netdd"]]
+    assert any("XenStore backend tree" in w for w in plan["order"]["why"]["netdd"])
+
+
+def test_a_dependency_cycle_is_reported_by_plan_with_exit_1_and_no_run(tmp_path):
+    h = E2EHost.make(tmp_path)
+    add_config(h, "a", extra="vif = [ 'bridge=xenbr0,backend=b' ]")
+    add_config(h, "b", extra="vif = [ 'bridge=xenbr0,backend=a' ]")
+    add_config(h, "c")
+    r = h.run("plan", "start", json_out=False)
+    assert r.returncode == 1
+    assert "dependency cycle: a → b → a" in r.stdout and "dependency cycle" in r.stderr
+    assert h.history() == [] and not h.lock.exists()
+
+
+def test_per_guest_stage_lists_and_down_wait(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("db", 256, 1), ("web", 256, 1)], auto=["db", "web"], XENDOMAINS_STOP_MAXWAIT=30)
+    with open(h.layout.configs["db"], "a") as f:
+        f.write('xendomains_stop = "shutdown"\nxendomains_down_wait = 7\n')
+    plan = h.run("plan", "stop", json_out=False)
+    assert plan.returncode == 0 and "policy: down: 7s; stop: shutdown" in plan.stdout and "watchdog 7s" in plan.stdout
+    r = h.run("stop")
+    assert r.returncode == 0, r.describe()
+    assert r.outcomes == {"db": "shutdown", "web": "saved"}  # XENDOMAINS_SAVE is set: db is never saved
+    assert not h.image_of("db").exists() and h.has_valid_image("web")
+    timeouts = {e.guest: e.timeout for e in r.of(ev.StageStarted) if e.stage == "shutdown"}
+    assert timeouts == {"db": 7.0}
+
+
+def test_a_bad_policy_on_stop_warns_and_uses_the_defaults(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("db", 256, 1)], auto=["db"])
+    with open(h.layout.configs["db"], "a") as f:
+        f.write('xendomains_stop = "teleport"\n')
+    r = h.run("stop")
+    assert r.returncode == 0 and r.outcomes == {"db": "saved"}
+    r.message_about("db", "xendomains_stop", "default policy")
+
+
+def test_priorities_under_a_deadline(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("low", 512, 1), ("mid", 512, 1), ("high", 512, 1)], auto=["low", "mid", "high"],
+                     XENDOMAINS_STOP_DEADLINE=3, XENDOMAINS_STOP_MAXWAIT=300, XENDOMAINS_PARALLEL=1)
+    h.sim("latency", "save", "1.2")
+    for name, prio in (("high", 10), ("mid", 5)):
+        with open(h.layout.configs[name], "a") as f:
+            f.write(f"xendomains_priority = {prio}\n")
+    r = h.run("stop")
+    assert r.returncode == 0, r.describe()
+    order = [e.guest for e in r.of(ev.StageStarted) if e.guest and e.stage in ("save", "shutdown")]
+    assert order[0] == "high"
+    got = r.outcomes
+    assert got["high"] == "saved" and got["low"] == "shutdown"

@@ -27,6 +27,7 @@ from ..events import (
     CommandFinished,
     CommandStarted,
     EventBus,
+    GroupStarted,
     GuestFinished,
     GuestPlanned,
     GuestSkipped,
@@ -35,7 +36,9 @@ from ..events import (
     StageFinished,
     StageStarted,
 )
+from ..bootorder import BootOrder
 from ..model import Domain
+from ..policy import Policies
 from ..toolstack.port import Toolstack
 from .control import Limiter, RunControl
 from .stages import STOP_GUEST_STAGES, Stage, stage
@@ -116,8 +119,12 @@ class StopRunner:
         estimate: Estimator | None = None,
         deadline: Deadline | None = None,
         no_room: frozenset[str] = frozenset(),
+        policies: Policies | None = None,
+        order: BootOrder | None = None,
     ):
         self.cfg, self.ts, self.bus, self.control = cfg, toolstack, bus, control
+        self.policies = policies or Policies()  # per-guest stop stages, shutdown watchdog, priority
+        self.order = order  # stop groups (reverse boot order); None or trivial: all at once
         self.estimate = estimate
         self.deadline = deadline or Deadline(None)
         self.no_room = no_room  # guests the plan found no room to save: save is skipped for them
@@ -178,8 +185,11 @@ class StopRunner:
 
     # -- deadline ---------------------------------------------------------------------------
 
-    def _watchdog(self, st: Stage) -> float | None:
+    def _watchdog(self, st: Stage, d: Domain | None = None) -> float | None:
         t = float(self.cfg.stop_maxwait) if (st.watchdog and self.cfg.stop_maxwait) else None
+        down = self.policies[d.name].down_wait if d is not None else None
+        if st.name == "shutdown" and down:  # xendomains_down_wait: this guest's own shutdown watchdog
+            t = down
         rem = self.deadline.remaining()
         if rem is not None and st.watchdog:
             rem = max(rem, 1.0)
@@ -195,14 +205,16 @@ class StopRunner:
     # -- one guest ------------------------------------------------------------------------------
 
     def stages_for(self, d: Domain) -> list[Stage]:
-        out = []
+        """The guest's stop stages: those enabled (config, operator, room to save), in the order and
+        among the stages its policy allows (`xendomains_stop`)."""
+        enabled = []
         for st in STOP_GUEST_STAGES:
             if not st.is_enabled(self.cfg) or not self.control.stage_enabled(st.name):
                 continue
             if st.name == "save" and d.name in self.no_room:
                 continue
-            out.append(st)
-        return out
+            enabled.append(st.name)
+        return [stage(n) for n in self.policies[d.name].stop_order(enabled)]
 
     async def run_guest(self, d: Domain) -> GuestResult:
         """Walk the stage table for one guest; always ends with exactly one GuestFinished."""
@@ -280,7 +292,7 @@ class StopRunner:
 
     async def _run_stage(self, st: Stage, d: Domain, res: GuestResult, actions, override: str | None = None) -> bool:
         name = override or st.name
-        timeout = self._watchdog(st)
+        timeout = self._watchdog(st, d)
         cap = self.control.stage_limiters.get(name)
         if cap is not None:
             await cap.acquire()
@@ -328,11 +340,30 @@ class StopRunner:
             if cap is not None:
                 cap.release()
 
+    def _by_priority(self, guests: Sequence[Domain]) -> list[Domain]:
+        """Under a deadline the guests with the highest `xendomains_priority` take the first slots (and so
+        the time for their graceful stages); the order is otherwise kept."""
+        if not self.deadline.seconds:
+            return list(guests)
+        return sorted(guests, key=lambda d: -self.policies[d.name].priority)
+
     async def run(self, guests: Sequence[Domain]) -> list[GuestResult]:
         for d in guests:
             self.bus.emit(GuestPlanned(guest=d.name, domid=d.domid, memory_mib=d.memory_mib,
                                        stages=("zombie",) if d.zombie else tuple(s.name for s in self.stages_for(d))))
-        return list(await asyncio.gather(*(self.run_guest(d) for d in guests)))
+        if self.order is None or len(self.order.groups) <= 1:
+            return list(await asyncio.gather(*(self.run_guest(d) for d in self._by_priority(guests))))
+        # stop groups: the reverse of the boot order; a group begins when the previous one is done
+        by_name = {d.name: d for d in guests}
+        results: dict[str, GuestResult] = {}
+        groups = [g for g in self.order.stop_groups() if any(n in by_name for n in g.guests)]
+        for i, g in enumerate(groups):
+            members = [by_name[n] for n in g.guests if n in by_name]
+            self.bus.emit(GroupStarted(verb="stop", index=i, of=len(groups), label=g.label,
+                                       guests=tuple(d.name for d in members)))
+            for r in await asyncio.gather(*(self.run_guest(d) for d in self._by_priority(members))):
+                results[r.guest] = r
+        return [results[d.name] for d in guests if d.name in results]
 
 
 class _GuestStopped(Exception):
