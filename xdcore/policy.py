@@ -411,6 +411,21 @@ class Policies:
         return replace(self, by_guest={n: (p if p.ok else p.defaults()) for n, p in self.by_guest.items()})
 
 
+def config_name(path: Path | str) -> str | None:
+    """The `name =` of an xl config file, read with libxlu's grammar in-process (no `xl create -n`);
+    None when the file cannot be read or parsed or names no guest."""
+    from .sim import xlcfg
+
+    try:
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+        s = xlcfg.parse(text, str(path)).settings.get("name")
+    except (OSError, xlcfg.ConfigSyntaxError):
+        return None
+    if s is None or s.value.is_list or not s.value.atom:
+        return None
+    return s.value.atom
+
+
 def load_policies(guests: Mapping[str, Path | str | None], policy_dir: Path | None = DEFAULT_POLICY_DIR) -> Policies:
     """Read the policy of each guest (name -> its config file, or None) once."""
     return Policies({name: read_policy(name, path, policy_dir) for name, path in guests.items()}, policy_dir)
@@ -418,6 +433,6 @@ def load_policies(guests: Mapping[str, Path | str | None], policy_dir: Path | No
 
 __all__ = [
     "DEFAULT_POLICY_DIR", "DEFAULT_READY_KEY", "Gate", "GuestPolicy", "KEYS", "KNOWN", "NO_GATE", "Policies",
-    "READY_CMD_TIMEOUT", "STOP_STAGE_NAMES", "backends_of", "load_policies", "override_path", "parse_duration",
+    "READY_CMD_TIMEOUT", "STOP_STAGE_NAMES", "backends_of", "config_name", "load_policies", "override_path", "parse_duration",
     "read_policy",
 ]

@@ -42,7 +42,7 @@ from .model import AutoConfig, Domain, SaveImage
 from .pipeline.control import RunControl
 from .bootorder import BootOrder, boot_order
 from .gates import wait_gate
-from .policy import Gate, GuestPolicy, Policies, load_policies
+from .policy import Gate, GuestPolicy, Policies, config_name, load_policies
 from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
 from .pipeline.stages import START_STAGES, STOP_STAGES
 from .toolstack.port import Toolstack
@@ -145,12 +145,22 @@ class Service:
     async def policies(self, names: Sequence[str] = (), autos: Sequence[AutoConfig] | None = None) -> Policies:
         """Each guest's policy (xdcore.policy), read once: from its config in the auto directory when it
         has one, then XENDOMAINS_POLICY_DIR/GUEST.  `names`: guests to include even without a config."""
-        if autos is None:
-            autos = await self.auto_configs()
-        paths: dict[str, Path | None] = {a.name: a.path for a in autos if a.name}
-        for n in names:
-            paths.setdefault(n, None)
-        return await asyncio.to_thread(load_policies, paths, self.cfg.policy_dir)
+        auto_paths = self.auto_paths() if autos is None else []
+
+        def read() -> Policies:
+            if autos is None:  # stop: names read in-process, not by one `xl create -n` per file
+                found = [(config_name(p), p) for p in auto_paths]
+            else:
+                found = [(a.name, a.path) for a in autos]
+            paths: dict[str, Path | None] = {}
+            for name, path in found:
+                if name:
+                    paths.setdefault(name, path)
+            for n in names:
+                paths.setdefault(n, None)
+            return load_policies(paths, self.cfg.policy_dir)
+
+        return await asyncio.to_thread(read)
 
     async def stop_order(self, selected: Sequence[Domain], warn: bool = True) -> tuple[Policies, BootOrder]:
         """The policies of the guests to stop (problems warned about, defaults used: stop never refuses)
