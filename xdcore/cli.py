@@ -13,13 +13,14 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from pathlib import Path
 
 from . import __version__
-from .config import Config, load_config
+from .config import MAX_PARALLEL, Config, load_config
 from .errors import ConfigMissing, ConfigUnreadable, ToolstackMissing, XendomainsError
 from .events import EventBus
 from .output import HumanPrinter, JsonWriter, ProgressFile, shown_name
@@ -323,7 +324,7 @@ def _install(ns: argparse.Namespace, sub: list[str]) -> int:
         _err("refusing to install with a malformed config (the timeouts are computed from it)")
         return EXIT_NOT_CONFIGURED
     if ns.parallel is not None:
-        cfg = cfg.with_overrides(parallel=max(1, ns.parallel))
+        cfg = cfg.with_overrides(parallel=min(MAX_PARALLEL, max(1, ns.parallel)))
     kind = opts.kind or default_kind()
     config = Path(ns.config).absolute() if ns.config else None
     exe = [os.path.abspath(opts.exe)] if opts.exe else None
@@ -367,7 +368,9 @@ def _control(cfg: Config, sub: list[str], as_json: bool) -> int:
     }
     if action == "abort" and rest == ["--now"]:
         call = lambda: c.abort(True)  # noqa: E731
-    elif action == "set-parallel" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) >= 1:
+    elif action == "set-parallel" and len(rest) == 1:
+        if not re.fullmatch(r"[0-9]{1,5}", rest[0]) or not 1 <= int(rest[0]) <= MAX_PARALLEL:
+            raise _UsageError(f"set-parallel takes an integer from 1 to {MAX_PARALLEL}, not {rest[0][:20]!r}")
         call = lambda: c.set_parallel(int(rest[0]))  # noqa: E731
     elif (action, len(rest)) in calls:
         call = calls[(action, len(rest))]
@@ -435,8 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in cfg.warnings:
         _err(f"warning: {w}")
     if ns.parallel is not None:
-        if ns.parallel < 1:
-            _err("--parallel must be at least 1")
+        if not 1 <= ns.parallel <= MAX_PARALLEL:
+            _err(f"--parallel must be from 1 to {MAX_PARALLEL}")
             return EXIT_USAGE
         cfg = cfg.with_overrides(parallel=ns.parallel)
     if cfg.problems and verb not in ("stop", "control", "report"):

@@ -439,18 +439,24 @@ class _Bad(Exception):
     """A value that does not fit its key: carries the `expected …` wording."""
 
 
-def _int(expected: str, minimum: int = 0) -> Callable[[str], int]:
+#: the most guests handled at once (config, --parallel, the control socket's set_parallel)
+MAX_PARALLEL = 1024
+#: the largest integer any key takes: bounds the digits converted (a 5000-digit value is a problem, not a crash)
+_MAX_INT = 10**15
+
+
+def _int(expected: str, minimum: int = 0, maximum: int = _MAX_INT) -> Callable[[str], int]:
     def conv(v: str) -> int:
         s = v.strip()
-        if not re.fullmatch(r"\+?[0-9]+", s) or int(s) < minimum:
+        if not re.fullmatch(r"\+?[0-9]{1,24}", s) or not minimum <= int(s) <= maximum:
             raise _Bad(expected)
         return int(s)
 
     return conv
 
 
-def _optional_int(expected: str, minimum: int) -> Callable[[str], int | None]:
-    inner = _int(expected, minimum)
+def _optional_int(expected: str, minimum: int, maximum: int = _MAX_INT) -> Callable[[str], int | None]:
+    inner = _int(expected, minimum, maximum)
 
     def conv(v: str) -> int | None:
         return None if not v.strip() else inner(v)
@@ -549,9 +555,11 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XENDOMAINS_STOP_MAXWAIT": ("stop_maxwait", _int("an integer number of seconds")),
     "XENDOMAINS_LOCKFILE": ("lockfile", _path_or_none),
     "XENDOMAINS_TOOLSTACK": ("toolstack", _toolstack),
-    "XENDOMAINS_PARALLEL": ("parallel", _int("an integer of at least 1", minimum=1)),
-    "XENDOMAINS_PARALLEL_MIGRATE": ("parallel_migrate", _optional_int("an integer of at least 1 (or empty)", 1)),
-    "XENDOMAINS_PARALLEL_SAVE": ("parallel_save", _optional_int("an integer of at least 1 (or empty)", 1)),
+    "XENDOMAINS_PARALLEL": ("parallel", _int(f"an integer from 1 to {MAX_PARALLEL}", 1, MAX_PARALLEL)),
+    "XENDOMAINS_PARALLEL_MIGRATE": ("parallel_migrate", _optional_int(f"an integer from 1 to {MAX_PARALLEL} (or empty)", 1,
+                                                                      MAX_PARALLEL)),
+    "XENDOMAINS_PARALLEL_SAVE": ("parallel_save", _optional_int(f"an integer from 1 to {MAX_PARALLEL} (or empty)", 1,
+                                                                MAX_PARALLEL)),
     "XENDOMAINS_PROGRESS": ("progress", _path),
     "XENDOMAINS_STOP_DEADLINE": ("stop_deadline", _seconds_or_none),
     "XENDOMAINS_DESTROY_ON_DEADLINE": ("destroy_on_deadline", _bool),
@@ -684,5 +692,5 @@ def load_config(
     return parse_config(decode_config(read_config_bytes(path)), str(path))
 
 
-__all__ = ["Config", "DEFAULT_SEARCH", "KEYS", "MAX_CONFIG_BYTES", "MAX_VALUE_CHARS", "decode_config", "find_config",
+__all__ = ["Config", "DEFAULT_SEARCH", "KEYS", "MAX_CONFIG_BYTES", "MAX_PARALLEL", "MAX_VALUE_CHARS", "decode_config", "find_config",
            "load_config", "parse_config", "read_config_bytes"]

@@ -25,6 +25,12 @@ Protocol: one JSON object per line, one JSON reply per line.
   {"op": "set_stage", "stage": "migrate", "enabled": false}
   {"op": "set_migrate_target", "value": "host2 -s ssh" | null}
 Errors: {"ok": false, "error": "…"}.
+
+Whatever a client does, the run is not disturbed and nothing is logged as a
+traceback: a request is one line of at most MAX_REQUEST bytes, nested at
+most MAX_DEPTH deep, read within REQUEST_TIMEOUT seconds; integers must be
+in range (parallelism 1 … MAX_PARALLEL); at most MAX_CLIENTS connections at
+once.  Anything else gets one error reply and the connection closes.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import MAX_PARALLEL
 from .errors import XendomainsError
 from .events import Event, RunFinished, RunStarted, StageFinished, StageStarted
 from .pipeline.control import RunControl
@@ -49,7 +56,14 @@ from .pipeline.stages import STAGES
 SOCKET_NAME = "control.sock"
 #: sun_path holds 108 bytes including the NUL
 MAX_SOCKET_PATH = 107
-_LINE_LIMIT = 64 * 1024
+#: the longest request line (requests are a few dozen bytes; a migrate target a few hundred)
+MAX_REQUEST = 16 * 1024
+#: the deepest nesting of a request (they are flat objects)
+MAX_DEPTH = 4
+#: seconds a client has to send each request line (a slow or silent client is dropped)
+REQUEST_TIMEOUT = 10.0
+#: connections served at once; more are refused
+MAX_CLIENTS = 32
 
 
 class ControlError(XendomainsError):
@@ -151,7 +165,7 @@ class ControlServer:
         return True
 
     async def _serve(self, sock: socket.socket) -> None:
-        self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=_LINE_LIMIT)
+        self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=MAX_REQUEST)
 
     def close_listener(self) -> None:
         """Stop accepting and remove the socket file (clients connected finish their request)."""
@@ -188,48 +202,70 @@ class ControlServer:
         if task:
             self._clients.add(task)
         try:
-            sock = writer.get_extra_info("socket")
-            try:
-                peer = PeerCred.of(sock)
-            except OSError:
-                peer = PeerCred(0, -1, -1)
-            if not self.permitted(peer, self.own_uid):
-                try:  # read the request first: closing on unread data would reset the client before it reads why
-                    await asyncio.wait_for(reader.readline(), 1.0)
-                except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError, OSError):
-                    pass
-                await self._reply(writer, {"ok": False, "error": f"permission denied: uid {peer.uid} may not steer this run"})
-                return
-            while True:
-                try:
-                    line = await reader.readline()
-                except (asyncio.LimitOverrunError, ValueError):
-                    await self._reply(writer, {"ok": False, "error": "request too long"})
-                    return
-                if not line:
-                    return
-                if not line.strip():
-                    continue
-                await self._reply(writer, self.handle_line(line))
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            await self._converse(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass  # the client went away: nothing to answer
+        except asyncio.CancelledError:
+            pass  # the run is closing the socket (aclose): end quietly, never a traceback at exit
+        except Exception as exc:  # noqa: BLE001 - no client behaviour may disturb the run it steers
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reply(writer, {"ok": False, "error": f"internal error: {type(exc).__name__}"}), 1.0)
         finally:
             if task:
                 self._clients.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
 
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            peer = PeerCred.of(sock)
+        except (OSError, AttributeError, struct.error):
+            peer = PeerCred(0, -1, -1)
+        if not self.permitted(peer, self.own_uid):
+            try:  # read the request first: closing on unread data would reset the client before it reads why
+                await asyncio.wait_for(reader.readline(), 1.0)
+            except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError, OSError):
+                pass
+            await self._reply(writer, {"ok": False, "error": f"permission denied: uid {peer.uid} may not steer this run"})
+            return
+        if len(self._clients) > MAX_CLIENTS:
+            await self._reply(writer, {"ok": False, "error": f"too many connections (at most {MAX_CLIENTS})"})
+            return
+        while True:
+            try:
+                line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
+            except asyncio.TimeoutError:
+                await self._reply(writer, {"ok": False, "error": f"no complete request within {REQUEST_TIMEOUT:g}s"})
+                return
+            except (asyncio.LimitOverrunError, ValueError):
+                await self._reply(writer, {"ok": False, "error": f"request too long (at most {MAX_REQUEST} bytes)"})
+                return
+            if not line:
+                return
+            if not line.strip():
+                continue
+            await self._reply(writer, self.handle_line(line))
+            if not line.endswith(b"\n"):  # the client half-closed after its last request
+                return
+
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
         writer.write((json.dumps(obj, ensure_ascii=False) + "\n").encode())
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)  # a client that never reads is dropped
 
     # -- requests ------------------------------------------------------------------------------
 
     def handle_line(self, line: bytes) -> dict[str, Any]:
+        if len(line) > MAX_REQUEST:
+            return {"ok": False, "error": f"request too long (at most {MAX_REQUEST} bytes)"}
+        if _depth(line) > MAX_DEPTH:
+            return {"ok": False, "error": f"request nested deeper than {MAX_DEPTH}"}
         try:
             req = json.loads(line)
-        except ValueError:
+        except UnicodeDecodeError:
+            return {"ok": False, "error": "request is not UTF-8"}
+        except (ValueError, RecursionError):
             return {"ok": False, "error": "not a JSON object"}
         if not isinstance(req, dict):
             return {"ok": False, "error": "not a JSON object"}
@@ -272,8 +308,8 @@ class ControlServer:
             return {"ok": True, "now": now}
         if op == "set_parallel":
             v = req.get("value")
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise _Bad("'value' must be an integer of at least 1")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_PARALLEL:
+                raise _Bad(f"'value' must be an integer from 1 to {MAX_PARALLEL}")
             c.set_parallel(v)
             return {"ok": True, "parallel": c.parallel}
         if op == "set_stage":
@@ -303,6 +339,28 @@ class ControlServer:
 
 class _Bad(Exception):
     pass
+
+
+def _depth(line: bytes) -> int:
+    """The deepest nesting of `[`/`{` in a JSON text, strings skipped (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for b in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def _str(req: dict[str, Any], key: str) -> str:

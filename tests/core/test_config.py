@@ -95,6 +95,10 @@ def test_bad_value_is_a_problem_naming_file_line_and_key_and_keeps_the_default()
         "XENDOMAINS_RESTORE=maybe",
         "XENDOMAINS_USLEEP=-5",
         "XENDOMAINS_PARALLEL=0",
+        "XENDOMAINS_PARALLEL=1025",
+        "XENDOMAINS_PARALLEL_SAVE=99999",
+        "XENDOMAINS_USLEEP=" + "1" * 5000,  # more digits than int() converts: a problem, not a crash
+        "XENDOMAINS_STOP_MAXWAIT=" + "9" * 30,
         "XENDOMAINS_TOOLSTACK=libvirt",
         "XENDOMAINS_SAVE=relative/dir",
         "XENDOMAINS_SYSRQ='s ei'",

@@ -137,8 +137,10 @@ async def test_bad_requests_get_an_error_reply_and_change_nothing(rundir):
     run = asyncio.create_task(r.stop())
     await until(lambda: r.server.running.get("web01") == "save", "the save to start")
     for req, msg in [({"op": "fly"}, "unknown op"),
-                     ({"op": "set_parallel", "value": 0}, "at least 1"),
-                     ({"op": "set_parallel", "value": True}, "at least 1"),
+                     ({"op": "set_parallel", "value": 0}, "from 1 to 1024"),
+                     ({"op": "set_parallel", "value": True}, "from 1 to 1024"),
+                     ({"op": "set_parallel", "value": 1025}, "from 1 to 1024"),
+                     ({"op": "set_parallel", "value": 10 ** 3999}, "from 1 to 1024"),
                      ({"op": "set_stage", "stage": "shutdown_everything", "enabled": False}, "unknown stage"),
                      ({"op": "set_stage", "stage": "select", "enabled": False}, "required"),
                      ({"op": "skip_stage", "guest": "nobody"}, "running no stage"),
@@ -241,3 +243,79 @@ async def test_a_run_that_finds_the_service_running_does_not_take_the_socket(run
     server(LockHeld(path=str(rundir / "lock")))  # start found the lock: no RunStarted follows
     assert not server.listening and not server.path.exists()
     await server.aclose()
+
+
+async def test_no_client_behaviour_disturbs_the_run_or_leaves_a_traceback(rundir, monkeypatch, caplog):
+    """Deep nesting, huge lines, bytes that are not UTF-8, half-closed, silent and slow clients."""
+    from xdcore import control_socket
+
+    monkeypatch.setattr(control_socket, "REQUEST_TIMEOUT", 0.5)
+    r = Run(rundir)
+    r.ts.add("web01")
+    r.ts.hang.add(("save", "web01"))
+    run = asyncio.create_task(r.stop())
+    await until(lambda: r.server.running.get("web01") == "save", "the save to start")
+    path = str(r.server.path)
+
+    def talk(data: bytes, half_close: bool = False) -> bytes:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+            out = b""
+            try:
+                while (chunk := s.recv(65536)) and not out.endswith(b"\n"):
+                    out += chunk
+                    if out.endswith(b"\n"):
+                        break
+            except ConnectionResetError:
+                pass
+            return out
+
+    async def reply(data: bytes, **kw) -> dict:
+        return json.loads((await asyncio.to_thread(talk, data, **kw)).split(b"\n")[0])
+
+    assert "nested deeper" in (await reply(b"[" * 10000 + b"\n"))["error"]
+    assert "nested deeper" in (await reply(b'{"op": "status", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"))["error"]
+    assert "too long" in (await reply(b"[" * 60000 + b"\n"))["error"]
+    assert "too long" in (await reply(b'{"op": "' + b"a" * 100000 + b'"}\n'))["error"]
+    assert (await reply(b"\xff\xfe\n"))["error"] == "request is not UTF-8"
+    assert (await reply(b"{\"op\": \"set_parallel\", \"value\": " + b"9" * 5000 + b"}\n"))["error"] == "not a JSON object"
+    assert (await reply(b'{"op": "status"}', half_close=True))["ok"] is True  # no newline, then EOF: still answered
+    assert await asyncio.to_thread(talk, b"", half_close=True) == b""  # connects and leaves: nothing to say
+    assert "within" in (await reply(b'{"op": "sta'))["error"]  # a slow client is dropped after the request timeout
+    silent = socket.socket(socket.AF_UNIX)
+    silent.connect(path)  # still connected when the run ends
+    assert r.control.parallel == 1 and not r.control.skipped_guests and not r.control.aborted
+    await r.client.call({"op": "skip_stage", "guest": "web01", "stage": "save"})
+    outcome = await run
+    silent.close()
+    assert outcome.exit_code == 0 and r.outcomes() == {"web01": "shutdown"}
+    assert not r.server.path.exists()
+    assert "Traceback" not in caplog.text and "CancelledError" not in caplog.text
+
+
+@pytest.mark.parametrize("value", ["0", "1025", "9" * 4000, "²", "-3", "4.5"])
+def test_the_control_verb_refuses_a_parallelism_out_of_range_before_connecting(rundir, capsys, value):
+    from xdcore import cli
+
+    conf = rundir / "xendomains.conf"
+    conf.write_text(f"XENDOMAINS_PROGRESS={rundir}/progress.jsonl\n")
+    assert cli.main(["--config", str(conf), "control", "set-parallel", value]) == 2
+    err = capsys.readouterr().err
+    assert "from 1 to 1024" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "1025", "9" * 4000])
+def test_the_parallel_option_is_bounded_like_the_config_key(rundir, capsys, value):
+    from xdcore import cli
+
+    conf = rundir / "xendomains.conf"
+    conf.write_text(f"XENDOMAINS_PROGRESS={rundir}/progress.jsonl\n")
+    assert cli.main(["--config", str(conf), "--parallel", value, "status"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
