@@ -306,7 +306,7 @@ def _install_parser() -> argparse.ArgumentParser:
 
 def _install(ns: argparse.Namespace, sub: list[str]) -> int:
     from .config import Config as _Config
-    from .install import default_kind, install, next_steps
+    from .install import UnsafeInstallPath, default_kind, install, next_steps
 
     opts = _install_parser().parse_args(sub)
     if opts.guests is not None and opts.guests < 1:
@@ -330,6 +330,9 @@ def _install(ns: argparse.Namespace, sub: list[str]) -> int:
     exe = [os.path.abspath(opts.exe)] if opts.exe else None
     try:
         results = install(kind, cfg, prefix=Path(opts.prefix), config=config, exe=exe, guests=opts.guests, force=opts.force)
+    except UnsafeInstallPath as exc:
+        _err(f"install: {exc}")
+        return EXIT_USAGE
     except OSError as exc:
         _err(f"cannot install: {exc.filename or ''}: {exc.strerror or exc}")
         return EXIT_PRIV if isinstance(exc, PermissionError) else EXIT_FAILED

@@ -39,6 +39,10 @@ INIT_PATH = Path("etc/init.d/xendomains")
 DEFAULT_GUESTS = 16
 #: room for select, the lock, xenstored being slow … on top of the computed bounds
 MARGIN_S = 120
+#: the largest number of seconds systemd parses (it refuses s >= USEC_INFINITY / 10**6, see
+#: `systemd-analyze timespan`); beyond it a unit's timeout is rejected and systemd silently falls
+#: back to its 90 s default — so anything larger is written as infinity
+SYSTEMD_MAX_TIMEOUT_S = (2**64 - 1) // 10**6 - 1
 
 _HEADER_PENDING = "xendomains-install: sha256=PENDING"
 _HEADER_RE = re.compile(r"^# xendomains-install: sha256=([0-9a-f]{64}|PENDING)\n", re.M)
@@ -128,7 +132,30 @@ def compute_timeouts(cfg: Config, guests: int) -> Timeouts:
         start = sb * (maxwait + usleep) + MARGIN_S
         start_f = (f"ceil({guests} guests / {spb} at a time) = {sb} batches x ({maxwait} s STOP_MAXWAIT per restore"
                    f" or create + {usleep} s CREATE_USLEEP) + {MARGIN_S} s margin = {start} s")
+    stop, stop_f = _clamped(stop, stop_f)
+    start, start_f = _clamped(start, start_f)
     return Timeouts(stop, start, stop_f, start_f)
+
+
+def _clamped(value: int | None, formula: str) -> tuple[int | None, str]:
+    """Infinity for a bound systemd cannot parse (it would ignore it and use 90 s)."""
+    if value is None or value <= SYSTEMD_MAX_TIMEOUT_S:
+        return value, formula
+    return None, f"{formula}: beyond the largest timeout systemd accepts ({SYSTEMD_MAX_TIMEOUT_S} s), so infinity"
+
+
+class UnsafeInstallPath(ValueError):
+    """A path for the installed files holds a control character (a newline would become unit directives)."""
+
+
+def check_install_path(what: str, path: str | os.PathLike[str]) -> None:
+    """Refuse control characters (newline, tab, escape …) in a path written into the unit or init script."""
+    text = os.fspath(path)
+    bad = sorted({c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise UnsafeInstallPath(f"{what} {text!r} holds control characters ({shown}); refusing to write it into "
+                                "the unit or init script, where a newline would become a directive of its own")
 
 
 # -- rendering ---------------------------------------------------------------------
@@ -257,6 +284,12 @@ def install(kind: str, cfg: Config, *, prefix: Path = Path("/"), config: Path | 
     command line of the service (None: the service uses the search order).
     """
     exe = list(exe) if exe else find_executable()
+    check_install_path("--prefix", prefix)
+    for what, p in (("--config", config), ("the config path", cfg.path)):
+        if p is not None:
+            check_install_path(what, p)
+    for word in exe:
+        check_install_path("the xendomains executable", word)
     if kind == "systemd":
         n = guests if guests is not None else count_guests(cfg)
         return [write_file(prefix / UNIT_PATH, render_unit(cfg, exe, config, n), 0o644, force)]
@@ -274,5 +307,5 @@ def next_steps(kind: str, prefix: Path) -> list[str]:
             "chkconfig --add xendomains && chkconfig xendomains on   # RHEL, Oracle VM, SUSE"]
 
 
-__all__ = ["InstallResult", "Timeouts", "compute_timeouts", "count_guests", "default_kind", "digest",
+__all__ = ["InstallResult", "SYSTEMD_MAX_TIMEOUT_S", "Timeouts", "UnsafeInstallPath", "check_install_path", "compute_timeouts", "count_guests", "default_kind", "digest",
            "find_executable", "install", "next_steps", "render_init_script", "render_unit", "write_file", "written_by_us"]

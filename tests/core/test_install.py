@@ -235,3 +235,37 @@ def test_the_command_written_into_the_files_is_an_absolute_executable():
     cmd = find_executable()
     assert os.path.isabs(cmd[0]) and os.access(cmd[0], os.X_OK)
     assert cmd[1:] in ([], ["-m", "xdcore.cli"])
+
+
+@pytest.mark.parametrize("where", ["config", "prefix"])
+@pytest.mark.parametrize("char", ["\n", "\r", "\t", "\x1b", "\x85"])
+def test_control_characters_in_a_path_are_refused_before_anything_is_written(tmp_path, exe, capsys, where, char):
+    conf = tmp_path / f"xen{char}ExecStartPre=touch pwned.conf"
+    conf.write_text("XENDOMAINS_STOP_MAXWAIT=30\n")
+    prefix = tmp_path / (f"root{char}x" if where == "prefix" else "root")
+    config = conf if where == "config" else tmp_path / "plain.conf"
+    config.touch()
+    assert cli.main(["--config", str(config), "install", "--systemd", "--prefix", str(prefix), "--exe", exe]) == 2
+    err = capsys.readouterr().err
+    assert "control characters" in err and "Traceback" not in err
+    assert not prefix.exists() and not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("maxwait,guests", [(10**15, 16), (10**13, 10**6)])
+def test_a_timeout_larger_than_systemd_parses_becomes_infinity_not_its_90_second_default(tmp_path, exe, maxwait, guests):
+    from xdcore.install import SYSTEMD_MAX_TIMEOUT_S
+
+    cfg = Config(stop_maxwait=maxwait, auto_dir=None)
+    t = compute_timeouts(cfg, guests)
+    assert t.stop is None and t.start is None
+    assert "systemd accepts" in t.stop_formula and str(SYSTEMD_MAX_TIMEOUT_S) in t.stop_formula
+    text = render_unit(cfg, [exe], None, guests)
+    k = unit_keys(text)
+    assert k["TimeoutStopSec"] == ["infinity"] and k["TimeoutStartSec"] == ["infinity"]
+    just = compute_timeouts(Config(stop_maxwait=1, auto_dir=None, stop_deadline=SYSTEMD_MAX_TIMEOUT_S - 200), 1)
+    assert just.stop is not None and just.stop <= SYSTEMD_MAX_TIMEOUT_S  # the largest finite value still is one
+    if shutil.which("systemd-analyze"):
+        for value in (f"{SYSTEMD_MAX_TIMEOUT_S}s", "infinity"):
+            assert subprocess.run(["systemd-analyze", "timespan", value], capture_output=True).returncode == 0
+        assert subprocess.run(["systemd-analyze", "timespan", f"{SYSTEMD_MAX_TIMEOUT_S + 1}s"],
+                              capture_output=True).returncode != 0
