@@ -145,7 +145,18 @@ def reconcile_status(cfg: Config, rep: StatusReport):
     if stop is None:
         return None
     return reconcile(stop, (d.name for d in rep.running), rep.saved, rep.quarantined,
-                     (a.name for a in rep.auto if a.name))
+                     (a.name for a in rep.auto if a.name), in_progress=_stop_in_progress(cfg, stop))
+
+
+def _stop_in_progress(cfg: Config, stop) -> bool:
+    """The report has no verdict and its run still holds the lock (the flock is the judge, the text says whose)."""
+    from .lock import RunLock, default_lock_path, read_info
+
+    if stop.exit_code is not None or stop.finished_at is not None:
+        return False
+    lock = RunLock(default_lock_path(cfg.lockfile))
+    info = read_info(lock.path)
+    return lock.held_by_other() and info is not None and info.state == "stopping" and info.pid == stop.pid
 
 
 def make_service(cfg: Config, bus: EventBus) -> tuple[Service, "ThroughputRecorder"]:

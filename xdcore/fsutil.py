@@ -39,8 +39,11 @@ def read_small(path: Path, limit: int = MAX_STATE_BYTES) -> str:
         os.close(fd)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644, tag: str = "") -> None:
-    """Write `text` to a temporary sibling, fsync it, and rename it over `path` (never follows a symlink)."""
+def write_atomic(path: Path, text: str, mode: int = 0o644, tag: str = "", fsync: bool = True) -> None:
+    """Write `text` to a temporary sibling, fsync it, and rename it over `path` (never follows a symlink).
+
+    fsync=False: still atomic for readers, but not forced to the disk (a state that the next
+    write replaces soon, where an fsync per write would slow the run)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{tag + '.' if tag else ''}{os.getpid()}")
@@ -50,7 +53,8 @@ def write_atomic(path: Path, text: str, mode: int = 0o644, tag: str = "") -> Non
             os.fchmod(fh.fileno(), mode)
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

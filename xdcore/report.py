@@ -6,6 +6,12 @@ the progress file.  /run is wiped at boot, and the stop report matters most
 after a reboot, so when the progress file lives under /run the report is
 also written to /var/lib/xendomains; readers take the newest copy.
 
+A report is written as soon as the run holds its lock (RunStarted: "did
+not finish", no exit code) and rewritten as each guest finishes, then a
+last time with the verdict.  So a run killed half way (SIGKILL, power loss)
+leaves a report that says so and names the guests it had handled; `status`
+never takes the run before it for the last one.
+
 `reconcile` compares the last stop's report with the host as it is now —
 was the saved guest restored, is its image still waiting or quarantined, did
 the auto guest that was shut down start again — for `xendomains status`.
@@ -163,12 +169,19 @@ class _Guest:
         return GuestRecord(self.name, outcome, detail, round(self.elapsed, 3), self.domid, tuple(self.stages), tuple(self.notes))
 
 
-class RunReportWriter:
-    """Event sink: accumulates one run and writes its report when the run finishes.
+#: the summary of a report written before its run finished (what it says if the run is killed)
+UNFINISHED_SUMMARY = "did not finish: the process ended before writing its verdict (killed, or the host went down)"
 
-    `close()` (call it in a finally) writes an interrupted report when the
-    run started but never emitted RunFinished.  A run that never started
-    (lock held, not root) writes nothing, so it never hides the last real one.
+
+class RunReportWriter:
+    """Event sink: accumulates one run and writes its report as it goes.
+
+    On RunStarted the report is written at once, unfinished (no exit code),
+    and again as each guest finishes (not fsynced: the next write replaces
+    it); on RunFinished the verdict (fsynced).  `close()` (call it in a
+    finally) writes an interrupted report when the run started but never
+    emitted RunFinished.  A run that never started (lock held, not root)
+    writes nothing, so it never hides the last real one.
     """
 
     def __init__(self, dirs: Sequence[Path]):
@@ -195,6 +208,7 @@ class RunReportWriter:
     def __call__(self, e: Event) -> None:
         if isinstance(e, RunStarted):
             self._start = e
+            self._write(self.build(None, unfinished=True), final=False)
             return
         if self._start is None or self._done:
             return
@@ -217,6 +231,7 @@ class RunReportWriter:
             g.outcome, g.detail, g.elapsed = e.outcome, e.detail, e.elapsed
             if e.domid >= 0:
                 g.domid = e.domid
+            self._write(self.build(None, unfinished=True), final=False)
         elif isinstance(e, MessageLogged) and e.level in ("warning", "error"):
             if e.guest and e.guest in self._guests:
                 self._g(e.guest).notes.append(f"{e.level}: {e.text}")
@@ -230,29 +245,34 @@ class RunReportWriter:
         elif isinstance(e, RunFinished):
             self._write(self.build(e))
 
-    def build(self, end: RunFinished | None = None) -> RunReport:
+    def build(self, end: RunFinished | None = None, unfinished: bool = False) -> RunReport:
+        """The report: the verdict (`end`), interrupted (no `end`), or `unfinished` (the run goes on)."""
         s = self._start
         assert s is not None
         return RunReport(
             verb=s.verb, run=s.run, started_at=s.at,
-            finished_at=end.at if end else time.time(),
+            finished_at=end.at if end else (None if unfinished else time.time()),
             exit_code=end.exit_code if end else None,
-            summary=end.summary if end else "interrupted",
+            summary=end.summary if end else (UNFINISHED_SUMMARY if unfinished else "interrupted"),
             pid=s.pid, toolstack=s.toolstack, parallel=s.parallel, config=s.config,
             guests=tuple(g.freeze(end is None) for g in self._guests.values()),
             host_stages=tuple(self._host), messages=tuple(self._messages), interventions=tuple(self._controls),
         )
 
-    def _write(self, report: RunReport) -> None:
-        self._done = True
+    def _write(self, report: RunReport, final: bool = True) -> None:
+        if final:
+            self._done = True
         text = report.to_json() + "\n"
         for d in self.dirs:
             path = d / report_name(report.verb)
             try:
-                write_atomic(path, text)
-                self.written.append(path)
+                write_atomic(path, text, fsync=final)
+                if path not in self.written:
+                    self.written.append(path)
             except OSError as exc:
-                self.errors.append(f"cannot write the run report {path}: {exc.strerror or exc}")
+                why = f"cannot write the run report {path}: {exc.strerror or exc}"
+                if why not in self.errors:
+                    self.errors.append(why)
 
     def close(self) -> None:
         if self._start is not None and not self._done:
@@ -277,6 +297,13 @@ class Reconciled:
 class Reconciliation:
     stop: RunReport
     guests: tuple[Reconciled, ...]
+    #: the stop has no verdict and its run still holds the lock's flock (else it never finished)
+    in_progress: bool = False
+
+    @property
+    def unfinished(self) -> bool:
+        """The last stop never wrote its verdict and no run holds the lock: it was killed."""
+        return self.stop.finished_at is None and self.stop.exit_code is None and not self.in_progress
 
     @property
     def problems(self) -> tuple[Reconciled, ...]:
@@ -287,12 +314,14 @@ class Reconciliation:
             "run": self.stop.run,
             "stopped_at": self.stop.finished_at or self.stop.started_at,
             "stop_exit_code": self.stop.exit_code,
+            "stop_finished": self.stop.exit_code is not None,
+            "stop_in_progress": self.in_progress,
             "guests": [asdict(r) for r in self.guests],
         }
 
 
 def reconcile(stop: RunReport, running: Iterable[str], saved: Iterable[SaveImage],
-              quarantined: Iterable[SaveImage], auto: Iterable[str]) -> Reconciliation:
+              quarantined: Iterable[SaveImage], auto: Iterable[str], in_progress: bool = False) -> Reconciliation:
     """Compare the last stop's outcome per guest with the running guests, the save dir and the auto dir now."""
     running_s, auto_s = set(running), set(auto)
     images = {i.guest: i for i in saved if i.guest}
@@ -327,7 +356,7 @@ def reconcile(stop: RunReport, running: Iterable[str], saved: Iterable[SaveImage
             else:
                 r = Reconciled(name, then, "not running", name not in auto_s, g.detail)
         out.append(r)
-    return Reconciliation(stop, tuple(out))
+    return Reconciliation(stop, tuple(out), in_progress)
 
 
 def format_when(epoch: float) -> str:
@@ -338,8 +367,14 @@ def print_reconciliation(rec: Reconciliation, write) -> None:
     """The status section: `write` takes one line."""
     s = rec.stop
     when = format_when(s.finished_at or s.started_at)
-    how = "interrupted" if s.interrupted else f"exit {s.exit_code}"
-    write(f" Since the last stop ({when}, {how}):")
+    if rec.in_progress:
+        write(f" A stop is in progress (run {s.run}, pid {s.pid}, since {when}):")
+    elif rec.unfinished:
+        write(f" THE LAST STOP DID NOT FINISH (run {s.run}, pid {s.pid}, started {when}): it was killed or the host "
+              "went down; what it did before:")
+    else:
+        how = "interrupted" if s.interrupted else f"exit {s.exit_code}"
+        write(f" Since the last stop ({when}, {how}):")
     if not rec.guests:
         write("   no guest was stopped")
     for r in rec.guests:
@@ -351,7 +386,7 @@ def format_report(rep: RunReport, write) -> None:
     """`xendomains report`: the report for people."""
     when = format_when(rep.started_at)
     took = f", {rep.finished_at - rep.started_at:.1f}s" if rep.finished_at else ""
-    how = "interrupted" if rep.interrupted else f"exit {rep.exit_code}"
+    how = ("did not finish" if rep.finished_at is None else "interrupted") if rep.interrupted else f"exit {rep.exit_code}"
     write(f"Last {rep.verb} (run {rep.run}, {when}{took}, {how}): {rep.summary}")
     for g in rep.guests:
         stages = " ".join(f"{s.stage}:{s.outcome}" + (f"({s.elapsed:.1f}s)" if s.elapsed else "") for s in g.stages)

@@ -53,6 +53,10 @@ _UNKNOWN = object()  # the xenstore stub domid before it was asked
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_PRIV, EXIT_NOT_CONFIGURED = 0, 1, 2, 3, 4, 6
 
 
+#: RunFinished's summary for a run torn down before its end (the process then exits non-zero too)
+INTERRUPTED_SUMMARY = "interrupted before it finished"
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
@@ -301,6 +305,10 @@ class Service:
             self._error(str(exc))
             outcome.exit_code = EXIT_FAILED
             return outcome
+        except BaseException:  # cancelled (SIGINT), or a bug: the report and the exit code say the same
+            outcome.exit_code = max(outcome.exit_code, EXIT_FAILED)
+            outcome.summary = INTERRUPTED_SUMMARY
+            raise
         finally:
             detach()
             if acquired:  # never touch a lock this run did not take
@@ -409,6 +417,10 @@ class Service:
             self._error(str(exc))
             outcome.exit_code = EXIT_FAILED
             return outcome
+        except BaseException:  # cancelled (SIGINT), or a bug: the report and the exit code say the same
+            outcome.exit_code = max(outcome.exit_code, EXIT_FAILED)
+            outcome.summary = INTERRUPTED_SUMMARY
+            raise
         finally:
             detach()
             self._release(lock, remove=remove_lock)

@@ -261,7 +261,7 @@ def test_a_full_disk_under_the_progress_file_warns_and_changes_nothing_else(cli_
         return real_write(fd, data)
 
     monkeypatch.setattr(output.os, "write", write)
-    def atomic(path, text, mode=0o644, tag=""):
+    def atomic(path, text, mode=0o644, tag="", **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("xdcore.report.write_atomic", atomic)

@@ -346,3 +346,90 @@ def test_names_that_break_the_plain_listing_are_read_from_xl_list_l_and_every_gu
     assert h.running() == {"web01", "db", *BREAKING_NAMES}
     status = h.run("status")
     assert status.returncode == 0, status.describe()
+
+
+# -- reports: a run that never finished is said so; the verdict agrees with the exit code ---------------------
+
+
+def _report(h: E2EHost, verb: str = "stop") -> dict:
+    import json
+
+    return json.loads((h.progress.parent / f"last-{verb}.json").read_text())
+
+
+def _status(h: E2EHost) -> tuple[Result, dict]:
+    import json
+
+    res = h.run("status")
+    line = next(l for l in res.stdout.splitlines() if '"event": "status"' in l)
+    return res, json.loads(line)
+
+
+def test_a_killed_stop_is_reported_as_unfinished_and_status_never_reconciles_the_stop_before_it(tmp_path):
+    import signal
+
+    from tests.support import wait_for
+
+    from .helpers import kill_xl_children, read_progress
+
+    names = ["g1", "g2", "g3"]
+    h = E2EHost.make(tmp_path, guests=[(n, 512, 1) for n in names], auto=names, XENDOMAINS_STOP_MAXWAIT=30)
+    assert h.run("stop").returncode == 0 and h.run("start").returncode == 0  # a previous, finished stop
+    previous = _report(h)["run"]
+    h.sim("latency", "save", "1.0")
+
+    proc = h.popen("stop")
+    try:
+        def first_saved():
+            return [e for e in read_progress(h.progress) if isinstance(e, ev.GuestFinished) and e.outcome == "saved"]
+        wait_for(first_saved, what="the first guest saved")
+        during = _status(h)[1]["reconcile"]
+        assert during["run"] != previous and during["stop_in_progress"] is True
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kill_xl_children(h.layout.bin_dir)
+    saved = first_saved()[0].guest
+
+    report = _report(h)
+    assert report["run"] != previous and report["exit_code"] is None and report["finished_at"] is None
+    assert "did not finish" in report["summary"]
+    assert {g["guest"]: g["outcome"] for g in report["guests"]}[saved] == "saved"
+    res, status = _status(h)
+    rec = status["reconcile"]
+    assert rec["run"] == report["run"] and rec["stop_finished"] is False and rec["stop_in_progress"] is False
+    human = h.run("status", json_out=False)
+    assert "THE LAST STOP DID NOT FINISH" in human.stdout, human.stdout
+    assert f"{saved}" in human.stdout
+    said = h.run("report", json_out=False)
+    assert "did not finish" in said.stdout
+
+
+def test_after_sigint_the_report_and_the_exit_code_agree_and_never_say_nothing_to_do(tmp_path):
+    import signal
+
+    from tests.support import wait_for
+
+    from .helpers import read_progress
+
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_STOP_MAXWAIT=30)
+    h.sim("latency", "save", "1.0")
+    proc = h.popen("stop", json_out=False)
+    try:
+        wait_for(lambda: any(isinstance(e, ev.CommandStarted) for e in read_progress(h.progress)), what="a save")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    assert proc.returncode != 0, err
+    report = _report(h)
+    assert report["exit_code"] == proc.returncode, (report, proc.returncode)
+    assert report["summary"] and "nothing to do" not in report["summary"]
+    finished = [e for e in read_progress(h.progress) if isinstance(e, ev.RunFinished)]
+    assert [e.exit_code for e in finished] == [proc.returncode]
+    assert "nothing to do" not in out and "[done]" not in out
+    assert "Traceback" not in err
