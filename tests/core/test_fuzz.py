@@ -437,3 +437,23 @@ def test_text_that_is_no_row_of_any_known_name_is_a_parse_error_naming_the_line(
 
     with pytest.raises(ParseError, match="line 2"):
         parse_xl_list_named("Name ID\nthis is not a row\n", {3: "this is"})
+
+
+# -- the control socket: any request line gets a reply, never an exception -------------------------------------
+
+REQUESTISH = list('{}[]":,0123456789-. \\') + ['"op"', '"status"', '"set_parallel"', '"value"', '"skip_stage"', '"guest"',
+                                              '"stage"', '"enabled"', "true", "null", "1e999", "9" * 50, "\udcff"]
+
+
+@FUZZ
+@given(st.binary(max_size=300) | _joined(REQUESTISH).map(lambda s: s.encode("utf-8", "surrogateescape")))
+def test_every_control_request_line_gets_a_reply_and_changes_nothing_it_should_not(line):
+    from xdcore.config import MAX_PARALLEL
+    from xdcore.control_socket import ControlServer
+    from xdcore.pipeline.control import RunControl
+
+    control = RunControl(1)
+    reply = ControlServer(Path("/nonexistent/control.sock"), control).handle_line(line)
+    assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool)
+    assert reply["ok"] or isinstance(reply.get("error"), str)
+    assert 1 <= control.parallel <= MAX_PARALLEL
