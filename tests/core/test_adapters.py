@@ -365,3 +365,52 @@ def test_auto_without_either_raises(fake, tmp_path):
 def test_unknown_preference_is_a_value_error():
     with pytest.raises(ValueError):
         choose_toolstack("libvirt")
+
+
+# -- the process runner: own session, output files, group kill ---------------------------
+
+
+async def test_a_double_forked_child_that_holds_the_output_is_killed_and_never_waited_for(fake, tmp_path):
+    """The issue's finding 7: a grandchild that left the tree and kept xl's stdout/stderr open."""
+    import time
+
+    pidfile = tmp_path / "grandchild.pid"
+    # ( sleep & ) : the subshell exits at once, so the sleep is reparented to init — out of psutil's tree
+    fake.add_script("xl", f'( sleep 60 & echo $! > "{pidfile}" )\necho still here >&2\nsleep 60\n')
+    t0 = time.monotonic()
+    with pytest.raises(CommandTimedOut) as exc:
+        await XlToolstack().sysrq(3, "s", timeout=0.5)
+    assert time.monotonic() - t0 < 10, "the watchdog waited on an orphan"
+    assert "still here" in exc.value.stderr  # read back from its file, not a pipe
+    assert not _alive(int(pidfile.read_text()))
+
+
+async def test_commands_run_in_their_own_session_with_output_in_files_not_pipes(fake, tmp_path):
+    fake.add_script("xl", 'readlink /proc/$$/fd/1 /proc/$$/fd/2; cat /proc/$$/stat >&2\n')
+    (fake.dir.parent / "tools" / "readlink").symlink_to(shutil.which("readlink", path="/usr/bin:/bin"))
+    (fake.dir.parent / "tools" / "cat").symlink_to(shutil.which("cat", path="/usr/bin:/bin"))
+    done = await XlToolstack()._run("info", timeout=10)
+    assert "pipe:" not in done.stdout and len(done.stdout.splitlines()) == 2
+    stat = done.stderr
+    session = int(stat[stat.rfind(")") + 2:].split()[3])
+    assert session != os.getsid(0)
+
+
+async def test_kill_all_kills_every_running_command(fake, tmp_path):
+    import asyncio
+
+    from xdcore.toolstack import process
+
+    fake.add_script("xl", "sleep 60\n")
+    xl = XlToolstack()
+    tasks = [asyncio.ensure_future(xl.sysrq(i, "s", timeout=None)) for i in (1, 2)]
+    for _ in range(200):
+        if len(process.running_commands()) == 2:
+            break
+        await asyncio.sleep(0.05)
+    pids = list(process.running_commands())
+    assert len(pids) == 2
+    assert len(process.kill_all()) == 2
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, CommandFailed) for r in results)
+    assert not any(_alive(p) for p in pids)
