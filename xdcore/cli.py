@@ -109,6 +109,15 @@ def print_status(rep: StatusReport, out=None, reconciliation=None) -> None:
         w(" running: " + " ".join(f"{shown_name(d.name)}({d.domid})" for d in rep.running))
     else:
         w(" running: no guest")
+    for d in rep.suspended:
+        w(f" SUSPENDED: {d.name}({d.domid}) [{d.state.flags if d.state else ''}]: NOT running — a save did not finish; "
+          f"its state is only in memory. Way out: `xendomains resume {d.name}`")
+    for d in rep.not_running:
+        w(f" NOT RUNNING: {d.name}({d.domid}) [{d.state.flags if d.state else ''}] {d.state.words if d.state else ''}")
+    for e in rep.saving:
+        w(f" SAVING: {e.guest}: xl (pid {e.xl_pid}) is still writing {e.partial}")
+    for st in rep.settled:
+        w(f" SETTLED: {st.guest}: {st.detail}")
     if rep.missing_auto:
         w(" MISS AUTO: " + " ".join(rep.missing_auto))
     if rep.saved:
@@ -130,6 +139,11 @@ def status_json(rep: StatusReport, reconciliation=None) -> str:
         "exit_code": rep.exit_code,
         "lock_present": rep.lock_present,
         "running": [{"name": d.name, "domid": d.domid, "state": d.state.flags if d.state else None} for d in rep.running],
+        "suspended": [{"name": d.name, "domid": d.domid, "state": d.state.flags if d.state else None} for d in rep.suspended],
+        "not_running": [{"name": d.name, "domid": d.domid, "state": d.state.flags if d.state else None} for d in rep.not_running],
+        "saving": [{"guest": e.guest, "xl_pid": e.xl_pid, "partial": str(e.partial)} for e in rep.saving],
+        "settled": [{"guest": s.guest, "action": s.action, "path": str(s.path) if s.path else None, "detail": s.detail}
+                    for s in rep.settled],
         "missing_auto": list(rep.missing_auto),
         "saved": [str(i.path) for i in rep.saved],
         "quarantined": [{"guest": q.guest, "path": str(q.path)} for q in rep.quarantined],

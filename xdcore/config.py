@@ -63,6 +63,7 @@ class Config:
     auto_dir: Path | None = Path("/etc/xen/auto")
     auto_only: bool = False
     stop_maxwait: int = 300
+    start_maxwait: int = 300
     lockfile: Path | None = None
     toolstack: str = "auto"
     parallel: int = 1
@@ -553,6 +554,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XENDOMAINS_AUTO": ("auto_dir", _directory_or_none),
     "XENDOMAINS_AUTO_ONLY": ("auto_only", _bool),
     "XENDOMAINS_STOP_MAXWAIT": ("stop_maxwait", _int("an integer number of seconds")),
+    "XENDOMAINS_START_MAXWAIT": ("start_maxwait", _int("an integer number of seconds")),
     "XENDOMAINS_LOCKFILE": ("lockfile", _path_or_none),
     "XENDOMAINS_TOOLSTACK": ("toolstack", _toolstack),
     "XENDOMAINS_PARALLEL": ("parallel", _int(f"an integer from 1 to {MAX_PARALLEL}", 1, MAX_PARALLEL)),

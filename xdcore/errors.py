@@ -11,6 +11,7 @@ carrying a human title and, for toolstack failures, the command that failed::
      ├── LockError              the lock file could not be taken or is unsafe
      │    └── LockUnusable      the lock path is no regular file, or its directory cannot be made
      ├── UnsafePathError        a path would leave the directory it must stay in
+     ├── GuestLeftSuspended     a save died after suspending its guest: not running, not saved
      └── ToolstackError
           ├── ToolstackMissing  neither xl nor xm on PATH (or the chosen one absent)
           ├── ParseError        toolstack output we could not read (what, where)
@@ -69,6 +70,10 @@ class LockUnusable(LockError):
 
 class UnsafePathError(XendomainsError):
     """A computed path would escape the directory it must stay inside."""
+
+
+class GuestLeftSuspended(XendomainsError):
+    """`xl save` died after the suspend point: the guest is suspended (`---ss-`), neither running nor saved."""
 
 
 class ToolstackError(XendomainsError):

@@ -75,6 +75,20 @@ class DomainState:
         return self.dying
 
     @property
+    def suspended(self) -> bool:
+        """Shut down for suspend (`---ss-`): what `xl save` leaves while it writes, and forever if it dies."""
+        return self.shutdown and self.shutdown_reason == "s"
+
+    @property
+    def live(self) -> bool:
+        """Neither shut down (suspended, crashed, powered off) nor dying: the guest exists and can run.
+
+        A paused guest is live (it runs again when unpaused); a suspended one is
+        not — its state is only in memory until a save completes or it is resumed.
+        """
+        return not self.dying and not self.shutdown
+
+    @property
     def words(self) -> str:
         if self.dying:
             return "dying"
@@ -124,6 +138,24 @@ class Domain:
     @property
     def zombie(self) -> bool:
         return bool(self.state and self.state.dying)
+
+    @property
+    def suspended(self) -> bool:
+        return bool(self.state and self.state.suspended)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.state and self.state.paused and self.state.live)
+
+    @property
+    def live(self) -> bool:
+        """Running, blocked or paused: not suspended, shut down or dying (no state known: taken as live)."""
+        return self.state is None or self.state.live
+
+    @property
+    def running(self) -> bool:
+        """Live and not paused: what `start` may call "already running"."""
+        return self.live and not self.paused
 
 
 class ImageKind(str, Enum):

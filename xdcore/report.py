@@ -348,6 +348,9 @@ def reconcile(stop: RunReport, running: Iterable[str], saved: Iterable[SaveImage
                 r = Reconciled(name, then, "not started", False, "in the auto directory but not running")
             else:
                 r = Reconciled(name, then, "off", True, "not in the auto directory")
+        elif then == "suspended":
+            r = Reconciled(name, then, "running" if up else "suspended or gone", up,
+                           "" if up else "left suspended by a save that did not finish; see `xendomains resume`")
         elif then == "failed":
             r = Reconciled(name, then, "running" if up else "not running", False, f"the stop failed: {g.detail}" if g.detail else "the stop failed")
         else:  # skipped, interrupted, pending …

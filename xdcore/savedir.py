@@ -6,29 +6,67 @@ with spaces or unicode) the path stays inside SAVEDIR; a save is written to a
 hidden temporary name and renamed on success, so nothing partial ever sits
 under a guest's name; an image that fails to restore moves to SAVEDIR/.failed/.
 Hidden files are never restored (as with the classic script's glob).
+
+Crash safety (issue 10): `xl save` may outlive a killed xendomains, or die
+with it.  Each save in progress has an entry in a small journal beside the
+images (SAVE/.xendomains-journal/, written and fsynced before `xl` starts,
+cleared after the rename), and `settle()` decides every entry's and every
+partial file's fate from facts once its `xl` is gone:
+
+    guest (by UUID) live            -> xl failed and resumed it: the partial is stale, removed
+    guest gone (or dying)           -> xl completed (it destroys only after success): promoted
+    guest suspended (`---ss-`)      -> xl died mid-save: the guest is NOT running; the partial
+                                       goes to the quarantine, and status/report say so loudly
+    anything else, or unknown       -> quarantined, never deleted
+
+Neither name is ever followed if it is a symlink; the image and the
+directory are fsynced around the rename.  Names whose encoded form is too
+long for the file system get a stable shortened name (a hash suffix); the
+guest name is read back from the image header.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 from .errors import UnsafePathError
-from .model import XL_SAVE_MAGIC, XM_SAVE_MAGIC, ImageKind, SaveImage, sniff_image
+from .model import XL_SAVE_MAGIC, XM_SAVE_MAGIC, Domain, ImageKind, SaveImage, sniff_image
 
 QUARANTINE = ".failed"
 PARTIAL_PREFIX = ".xendomains-partial."
+JOURNAL = ".xendomains-journal"
+#: NAME_MAX of Linux file systems, minus the partial prefix: the longest image file name
+MAX_IMAGE_NAME = 255 - len(PARTIAL_PREFIX) - len(".json")
 
 
 def image_file_name(guest: str) -> str:
-    """A file name for guest's image: readable for ordinary names, percent-encoded otherwise."""
+    """A file name for guest's image: readable for ordinary names, percent-encoded otherwise.
+
+    A name whose encoded form is too long for the file system (with the partial
+    prefix) is cut and given a hash of the whole name: stable, unique, and
+    mapped back to the guest through the image header.
+    """
     name = quote(guest, safe="-_+@:,=~ ")  # '/', '.', space, unicode … are encoded
     name = name.replace("%2E", ".")  # dots are fine inside a name …
     if name.startswith(".") or not name:
         name = "%2E" + name[1:] if name else "%00"  # … but not as the first character
+    if len(name.encode()) > MAX_IMAGE_NAME:
+        digest = hashlib.sha256(guest.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        keep = MAX_IMAGE_NAME - len(digest) - 1
+        cut = name[:keep]
+        pct = cut.rfind("%")
+        if pct >= 0 and pct > len(cut) - 3:  # never cut inside a %XX escape
+            cut = cut[:pct]
+        name = f"{cut}~{digest}"
     return name
 
 
@@ -131,14 +169,330 @@ def partial_files(save_dir: Path | None) -> list[Path]:
         return []
 
 
-def quarantine(image: Path, save_dir: Path) -> Path:
-    """Move a failed image into SAVE/.failed/ (never deleted); returns its new path."""
-    qdir = save_dir / QUARANTINE
+def quarantine(image: Path, save_dir: Path, name: str | None = None) -> Path:
+    """Move a failed image (or a symlink, never followed) into SAVE/.failed/ (never deleted); its new path."""
+    qdir = Path(save_dir) / QUARANTINE
     qdir.mkdir(mode=0o700, exist_ok=True)
-    dest = qdir / image.name
+    base = name or image.name
+    dest = qdir / base
     n = 1
-    while dest.exists():
-        dest = qdir / f"{image.name}.{n}"
+    while os.path.lexists(dest):
+        dest = qdir / f"{base}.{n}"
         n += 1
-    os.replace(image, dest)
+    os.rename(image, dest)
+    _fsync_dir(qdir)
+    _fsync_dir(Path(image).parent)
     return dest
+
+
+# -- durability helpers --------------------------------------------------------------------
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(p: Path) -> None:
+    """fsync a regular file without following a symlink (raises OSError on a symlink or non-file)."""
+    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{p} is not a regular file")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_link_or_odd(p: Path) -> bool:
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return False
+    return not stat.S_ISREG(st.st_mode)
+
+
+# -- the save journal --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaveEntry:
+    """One save in progress, as the journal keeps it."""
+
+    guest: str
+    domid: int
+    uuid: str | None
+    partial: Path
+    final: Path
+    started: float
+    xl_pid: int | None = None
+    xl_started: float | None = None  # the xl process's start time: a reused pid is not our xl
+    run_pid: int = 0
+    path: Path | None = None  # the journal file
+
+    def to_json(self) -> str:
+        return json.dumps({"guest": self.guest, "domid": self.domid, "uuid": self.uuid, "partial": str(self.partial),
+                           "final": str(self.final), "started": self.started, "xl_pid": self.xl_pid,
+                           "xl_started": self.xl_started, "run_pid": self.run_pid}, ensure_ascii=False)
+
+    @property
+    def xl_alive(self) -> bool:
+        """Is the `xl` of this save still running (same pid and start time)?"""
+        if not self.xl_pid:
+            # written before xl started and never updated: its run may still be about to spawn it
+            return _pid_alive(self.run_pid, None) and time.time() - self.started < 60
+        return _pid_alive(self.xl_pid, self.xl_started)
+
+
+def _pid_alive(pid: int, started: float | None) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        import psutil
+
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(p.create_time() - started) < 0.5
+    except Exception:
+        return False
+
+
+def journal_dir(save_dir: Path) -> Path:
+    return Path(save_dir) / JOURNAL
+
+
+def _write_entry(e: SaveEntry) -> SaveEntry:
+    assert e.path is not None
+    tmp = e.path.with_name(f".{e.path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (e.to_json() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, e.path)
+    _fsync_dir(e.path.parent)
+    return e
+
+
+def begin_save(save_dir: Path, guest: str, domid: int, uuid: str | None) -> tuple[SaveEntry, list[str]]:
+    """Journal a save about to start and create its partial file (O_EXCL, never through a symlink).
+
+    Returns the entry and notes (a symlink or odd file found at the partial or
+    image name is moved into the quarantine, never followed).  Raises OSError
+    when the journal or the partial file cannot be written.
+    """
+    ensure_save_dir(save_dir)
+    notes: list[str] = []
+    final = image_path(save_dir, guest)
+    partial = partial_path(save_dir, guest)
+    for p in (partial, final):
+        if _is_link_or_odd(p):
+            dest = quarantine(p, save_dir, name=f"{p.name.lstrip('.')}.not-ours")
+            notes.append(f"{p} was not a regular file (a symlink?): moved to {dest}, never followed")
+    jdir = journal_dir(save_dir)
+    jdir.mkdir(mode=0o700, exist_ok=True)
+    entry = SaveEntry(guest, domid, uuid, partial, final, time.time(), run_pid=os.getpid(),
+                      path=jdir / (final.name + ".json"))
+    _write_entry(entry)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:  # a stale partial settle left (or a save that raced): start it afresh
+        os.unlink(partial)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    _fsync_dir(Path(save_dir))
+    return entry, notes
+
+
+def record_xl(entry: SaveEntry, pid: int) -> SaveEntry:
+    """Note xl's pid (and start time) in the entry, durably."""
+    started = None
+    try:
+        import psutil
+
+        started = psutil.Process(pid).create_time()
+    except Exception:
+        pass
+    e = SaveEntry(entry.guest, entry.domid, entry.uuid, entry.partial, entry.final, entry.started, pid, started,
+                  entry.run_pid, entry.path)
+    try:
+        _write_entry(e)
+    except OSError:
+        pass  # the entry without pid still settles (run pid and age)
+    return e
+
+
+def clear_entry(entry: SaveEntry) -> None:
+    if entry.path is None:
+        return
+    try:
+        os.unlink(entry.path)
+    except FileNotFoundError:
+        pass
+    try:
+        os.rmdir(entry.path.parent)  # an empty journal leaves nothing behind in the save directory
+    except OSError:
+        _fsync_dir(entry.path.parent)
+    else:
+        _fsync_dir(entry.path.parent.parent)
+
+
+def finish_save(entry: SaveEntry) -> tuple[Path, list[str]]:
+    """The save succeeded: fsync the image, rename it to its final name, fsync the directory, clear the entry."""
+    notes: list[str] = []
+    _fsync_file(entry.partial)
+    if _is_link_or_odd(entry.final):
+        dest = quarantine(entry.final, entry.partial.parent, name=f"{entry.final.name}.not-ours")
+        notes.append(f"{entry.final} was not a regular file (a symlink?): moved to {dest}, never followed")
+    os.rename(entry.partial, entry.final)  # rename never follows a symlink at either name
+    _fsync_dir(entry.final.parent)
+    clear_entry(entry)
+    return entry.final, notes
+
+
+def entries(save_dir: Path | None) -> list[SaveEntry]:
+    """The journal's entries (unreadable ones are reported as entries with the guest from the file name)."""
+    if save_dir is None:
+        return []
+    jdir = journal_dir(save_dir)
+    out = []
+    try:
+        names = sorted(os.listdir(jdir))
+    except OSError:
+        return []
+    for n in names:
+        if not n.endswith(".json") or n.startswith("."):
+            continue
+        p = jdir / n
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                raw = json.loads(os.read(fd, 1 << 16).decode("utf-8", "replace"))
+            finally:
+                os.close(fd)
+            final = Path(raw["final"])
+            partial = Path(raw["partial"])
+            base = Path(os.path.abspath(save_dir))
+            if Path(os.path.abspath(final)).parent != base or Path(os.path.abspath(partial)).parent != base:
+                raise ValueError("outside the save directory")
+            out.append(SaveEntry(str(raw["guest"]), int(raw.get("domid", -1)), raw.get("uuid"), partial, final,
+                                 float(raw.get("started", 0)), raw.get("xl_pid"), raw.get("xl_started"),
+                                 int(raw.get("run_pid", 0)), p))
+        except (OSError, ValueError, KeyError, TypeError):
+            base = n[: -len(".json")]
+            out.append(SaveEntry(guest_of_file_name(base), -1, None, partial_path(save_dir, guest_of_file_name(base)),
+                                 Path(save_dir) / base, 0.0, None, None, 0, p))
+    return out
+
+
+# -- settling what a killed run left ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What settle() did with one journal entry or partial file.
+
+    action: removed (stale: the guest runs), promoted (a completed save, now an
+    image), suspended (the guest was left suspended; partial quarantined),
+    quarantined (unclear), in-progress (its xl still runs: left alone), cleared
+    (an entry with nothing left to decide), failed (could not act: left alone).
+    """
+
+    guest: str
+    action: str
+    path: Path | None
+    detail: str
+
+    @property
+    def loud(self) -> bool:
+        return self.action in ("suspended", "quarantined", "failed")
+
+
+def _find(domains: Sequence[Domain], guest: str, uuid: str | None) -> Domain | None:
+    if uuid:
+        hit = next((d for d in domains if d.uuid == uuid), None)
+        if hit is not None or any(d.uuid for d in domains):
+            return hit
+    return next((d for d in domains if d.name == guest), None)
+
+
+def settle_one(save_dir: Path, guest: str, uuid: str | None, partial: Path, final: Path,
+               domains: Sequence[Domain] | None, journaled: bool) -> Settled:
+    """Decide one partial save's fate from the domains now (None: the listing failed → unclear)."""
+    exists = os.path.lexists(partial)
+    if exists and _is_link_or_odd(partial):
+        dest = quarantine(partial, save_dir, name=f"{final.name}.not-ours")
+        return Settled(guest, "quarantined", dest, f"{partial} was not a regular file: moved to {dest}, never followed")
+    dom = _find(domains, guest, uuid) if domains is not None else None
+    if not exists:
+        if dom is not None and not dom.live and dom.suspended:
+            return Settled(guest, "suspended", None, f"{guest} is suspended and its save left no file: it is not running")
+        return Settled(guest, "cleared", None, "no partial file left")
+    if domains is None:
+        dest = quarantine(partial, save_dir, name=final.name)
+        return Settled(guest, "quarantined", dest, f"the domains could not be listed: {partial} moved to {dest}")
+    if dom is not None and dom.live:
+        os.unlink(partial)
+        _fsync_dir(Path(save_dir))
+        return Settled(guest, "removed", partial, f"{guest} is running: the interrupted save {partial} was stale (removed)")
+    if dom is not None and dom.suspended:
+        dest = quarantine(partial, save_dir, name=final.name)
+        return Settled(guest, "suspended", dest,
+                       f"{guest} (domid {dom.domid}) was left SUSPENDED by a save that did not finish: it is NOT running; "
+                       f"its incomplete image is kept in {dest}; see `xendomains resume {guest}`")
+    if (dom is None or dom.zombie) and journaled:
+        if os.path.lexists(final):
+            dest = quarantine(partial, save_dir, name=final.name)
+            return Settled(guest, "quarantined", dest, f"{guest}: a completed save but {final} exists already: kept in {dest}")
+        _fsync_file(partial)
+        os.rename(partial, final)
+        _fsync_dir(final.parent)
+        return Settled(guest, "promoted", final, f"{guest}: the save completed after its run ended: image {final}")
+    dest = quarantine(partial, save_dir, name=final.name)
+    why = f"{guest} is {dom.state.words if dom and dom.state else 'gone'} and no journal says the save completed"
+    return Settled(guest, "quarantined", dest, f"{why}: {partial} kept in {dest}")
+
+
+def settle(save_dir: Path | None, domains: Sequence[Domain] | None) -> list[Settled]:
+    """Settle every journal entry whose xl is gone, and every partial file without an entry."""
+    if save_dir is None:
+        return []
+    out: list[Settled] = []
+    busy: set[Path] = set()
+    for e in entries(save_dir):
+        if e.xl_alive:
+            busy.add(Path(os.path.abspath(e.partial)))
+            out.append(Settled(e.guest, "in-progress", e.partial, f"xl (pid {e.xl_pid}) is still saving {e.guest} to {e.partial}"))
+            continue
+        try:
+            out.append(settle_one(Path(save_dir), e.guest, e.uuid, e.partial, e.final, domains, journaled=True))
+        except OSError as exc:
+            out.append(Settled(e.guest, "failed", e.partial, f"cannot settle the save of {e.guest}: {exc}"))
+            continue
+        clear_entry(e)
+        busy.add(Path(os.path.abspath(e.partial)))
+    for p in partial_files(save_dir):
+        if Path(os.path.abspath(p)) in busy:
+            continue
+        base = p.name[len(PARTIAL_PREFIX):]
+        guest = image_guest_name(p) if not _is_link_or_odd(p) else None
+        guest = guest or guest_of_file_name(base)
+        try:
+            out.append(settle_one(Path(save_dir), guest, None, p, Path(save_dir) / base, domains, journaled=False))
+        except OSError as exc:
+            out.append(Settled(guest, "failed", p, f"cannot settle {p}: {exc}"))
+    return out
+
+
+def in_progress(save_dir: Path | None) -> list[SaveEntry]:
+    return [e for e in entries(save_dir) if e.xl_alive]

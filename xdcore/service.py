@@ -80,6 +80,14 @@ class StatusReport:
     saved: tuple[SaveImage, ...]
     quarantined: tuple[SaveImage, ...]
     exit_code: int
+    #: guests left suspended (`---ss-`) by a save that did not finish: NOT running
+    suspended: tuple[Domain, ...] = ()
+    #: other guests that exist but do not run: paused, shut down, dying
+    not_running: tuple[Domain, ...] = ()
+    #: saves whose xl is still running (a killed run's xl finishing its work)
+    saving: tuple[savedir.SaveEntry, ...] = ()
+    #: what the settle step did with partial saves left by a killed run
+    settled: tuple[savedir.Settled, ...] = ()
 
 
 class Service:
@@ -117,6 +125,53 @@ class Service:
         else:
             domains = await self.ts.list_domains()
         return [d for d in domains if not d.is_dom0 and d.domid != self._xs_domid]
+
+    def bound_queries(self, maxwait: float | None) -> None:
+        """`xl list`/`info`/dry-run run under the verb's watchdog too (at least 10 s, at most the adapter's 60 s)."""
+        cur = getattr(self.ts, "query_timeout", None)
+        if cur is not None and maxwait:
+            self.ts.query_timeout = min(cur, max(10.0, float(maxwait)))  # type: ignore[attr-defined]
+
+    async def settle_saves(self, wait: float = 0.0, act: bool = True) -> list[savedir.Settled]:
+        """Decide the fate of saves a killed run left (the journal and partial files), from facts.
+
+        Waits up to `wait` seconds for an `xl save` that outlived its run to
+        finish; `act=False` (status while another run holds the lock) only
+        reports what is in progress.
+        """
+        sd = self.cfg.save_dir
+        if sd is None or (not savedir.entries(sd) and not savedir.partial_files(sd)):
+            return []
+        if not act:
+            return [savedir.Settled(e.guest, "in-progress", e.partial, f"xl (pid {e.xl_pid}) is saving {e.guest} to {e.partial}")
+                    for e in savedir.in_progress(sd)]
+        until = time.monotonic() + wait
+        told: set[int] = set()
+        while wait > 0 and time.monotonic() < until:
+            busy = savedir.in_progress(sd)
+            if not busy:
+                break
+            for e in busy:
+                if (e.xl_pid or 0) not in told:
+                    told.add(e.xl_pid or 0)
+                    self._info(f"waiting for xl (pid {e.xl_pid}) to finish saving {e.guest} (started by a run that ended)", guest=e.guest)
+            await asyncio.sleep(0.1)
+        try:
+            domains: list[Domain] | None = await self.ts.list_domains()
+        except ToolstackError as exc:
+            self._warn(f"cannot list the domains to settle interrupted saves ({exc}): they are quarantined, never deleted")
+            domains = None
+        results = savedir.settle(sd, domains)
+        for r in results:
+            if r.action == "removed" or r.action == "cleared":
+                self._warn(r.detail, guest=r.guest)
+            elif r.action == "promoted":
+                self._warn(r.detail + " (restored like any image)", guest=r.guest)
+            elif r.action == "in-progress":
+                self._warn(r.detail + "; left alone", guest=r.guest)
+            else:
+                self._error(r.detail, guest=r.guest)
+        return results
 
     def auto_paths(self) -> list[Path]:
         d = self.cfg.auto_dir
@@ -319,7 +374,11 @@ class Service:
         cfg = self.cfg
         deadline = Deadline(cfg.stop_deadline)
         outcome = RunOutcome("stop", EXIT_OK)
+        self.bound_queries(cfg.stop_maxwait)
         self.bus.emit(StageStarted(stage="select"))
+        wait = float(cfg.stop_maxwait or 60)
+        rem = deadline.remaining()
+        await self.settle_saves(wait=min(wait, rem / 2) if rem is not None else wait)
         guests = await self.guests()
         selected, skipped = await self.select_for_stop(guests, only)
         for d, why in skipped:
@@ -346,7 +405,7 @@ class Service:
             self.bus.emit(StageFinished(stage="shutdown_all", outcome="skipped", detail="only named guests were stopped"))
         elif cfg.shutdown_all and self.control.stage_enabled("shutdown_all") and not self.control.aborted:
             remaining = await self.guests()
-            alive = [d for d in remaining if not d.zombie]
+            alive = [d for d in remaining if d.live]
             if alive:
                 opts, notes = self.ts.translate_shutdown_options(cfg.shutdown_all, "XENDOMAINS_SHUTDOWN_ALL")
                 for n in notes:
@@ -366,7 +425,7 @@ class Service:
                     outcome_word = "timeout" if isinstance(exc, CommandTimedOut) else "failed"
                     self.bus.emit(StageFinished(stage="shutdown_all", outcome=outcome_word, elapsed=time.monotonic() - t0, detail=str(exc)))
                     try:
-                        left = [d.name for d in await self.guests() if not d.zombie]
+                        left = [d.name for d in await self.guests() if d.live]
                     except ToolstackError:
                         left = [d.name for d in alive]
                     self._error(f"shutdown of all remaining guests {'timed out' if outcome_word == 'timeout' else 'failed'}: {exc}; "
@@ -375,7 +434,7 @@ class Service:
                 finally:
                     current_step.reset(token)
             else:
-                why = "only zombies remain" if remaining else "no guest remains"
+                why = ("only zombies remain" if all(d.zombie for d in remaining) else "no running guest remains") if remaining else "no guest remains"
                 self.bus.emit(StageFinished(stage="shutdown_all", outcome="skipped", detail=why))
         failed = [r for r in results if not r.ok]
         if failed:
@@ -409,7 +468,7 @@ class Service:
             self._begin("start", [s.name for s in START_STAGES], lock, True)
             outcome = await self._start_body()
             guests = await self.guests()
-            remove_lock = not any(not d.zombie for d in guests)
+            remove_lock = not any(d.live for d in guests)
             if remove_lock:
                 self._info("no guest is running: lock file removed")
             return outcome
@@ -430,12 +489,8 @@ class Service:
         cfg = self.cfg
         outcome = RunOutcome("start", EXIT_OK)
         results: list[GuestResult] = []
-        for p in savedir.partial_files(cfg.save_dir):
-            self._warn(f"removing {p}: a save interrupted before it completed (never restored)")
-            try:
-                os.unlink(p)
-            except OSError as exc:
-                self._error(f"cannot remove partial save {p}: {exc.strerror}")
+        self.bound_queries(cfg.start_maxwait)
+        await self.settle_saves(wait=float(cfg.start_maxwait or 60))
         # names of every image in the save dir at the beginning (restored or not) and the quarantine
         images = savedir.scan(cfg.save_dir)
         blocked_names = {im.guest for im in images if im.guest and im.valid}
@@ -457,7 +512,7 @@ class Service:
         do_create = cfg.auto_dir is not None and self.control.stage_enabled("create")
         autos = await self.auto_configs() if do_create else []
         running = await self.guests() if (autos or restores) else []
-        creates, results_c = self._autostart_todo(autos, blocked_names, {d.name for d in running}) if autos else ([], [])
+        creates, results_c = self._autostart_todo(autos, blocked_names, {d.name: d for d in running}) if autos else ([], [])
         results += results_c
         # each guest's policy, read once; a guest whose policy has problems is refused (SEMANTICS: start refuses that guest only)
         pols = await self.policies([im.guest or im.path.name for im in restores], autos=autos)
@@ -579,7 +634,14 @@ class Service:
             t0 = time.monotonic()
             token = current_step.set((name, "restore"))
             try:
-                await self.ts.restore(im.path)
+                try:
+                    await self.ts.restore(im.path, timeout=float(self.cfg.start_maxwait) or None)
+                except CommandTimedOut as exc:
+                    # killed by the watchdog: the image is quarantined only if the guest did not come up
+                    if await self._came_up(name):
+                        self._warn(f"restore of {name} timed out but the guest is running: taken as restored", guest=name)
+                    else:
+                        raise exc
             except ToolstackError as exc:
                 res.elapsed = time.monotonic() - t0
                 try:
@@ -603,9 +665,20 @@ class Service:
         self.bus.emit(GuestFinished(guest=name, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
         return res
 
+    async def _came_up(self, name: str) -> bool:
+        try:
+            return any(d.name == name and d.live and not d.paused for d in await self.guests())
+        except ToolstackError:
+            return False
+
     def _autostart_todo(self, autos: list[AutoConfig], blocked: set[str],
-                        running_names: set[str]) -> tuple[list[AutoConfig], list[GuestResult]]:
-        """The auto configs to create (each guest once), and the results of unreadable ones."""
+                        present: dict[str, Domain]) -> tuple[list[AutoConfig], list[GuestResult]]:
+        """The auto configs to create (each guest once), and the results of unreadable or unstartable ones.
+
+        `present`: the domains by name.  Only a live one is "already running"; a
+        suspended, shut-down or dying one is said so (and never created over).
+        """
+        running_names = {n for n, d in present.items() if d.live}
         todo: list[AutoConfig] = []
         results: list[GuestResult] = []
         seen: set[str] = set()
@@ -616,7 +689,20 @@ class Service:
                 self.bus.emit(GuestFinished(guest=a.path.name, outcome="failed", detail=f"unreadable config: {a.error}"))
                 continue
             if a.name in running_names:
-                self.bus.emit(GuestSkipped(guest=a.name, reason="already running"))
+                d = present[a.name]
+                self.bus.emit(GuestSkipped(guest=a.name, reason="already running" if d.running else f"exists, {d.state.words if d.state else 'paused'} (not running)"))
+            elif a.name in present:  # suspended, shut down or dying: never "already running"
+                d = present[a.name]
+                words = d.state.words if d.state else "not running"
+                if d.suspended:
+                    why = (f"SUSPENDED ({d.state.flags if d.state else ''}), not running: a save did not finish; "
+                           f"not created over it; see `xendomains resume {a.name}`")
+                else:
+                    why = f"{words} ({d.state.flags if d.state else ''}), not running: cannot be created while domain {d.domid} exists"
+                self._error(f"{a.name}: {why}", guest=a.name)
+                outcome_word = "suspended" if d.suspended else "failed"
+                results.append(GuestResult(a.name, d.domid, outcome_word, why))
+                self.bus.emit(GuestFinished(guest=a.name, domid=d.domid, outcome=outcome_word, detail=why))
             elif a.name in blocked:
                 self.bus.emit(GuestSkipped(guest=a.name, reason="has a saved image (restored, or waiting for an administrator)"))
             elif a.name in seen:
@@ -650,7 +736,7 @@ class Service:
             t0 = time.monotonic()
             token = current_step.set((name, "create"))
             try:
-                await self.ts.create(a.path)
+                await self.ts.create(a.path, timeout=float(self.cfg.start_maxwait) or None)
             except ToolstackError as exc:
                 res.outcome, res.detail = "failed", str(exc)
                 self.bus.emit(StageFinished(stage="create", guest=name, outcome="failed", elapsed=time.monotonic() - t0, detail=str(exc)))
@@ -670,20 +756,26 @@ class Service:
 
     async def status(self) -> StatusReport:
         lock_present = os.path.lexists(self.lock_path)
+        # settle what a killed run left — unless a run holds the lock (its saves are its own business)
+        settled = await self.settle_saves(wait=0.0, act=not RunLock(self.lock_path).held_by_other())
         guests, autos = await asyncio.gather(self.guests(), self.auto_configs())
-        running = tuple(d for d in guests if not d.zombie)
+        running = tuple(d for d in guests if d.live)
+        suspended = tuple(d for d in guests if d.suspended)
+        not_running = tuple(d for d in guests if not d.live and not d.suspended)
         names = {d.name for d in running}
         missing = tuple(a.name or str(a.path) for a in autos if a.name not in names)
         images = savedir.scan(self.cfg.save_dir)
         saved = tuple(i for i in images if not i.quarantined)
         quarantined = tuple(i for i in images if i.quarantined)
+        saving = tuple(savedir.in_progress(self.cfg.save_dir))
         if not lock_present or not running:
             code = EXIT_NOT_RUNNING
-        elif missing or saved or quarantined:
+        elif missing or saved or quarantined or suspended:
             code = EXIT_FAILED
         else:
             code = EXIT_OK
-        return StatusReport(lock_present, running, tuple(autos), missing, saved, quarantined, code)
+        return StatusReport(lock_present, running, tuple(autos), missing, saved, quarantined, code,
+                            suspended, not_running, saving, tuple(s for s in settled if s.action != "in-progress"))
 
 
 class _Spacer:

@@ -290,14 +290,16 @@ def test_stop_killed_mid_run_then_run_again_evacuates_every_guest_and_start_clea
     h.assert_save_dir_clean(allow_partial=True)  # the retried save reused (and renamed) the partial name
     h.assert_lock_gone()
 
-    # whatever partial may be left is removed by the next start, never restored
+    # a partial file no journal explains, whose guest is not running, is never restored and never
+    # deleted: the next start moves it into the quarantine and says so
     stale = h.save_dir / f"{PARTIAL_PREFIX}g2"
     stale.write_bytes(partials[0].read_bytes() if partials[0].exists() else b"Xen saved domain")
     boot = h.run("start")
     assert boot.returncode == 0, boot.describe()
     assert boot.outcomes == {n: "restored" for n in names}
-    boot.message_about(str(stale), "partial")
-    assert h.partials() == [] and h.save_entries() == []
+    boot.message_about("g2", str(stale), "kept in")
+    assert h.partials() == [] and [p.name for p in h.save_entries()] == [QUARANTINE]
+    assert [p.name for p in (h.save_dir / QUARANTINE).iterdir()] == ["g2"]
     assert h.running() == set(names)
 
 

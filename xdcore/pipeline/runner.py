@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import savedir
 from ..config import Config
-from ..errors import CommandFailed, CommandTimedOut, XendomainsError
+from ..errors import CommandFailed, CommandTimedOut, GuestLeftSuspended, ToolstackError, XendomainsError
 from ..events import (
     CommandFinished,
     CommandStarted,
@@ -154,22 +154,71 @@ class StopRunner:
         return " ".join(words)
 
     async def _save(self, d: Domain, timeout: float | None) -> str:
+        """Journal the save, let xl write the partial file, then decide its fate from facts.
+
+        Success: fsync, rename to the final name, fsync the directory, clear the
+        journal.  Failure: list the domains and settle (a resumed guest's partial
+        is removed, a guest left suspended is said so and its partial kept in the
+        quarantine).  Cancelled (abort --now, a second signal): the journal stays
+        and the next verb settles it once xl is gone.
+        """
         assert self.cfg.save_dir is not None
         save_dir = self.cfg.save_dir
-        final = savedir.image_path(save_dir, d.name)
-        tmp = savedir.partial_path(save_dir, d.name)
-        savedir.ensure_save_dir(save_dir)
+        entry, notes = savedir.begin_save(save_dir, d.name, d.domid, d.uuid)
+        for n in notes:
+            self.bus.emit(MessageLogged(level="warning", guest=d.name, text=n))
+        partial = str(entry.partial)
+
+        def spawned(phase: str, argv: tuple[str, ...], pid: int | None, *_: object) -> None:
+            nonlocal entry
+            if phase == "start" and pid and partial in argv:
+                entry = savedir.record_xl(entry, pid)
+
+        self.ts.observers.append(spawned)
         try:
-            await self.ts.save(d.domid, tmp, timeout=timeout)
-        except BaseException:
-            _unlink_quietly(tmp)  # nothing partial is ever left, under any name
+            await self.ts.save(d.domid, entry.partial, timeout=timeout)
+        except ToolstackError:
+            fate = await self._settle_failed_save(d, entry)
+            if fate.action == "promoted":
+                self.bus.emit(MessageLogged(level="warning", guest=d.name, text=fate.detail))
+                return str(entry.final)
+            if fate.action == "suspended":
+                raise GuestLeftSuspended(fate.detail) from None
+            if fate.action in ("quarantined", "failed"):
+                self.bus.emit(MessageLogged(level="error", guest=d.name, text=fate.detail))
             raise
+        except asyncio.CancelledError:  # skipped or aborted: xl was killed; settle now if we still can
+            try:
+                fate = await self._settle_failed_save(d, entry)
+                if fate.action not in ("removed", "cleared"):
+                    self.bus.emit(MessageLogged(level="error" if fate.loud else "warning", guest=d.name, text=fate.detail))
+            except BaseException:  # torn down: the journal stays, the next verb settles it
+                pass
+            raise
+        finally:
+            if spawned in self.ts.observers:
+                self.ts.observers.remove(spawned)
         try:
-            os.replace(tmp, final)
-        except OSError as exc:  # the guest is gone; its image is safe under the partial name
-            raise XendomainsError(f"saved {d.name} to {tmp} but could not rename it to {final}: {exc.strerror}; "
-                                  f"rename it by hand before the next boot") from exc
+            final, notes = savedir.finish_save(entry)
+        except OSError as exc:  # the guest is gone; its image is safe under the partial name, journaled
+            raise XendomainsError(f"saved {d.name} to {entry.partial} but could not rename it to {entry.final}: "
+                                  f"{exc.strerror or exc}; the next start or stop promotes it") from exc
+        for n in notes:
+            self.bus.emit(MessageLogged(level="warning", guest=d.name, text=n))
         return str(final)
+
+    async def _settle_failed_save(self, d: Domain, entry: savedir.SaveEntry) -> savedir.Settled:
+        try:
+            domains: list[Domain] | None = await self.ts.list_domains()
+        except ToolstackError:
+            domains = None
+        try:
+            fate = savedir.settle_one(self.cfg.save_dir, d.name, d.uuid, entry.partial, entry.final,  # type: ignore[arg-type]
+                                      domains, journaled=True)
+        except OSError as exc:
+            return savedir.Settled(d.name, "failed", entry.partial, f"cannot settle the failed save of {d.name}: {exc}")
+        savedir.clear_entry(entry)
+        return fate
 
     async def _shutdown(self, d: Domain, timeout: float | None) -> str:
         await self.ts.shutdown(d.domid, self.shutdown_opts, timeout=timeout)
@@ -228,6 +277,11 @@ class StopRunner:
                 self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=res.detail))
             elif d.zombie:
                 res.outcome, res.detail = "zombie", f"dying ({d.state.flags if d.state else ''}): no migrate, save or shutdown"
+            elif d.suspended:
+                res.outcome = "suspended"
+                res.detail = (f"SUSPENDED ({d.state.flags if d.state else ''}), not running: an earlier save did not finish; "
+                              f"no command sent; see `xendomains resume {d.name}`")
+                self.bus.emit(MessageLogged(level="error", guest=d.name, text=f"{d.name}: {res.detail}"))
             else:
                 await self._walk(d, res)
         finally:
@@ -322,6 +376,12 @@ class StopRunner:
                     raise _GuestStopped()
                 return False
             exc = task.exception()
+            if isinstance(exc, GuestLeftSuspended):
+                res.stages[name] = "failed"
+                self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome="failed", elapsed=elapsed, detail=str(exc)))
+                self.bus.emit(MessageLogged(level="error", guest=d.name, text=str(exc)))
+                res.outcome, res.detail = "suspended", str(exc)
+                raise _GuestStopped()
             if exc is None:
                 res.stages[name] = "done"
                 self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome="done", elapsed=elapsed, detail=task.result()))

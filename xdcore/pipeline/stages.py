@@ -27,7 +27,7 @@ class Stage:
     terminal: bool       # success ends this guest's pipeline
     outcome: str         # GuestFinished.outcome when this stage ends the guest
     fallback: str | None # the stage a failure falls through to (None: the guest failed)
-    watchdog: bool       # guarded by XENDOMAINS_STOP_MAXWAIT
+    watchdog: bool       # guarded by XENDOMAINS_STOP_MAXWAIT (stop) / XENDOMAINS_START_MAXWAIT (start)
     enabled: Callable[[Config], bool]
     why: Callable[[Config], str]  # the config that turns it on/off, for plans
 
@@ -42,7 +42,7 @@ def _always(_: Config) -> bool:
 STOP_STAGES: tuple[Stage, ...] = (
     Stage("select", "Select", "sel", False, True, False, "", None, False, _always,
           lambda c: "AUTO_ONLY: guests with a config in the auto directory" if c.auto_only else "all running guests"),
-    Stage("sysrq", "SysRq", "SR", True, False, False, "", "migrate", False, lambda c: bool(c.sysrq),
+    Stage("sysrq", "SysRq", "SR", True, False, False, "", "migrate", True, lambda c: bool(c.sysrq),
           lambda c: f"XENDOMAINS_SYSRQ={' '.join(c.sysrq)!r}" if c.sysrq else "XENDOMAINS_SYSRQ is empty"),
     Stage("migrate", "Migrate", "migr", True, False, True, "migrated", "save", True, lambda c: bool(c.migrate),
           lambda c: f"XENDOMAINS_MIGRATE={' '.join(c.migrate)!r}" if c.migrate else "XENDOMAINS_MIGRATE is empty"),
@@ -58,10 +58,10 @@ STOP_STAGES: tuple[Stage, ...] = (
 
 START_STAGES: tuple[Stage, ...] = (
     Stage("lock", "Lock", "lock", False, True, False, "", None, False, _always, lambda c: "create the lock file"),
-    Stage("restore", "Restore", "rest", True, False, True, "restored", None, False,
+    Stage("restore", "Restore", "rest", True, False, True, "restored", None, True,
           lambda c: c.restore and c.save_dir is not None,
           lambda c: f"XENDOMAINS_RESTORE={'true' if c.restore else 'false'}, XENDOMAINS_SAVE={c.save_dir or ''}"),
-    Stage("create", "Autostart", "auto", True, False, True, "created", None, False, lambda c: c.auto_dir is not None,
+    Stage("create", "Autostart", "auto", True, False, True, "created", None, True, lambda c: c.auto_dir is not None,
           lambda c: f"XENDOMAINS_AUTO={c.auto_dir}" if c.auto_dir else "XENDOMAINS_AUTO is empty"),
 )
 
