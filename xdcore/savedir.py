@@ -245,11 +245,15 @@ class SaveEntry:
 
     @property
     def xl_alive(self) -> bool:
-        """Is the `xl` of this save still running (same pid and start time)?"""
-        if not self.xl_pid:
-            # written before xl started and never updated: its run may still be about to spawn it
-            return _pid_alive(self.run_pid, None) and time.time() - self.started < 60
-        return _pid_alive(self.xl_pid, self.xl_started)
+        """Is the `xl` of this save still running (same pid and start time)?
+
+        An entry written before xl started and killed before it could note xl's
+        pid: any process whose command line names the partial file is its xl;
+        a run still alive may be about to spawn it.
+        """
+        if self.xl_pid:
+            return _pid_alive(self.xl_pid, self.xl_started)
+        return _writer_of(self.partial) is not None or (_pid_alive(self.run_pid, None) and time.time() - self.started < 60)
 
 
 def _pid_alive(pid: int, started: float | None) -> bool:
@@ -264,6 +268,22 @@ def _pid_alive(pid: int, started: float | None) -> bool:
         return started is None or abs(p.create_time() - started) < 0.5
     except Exception:
         return False
+
+
+def _writer_of(partial: Path) -> int | None:
+    """The pid of a process whose command line names `partial` (an `xl save … PARTIAL`), if any."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover
+        return None
+    want = str(partial)
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if want in (p.info["cmdline"] or ()) and p.status() != psutil.STATUS_ZOMBIE:
+                return p.info["pid"]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
 
 
 def journal_dir(save_dir: Path) -> Path:

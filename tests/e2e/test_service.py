@@ -20,7 +20,9 @@ from xdcore.model import ImageKind, sniff_image
 from xdcore.sim import host
 from xdcore.sim.testing import make_host
 
-XENDOMAINS = shutil.which("xendomains") or ""
+from .helpers import xendomains_exe
+
+XENDOMAINS = xendomains_exe()  # this checkout's console script, not whichever is first on PATH
 pytestmark = pytest.mark.skipif(not XENDOMAINS, reason="xendomains is not installed (pip install -e .)")
 
 
@@ -191,16 +193,16 @@ def test_a_successful_migrate_ends_the_guest_pipeline(tmp_path):
     assert list(layout.save_dir.iterdir()) == []
 
 
-def test_a_hung_save_is_killed_by_the_watchdog_and_falls_back_to_shutdown_leaving_no_partial_image(tmp_path):
+def test_a_hung_save_is_killed_by_the_watchdog_and_the_guest_left_suspended_is_reported_not_lost(tmp_path):
     layout = make_host(tmp_path / "h", guests=[("big", 2048, 2)])
     xdsim(layout, "fault", "save", "big", "hang")
     conf = write_conf(layout, tmp_path, XENDOMAINS_STOP_MAXWAIT="1")
     r = xd(layout, conf, "stop")
-    assert r.returncode == 0
-    assert outcomes(r) == {"big": "shutdown"}
+    assert r.returncode == 1  # real xl killed after the suspend point leaves the guest suspended
+    assert outcomes(r) == {"big": "suspended"}
     assert [e.outcome for e in events(r) if e.kind == "stage_finished" and e.stage == "save"] == ["timeout"]
-    assert list(layout.save_dir.iterdir()) == []
-    assert running(layout) == []
+    assert [p.name for p in layout.save_dir.iterdir()] == [".failed"]  # the partial is kept, never under its name
+    assert [p.name for p in (layout.save_dir / ".failed").iterdir()] == ["big"]
     killed = [e for e in events(r) if e.kind == "command_finished" and e.returncode is None]
     assert killed and killed[0].argv[1] == "save"
 

@@ -50,7 +50,7 @@ async def test_cancellation_propagates_and_resumes_the_guest(sim_state, tmp_path
         st.faults.append(host.Fault("save", "backup", "hang"))
     ts = SimToolstack(sim_state)
     task = asyncio.ensure_future(ts.save(1, tmp_path / "backup"))
-    while host.load(sim_state).by_id(1).flags != "-b-ss-":
+    while host.load(sim_state).by_id(1).flags != "---ss-":
         await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -110,35 +110,55 @@ def test_zombie_fault_leaves_a_dying_domain_that_stays(sim_env, sim_state):
     assert line.split()[2:4] == ["0", "0"]
 
 
-def test_hanging_save_is_killable_and_the_guest_resumes(sim_env, sim_state, tmp_path):
+def test_a_save_killed_after_the_suspend_point_leaves_the_guest_suspended_as_real_xl_does(sim_env, sim_state, tmp_path):
     make_host(sim_state, [("backup", 1024, 1)])
     xdsim(["--state", str(sim_state), "fault", "save", "backup", "hang"])
     proc = subprocess.Popen(["xl", "save", "backup", str(tmp_path / "backup")], stderr=subprocess.PIPE)
-    wait_for(lambda: flags_of(sim_state, "backup") == "-b-ss-", what="guest suspended by the save")
+    wait_for(lambda: flags_of(sim_state, "backup") == "---ss-", what="guest suspended by the save")
     assert proc.poll() is None
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     proc.stderr.close()
-    assert flags_of(sim_state, "backup") == "-b----"  # the next reader notices the dead saver
+    st = host.load(sim_state)  # the next reader notices the dead saver: nothing resumed it
+    assert st.by_name("backup").busy is None and st.by_name("backup").flags == "---ss-"
+    line = next(ln for ln in run("xl", "list", "-v").stdout.decode().splitlines() if ln.startswith("backup"))
+    assert line.split()[4] == "---ss-" and line.split()[7] == "2"  # shut down, reason 2: suspend
     assert run("xl", "list").returncode == 0  # state not locked by the dead process
+    # a suspended guest runs no code: a shutdown request is never acknowledged
+    xdsim(["--state", str(sim_state), "latency", "ack_timeout", "0.1"])
+    assert run("xl", "shutdown", "backup").returncode != 0
 
 
-def test_hanging_save_terminated_politely_resumes_the_guest(sim_env, sim_state, tmp_path):
+def test_a_save_terminated_leaves_the_guest_suspended_too(sim_env, sim_state, tmp_path):
     make_host(sim_state, [("backup", 1024, 1)])
     xdsim(["--state", str(sim_state), "fault", "save", "backup", "hang"])
     proc = subprocess.Popen(["xl", "save", "backup", str(tmp_path / "b")], stderr=subprocess.DEVNULL)
-    wait_for(lambda: flags_of(sim_state, "backup") == "-b-ss-", what="suspended")
+    wait_for(lambda: flags_of(sim_state, "backup") == "---ss-", what="suspended")
     proc.terminate()
-    assert proc.wait(timeout=10) != 0
+    assert proc.wait(timeout=10) == -signal.SIGTERM
     st = host.load(sim_state)
-    assert st.by_name("backup").busy is None and st.by_name("backup").flags == "-b----"
+    assert st.by_name("backup").busy is None and st.by_name("backup").flags == "---ss-"
+
+
+def test_save_writes_progress_to_stderr_and_dies_of_sigpipe_when_nobody_reads(sim_env, sim_state, tmp_path):
+    make_host(sim_state, [("db", 1024, 2), ("web", 512, 1)])
+    xdsim(["--state", str(sim_state), "latency", "save", "1.0"])
+    done = run("xl", "save", "web", str(tmp_path / "web"))
+    err = done.stderr.decode()
+    assert done.returncode == 0 and err.count("xc: progress: Frames:") == 12 and "End of stream" in err
+    proc = subprocess.Popen(["xl", "save", "db", str(tmp_path / "db")], stderr=subprocess.PIPE)
+    wait_for(lambda: flags_of(sim_state, "db") == "---ss-", what="suspended")
+    proc.stderr.close()  # the reader is gone (its parent was killed)
+    assert proc.wait(timeout=20) == -signal.SIGPIPE
+    assert flags_of(sim_state, "db") == "---ss-"  # left suspended, as on real Xen
+    assert (tmp_path / "db").stat().st_size < (tmp_path / "web").stat().st_size * 2
 
 
 def test_save_is_shown_suspended_while_it_runs(sim_env, sim_state, tmp_path):
     make_host(sim_state, [("db", 1024, 2)])
     xdsim(["--state", str(sim_state), "latency", "save", "1.5"])
     proc = subprocess.Popen(["xl", "save", "db", str(tmp_path / "db")], stderr=subprocess.DEVNULL)
-    wait_for(lambda: flags_of(sim_state, "db") == "-b-ss-", what="suspended")
+    wait_for(lambda: flags_of(sim_state, "db") == "---ss-", what="suspended")
     assert proc.wait(timeout=20) == 0
     assert "db" not in names(sim_state)
 

@@ -174,16 +174,17 @@ class StopRunner:
             if phase == "start" and pid and partial in argv:
                 entry = savedir.record_xl(entry, pid)
 
-        self.ts.observers.append(spawned)
+        self.ts.observers.insert(0, spawned)  # journaled before anyone hears of the command
         try:
             await self.ts.save(d.domid, entry.partial, timeout=timeout)
-        except ToolstackError:
+        except ToolstackError as exc:
             fate = await self._settle_failed_save(d, entry)
             if fate.action == "promoted":
                 self.bus.emit(MessageLogged(level="warning", guest=d.name, text=fate.detail))
                 return str(entry.final)
             if fate.action == "suspended":
-                raise GuestLeftSuspended(fate.detail) from None
+                why = "killed by the watchdog" if isinstance(exc, CommandTimedOut) else _describe(exc)
+                raise GuestLeftSuspended(f"save {why}; {fate.detail}") from exc
             if fate.action in ("quarantined", "failed"):
                 self.bus.emit(MessageLogged(level="error", guest=d.name, text=fate.detail))
             raise
@@ -377,8 +378,9 @@ class StopRunner:
                 return False
             exc = task.exception()
             if isinstance(exc, GuestLeftSuspended):
-                res.stages[name] = "failed"
-                self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome="failed", elapsed=elapsed, detail=str(exc)))
+                word = "timeout" if isinstance(exc.__cause__, CommandTimedOut) else "failed"
+                res.stages[name] = word
+                self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome=word, elapsed=elapsed, detail=str(exc)))
                 self.bus.emit(MessageLogged(level="error", guest=d.name, text=str(exc)))
                 res.outcome, res.detail = "suspended", str(exc)
                 raise _GuestStopped()

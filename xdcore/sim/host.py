@@ -414,10 +414,20 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def abort_busy(st: HostState, dom: SimDomain) -> None:
-    """Undo a half-done operation whose command died: the guest resumes (or a half-built one goes)."""
+def abort_busy(st: HostState, dom: SimDomain, died: bool = False) -> None:
+    """Undo a half-done operation whose command ended: the guest resumes (or a half-built one goes).
+
+    `died`: the command was killed (a signal, SIGPIPE) rather than failing on
+    its own.  A save killed after the suspend point resumes nothing — real xl
+    dies with the domain left suspended (`---ss-`), as seen on Xen 4.17.
+    """
     busy = dom.busy or {}
     dom.busy = None
+    if died and busy.get("op") == "save":
+        if busy.get("prev_name"):
+            dom.name = busy["prev_name"]
+        dom.flags = "---ss-"
+        return
     if busy.get("op") in ("create", "restore"):
         st.remove(dom)
         return
@@ -464,7 +474,7 @@ def apply_transitions(st: HostState, now: float) -> bool:
         changed = True
     for dom in list(st.domains):
         if dom.busy and not _pid_alive(int(dom.busy.get("pid", 0))):
-            abort_busy(st, dom)
+            abort_busy(st, dom, died=True)
             changed = True
             if dom not in st.domains:
                 continue

@@ -286,7 +286,8 @@ def _wait_ready(run: Run, domid: int, op: str, name: str, seconds: float) -> Com
 RECHECK_S = 2.0
 
 
-def _transfer(run: Run, res: str, guest: str, op: str, mb: float, dirty: float = 0.0) -> Command:
+def _transfer(run: Run, res: str, guest: str, op: str, mb: float, dirty: float = 0.0,
+              on_tick: Callable[[float], None] | None = None) -> Command:
     """Move `mb` MB over the shared resource `res`, fairly sharing it with every other xl doing so.
 
     The transfer is entered in the host's ledger (other xl processes see it at once and slow down);
@@ -311,6 +312,8 @@ def _transfer(run: Run, res: str, guest: str, op: str, mb: float, dirty: float =
         wait = until - time.time()
         if wait > 0:
             yield min(wait, RECHECK_S)
+        if on_tick is not None:
+            on_tick(until)  # real xl save writes progress all along: a dead reader kills it here
         with host.transaction(run.state_dir) as st:
             rec = host.finish_transfer(st, tid)
             if rec is None or rec["done"] is not None:
@@ -557,7 +560,7 @@ def _suspend(run: Run, domid: int, op: str, rename: str | None = None) -> Callab
         assert dom is not None
         dom.busy = {"op": op, "pid": run.pid, "prev_flags": dom.flags, "prev_name": dom.name}
         if op == "save":
-            dom.flags = "-b-ss-"
+            dom.flags = "---ss-"  # as real xl 4.17 lists a domain being saved (real-4.17/xl_list_during_save)
         if rename:
             dom.name = rename
 
@@ -577,6 +580,27 @@ def _domain_for_action(st: host.HostState, arg: str, what: str) -> host.SimDomai
         raise SimExit(1, f"libxl: error: libxl_domain.c:1124:libxl_domain_{what}: "
                          f"Domain {domid}:Non-existant domain\n")
     return dom
+
+
+#: progress lines `xl save` writes to stderr (real-4.17/xl_save.stderr has 12, then "End of stream")
+SAVE_PROGRESS_STEPS = 12
+
+
+def _save_progress(run: Run, domid: int, seconds: float) -> Command:
+    """Spend the save's time writing progress to stderr as real xl does all along.
+
+    Real xl dies of SIGPIPE at the first write after its reader is gone (the
+    shim restores SIGPIPE's default action), leaving the domain suspended.
+    """
+    run.stderr(f"xc: info: Saving domain {domid}, type x86 PV\n")
+    frames = 24576
+    for i in range(1, SAVE_PROGRESS_STEPS + 1):
+        if seconds > 0:
+            yield seconds / SAVE_PROGRESS_STEPS
+        n = frames * i // SAVE_PROGRESS_STEPS
+        run.stderr(f"xc: progress: Frames: {n}/{frames}  {100 * n // frames:3d}%\n")
+    run.stderr("xc: progress: End of stream: 0/0    0%\n")
+    return 0
 
 
 def cmd_save(run: Run, args: list[str]) -> Command:
@@ -638,12 +662,21 @@ def cmd_save(run: Run, args: list[str]) -> Command:
         raise SimExit(1, f"libxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain {domid}:"
                          "saving domain: domain responded to suspend request: Input/output error\n"
                          "Failed to save domain, resuming domain\n")
-    if res is not None:  # the suspend, then the pages over the shared disk
+    if res is not None:  # the suspend, then the pages over the shared disk, with progress lines all along
+        run.stderr(f"xc: info: Saving domain {domid}, type x86 PV\n")
         if fixed > 0:
             yield fixed
-        yield from _transfer(run, res, name, "save", mem / 1024.0)
-    elif seconds > 0:
-        yield seconds
+        t0 = time.time()
+
+        def tick(until: float) -> None:
+            frac = min(1.0, (time.time() - t0) / max(1e-6, until - t0))
+            n = int(24576 * frac)
+            run.stderr(f"xc: progress: Frames: {n}/24576  {100 * n // 24576:3d}%\n")
+
+        yield from _transfer(run, res, name, "save", mem / 1024.0, on_tick=tick)
+        run.stderr("xc: progress: Frames: 24576/24576  100%\nxc: progress: End of stream: 0/0    0%\n")
+    else:
+        yield from _save_progress(run, domid, seconds)
     with open(path, "ab") as fh:
         fh.write(body)
     with host.transaction(run.state_dir) as st:
@@ -735,7 +768,8 @@ def _shutdown_one(run: Run, domid: int) -> Command:
     ack = st.lat("ack")
     ack_timeout = st.lat("ack_timeout")
     linger = st.lat("shutdown") + st.delay("shutdown", name, domid)
-    never_acks = dom.dying or (fault is not None and fault.kind == "ignore")
+    # a dying or suspended guest runs no code: it cannot acknowledge
+    never_acks = dom.dying or dom.flags[3:5] == "ss" or (fault is not None and fault.kind == "ignore")
     from . import xsbridge
 
     xsbridge.write_control(run.state_dir, domid, "shutdown", "poweroff")
