@@ -188,13 +188,15 @@ class StopRunner:
             if fate.action in ("quarantined", "failed"):
                 self.bus.emit(MessageLogged(level="error", guest=d.name, text=fate.detail))
             raise
-        except asyncio.CancelledError:  # skipped or aborted: xl was killed; settle now if we still can
+        except asyncio.CancelledError as cancelled:  # skipped or aborted: xl was killed; settle now if we still can
             try:
                 fate = await self._settle_failed_save(d, entry)
-                if fate.action not in ("removed", "cleared"):
-                    self.bus.emit(MessageLogged(level="error" if fate.loud else "warning", guest=d.name, text=fate.detail))
             except BaseException:  # torn down: the journal stays, the next verb settles it
-                pass
+                raise cancelled from None
+            if fate.action == "suspended":  # no stage after this can reach a suspended guest
+                raise GuestLeftSuspended(f"save cancelled; {fate.detail}") from cancelled
+            if fate.action not in ("removed", "cleared"):
+                self.bus.emit(MessageLogged(level="error" if fate.loud else "warning", guest=d.name, text=fate.detail))
             raise
         finally:
             if spawned in self.ts.observers:
@@ -378,7 +380,8 @@ class StopRunner:
                 return False
             exc = task.exception()
             if isinstance(exc, GuestLeftSuspended):
-                word = "timeout" if isinstance(exc.__cause__, CommandTimedOut) else "failed"
+                word = ("timeout" if isinstance(exc.__cause__, CommandTimedOut)
+                        else "cancelled" if isinstance(exc.__cause__, asyncio.CancelledError) else "failed")
                 res.stages[name] = word
                 self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome=word, elapsed=elapsed, detail=str(exc)))
                 self.bus.emit(MessageLogged(level="error", guest=d.name, text=str(exc)))
