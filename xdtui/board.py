@@ -30,6 +30,9 @@ from xdcore.events import (
     CommandStarted,
     ControlApplied,
     Event,
+    GateFinished,
+    GateWaiting,
+    GroupStarted,
     GuestFinished,
     GuestPlanned,
     GuestSkipped,
@@ -83,6 +86,10 @@ class GuestRow:
     detail: str = ""
     command_started: float | None = None  # the running command's start, for the watchdog countdown
     command_timeout: float = 0.0
+    group: int = -1  # its order group (GroupStarted.index), -1 before its group begins or without groups
+    group_label: str = ""
+    gate: str = ""  # readiness gate: "" none, "waiting", "ready", "not ready"
+    gate_detail: str = ""
 
     @property
     def done(self) -> bool:
@@ -283,6 +290,22 @@ def reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of 
         if row is None or row.command_started is None or (row.run and e.run and row.run != e.run):
             return b
         return _with_row(b, dataclasses.replace(row, command_started=None, command_timeout=0.0))
+    if isinstance(e, GroupStarted):
+        for g in e.guests:
+            row = _row_for(b, g, e.run)
+            if row is not None:
+                b = _with_row(b, dataclasses.replace(row, group=e.index, group_label=e.label))
+        # rows grouped by order: started groups first, in group order; the rest keep their place after them
+        rank = {n: (b.rows[n].group if b.rows[n].group >= 0 else 1 << 30) for n in b.order}
+        return dataclasses.replace(b, order=tuple(sorted(b.order, key=lambda n: rank[n])))
+    if isinstance(e, (GateWaiting, GateFinished)):
+        row = _row_for(b, e.guest, e.run)
+        if row is None:
+            return b
+        if isinstance(e, GateWaiting):
+            return _with_row(b, dataclasses.replace(row, gate="waiting", gate_detail=f"{e.gate} {e.detail}".strip()))
+        word = {"open": "ready", "timeout": "not ready"}.get(e.outcome, e.outcome)
+        return _with_row(b, dataclasses.replace(row, gate=word, gate_detail=e.detail))
     if isinstance(e, ControlApplied):
         return _control(b, e)
     return b

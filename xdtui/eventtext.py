@@ -15,6 +15,9 @@ from xdcore.events import (
     CommandStarted,
     ControlApplied,
     Event,
+    GateFinished,
+    GateWaiting,
+    GroupStarted,
     GuestFinished,
     GuestPlanned,
     GuestSkipped,
@@ -85,6 +88,14 @@ def describe(e: Event) -> Line | None:  # noqa: C901 - a table of cases
         why = "killed" if e.returncode is None else f"exit {e.returncode}"
         err = e.stderr.strip().splitlines()[-1] if e.stderr.strip() else ""
         return "error", f"$ {shlex.join(e.argv[:3])} … {why}" + (f": {err}" if err else "")
+    if isinstance(e, GroupStarted):
+        return "info", f"group {e.index + 1}/{e.of} ({e.label}): {', '.join(e.guests)}"
+    if isinstance(e, GateWaiting):
+        return "info", f"{e.guest}: waiting until {e.gate}" + (f" (at most {e.timeout:g}s)" if e.timeout else "")
+    if isinstance(e, GateFinished):
+        if e.outcome == "open":
+            return "success", f"{e.guest}: ready after {duration(e.elapsed)}" + (f" — {e.detail}" if e.detail else "")
+        return "warning", f"{e.guest}: up, not ready after {duration(e.elapsed)}" + (f" — {e.detail}" if e.detail else "")
     if isinstance(e, ControlApplied):
         words = {
             "enable_stage": f"stage {_title(e.stage)} turned on",

@@ -137,3 +137,22 @@ def test_the_log_leaves_out_chatty_successes_and_keeps_failures():
     assert level == "error" and "a: Save timeout" in text
     level, text = describe(ControlApplied(action="abort"))
     assert level == "warning" and "abort" in text
+
+
+def test_rows_are_grouped_by_order_and_show_each_gate():
+    from xdcore.events import GateFinished, GateWaiting, GroupStarted
+    from xdtui.widgets.stage_board import row_specs
+
+    start = RunStarted(run="r1", verb="start", pid=1, toolstack="xl", parallel=1, at=100.0)
+    evs = [start] + [GuestPlanned(run="r1", guest=g, stages=("create",)) for g in ("web", "app", "db")]
+    evs += [GroupStarted(run="r1", verb="start", index=0, of=3, label="order 10", guests=("db",)),
+            GateWaiting(run="r1", guest="db", gate="ready", timeout=300.0)]
+    b = B.reduce_all(B.EMPTY_BOARD, evs)
+    assert b.order == ("db", "web", "app") and b.rows["db"].group == 0 and b.rows["db"].gate == "waiting"
+    specs = row_specs(b.rows["db"], b.columns, 101.0)
+    assert specs[0][0] == "1│db" and specs[-1][0] == "up, waiting…"
+    b = B.reduce_all(b, [GateFinished(run="r1", guest="db", outcome="timeout", elapsed=300.0),
+                         GroupStarted(run="r1", verb="start", index=1, of=3, label="order 20", guests=("app",))])
+    assert b.order == ("db", "app", "web") and b.rows["db"].gate == "not ready"
+    assert row_specs(b.rows["db"], b.columns, 400.0)[-1][0] == "up, not ready"
+    assert describe(GateFinished(run="r1", guest="db", outcome="open", elapsed=2.0))[0] == "success"

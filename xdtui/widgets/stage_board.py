@@ -79,9 +79,13 @@ def row_specs(r: GuestRow, columns: tuple[str, ...], now: float) -> tuple[Spec, 
         result = (stage_title(r.running).lower() + "…", "yellow")
     else:
         elapsed, result = "", ("waiting", "dim")
+    if r.gate:  # a readiness gate after the guest is up (start in order groups)
+        gate_style = {"waiting": "yellow", "ready": "green", "not ready": "bold yellow"}.get(r.gate, "")
+        result = (("up, " if r.gate != "ready" else "") + r.gate + ("…" if r.gate == "waiting" else ""), gate_style)
     left = r.watchdog_left(now)
     wd = (duration(max(0.0, left)), "red" if left is not None and left < 30 else "") if left is not None else ("", "")
-    return ((r.guest, "bold" if r.running else ""),) + cells + ((elapsed, ""), wd, result)
+    name = f"{r.group + 1}│{r.guest}" if r.group >= 0 else r.guest
+    return ((name, "bold" if r.running else ""),) + cells + ((elapsed, ""), wd, result)
 
 
 def host_line(b: BoardState, now: float) -> Text:
