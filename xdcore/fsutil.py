@@ -21,6 +21,11 @@ def read_small(path: Path, limit: int = MAX_STATE_BYTES) -> str:
 
     Opened non-blocking, so a FIFO planted at the path is refused, never waited on.
     """
+    return read_small_bytes(path, limit).decode("utf-8")
+
+
+def read_small_bytes(path: Path, limit: int = MAX_STATE_BYTES) -> bytes:
+    """The bytes of a small regular file (see read_small)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -34,7 +39,7 @@ def read_small(path: Path, limit: int = MAX_STATE_BYTES) -> str:
             size += len(chunk)
         if size > limit:
             raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
-        return b"".join(chunks).decode("utf-8")
+        return b"".join(chunks)
     finally:
         os.close(fd)
 

@@ -42,7 +42,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .config import MAX_CONFIG_BYTES
 from .errors import ConfigError
+from .fsutil import read_small_bytes
 
 PREFIX = "xendomains_"
 DEFAULT_POLICY_DIR = Path("/etc/xen/xendomains.d")
@@ -306,7 +308,7 @@ def _parse_file(path: Path, problems: list[ConfigError], warnings: list[str], mu
     from .sim import xlcfg
 
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        text = read_small_bytes(path, MAX_CONFIG_BYTES).decode("utf-8", errors="replace")  # a FIFO never blocks
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -417,7 +419,7 @@ def config_name(path: Path | str) -> str | None:
     from .sim import xlcfg
 
     try:
-        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+        text = read_small_bytes(Path(path), MAX_CONFIG_BYTES).decode("utf-8", errors="replace")
         s = xlcfg.parse(text, str(path)).settings.get("name")
     except (OSError, xlcfg.ConfigSyntaxError):
         return None

@@ -433,3 +433,19 @@ def test_after_sigint_the_report_and_the_exit_code_agree_and_never_say_nothing_t
     assert [e.exit_code for e in finished] == [proc.returncode]
     assert "nothing to do" not in out and "[done]" not in out
     assert "Traceback" not in err
+
+
+def test_a_fifo_where_a_guest_policy_file_belongs_never_blocks_the_stop(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)])
+    policies = tmp_path / "policy.d"
+    policies.mkdir()
+    os.mkfifo(policies / "web01")  # nobody writes to it: a blocking read would hang the shutdown
+    h.configure(XENDOMAINS_POLICY_DIR=str(policies))
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}
+    res.message_about("web01", str(policies / "web01"), "regular file")
+    assert h.running() == set()
+    no_traceback(res)
