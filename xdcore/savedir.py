@@ -203,7 +203,7 @@ def _fsync_dir(d: Path) -> None:
 
 def _fsync_file(p: Path) -> None:
     """fsync a regular file without following a symlink (raises OSError on a symlink or non-file)."""
-    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO never blocks
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{p} is not a regular file")
@@ -395,7 +395,7 @@ def entries(save_dir: Path | None) -> list[SaveEntry]:
             continue
         p = jdir / n
         try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO never blocks
             try:
                 raw = json.loads(os.read(fd, 1 << 16).decode("utf-8", "replace"))
             finally:

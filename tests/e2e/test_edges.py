@@ -449,3 +449,20 @@ def test_a_fifo_where_a_guest_policy_file_belongs_never_blocks_the_stop(tmp_path
     res.message_about("web01", str(policies / "web01"), "regular file")
     assert h.running() == set()
     no_traceback(res)
+
+
+@pytest.mark.parametrize("verb", ["stop", "start", "status"])
+def test_a_fifo_planted_in_the_save_journal_never_blocks_a_verb(tmp_path, verb):
+    from xdcore.savedir import journal_dir
+
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)])
+    jdir = journal_dir(h.save_dir)
+    jdir.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(jdir / "ghost.json")  # nobody writes to it
+
+    res = h.run(verb)
+
+    assert res.returncode in (0, 1, 3), res.describe()
+    if verb == "stop":
+        assert res.outcomes == {"web01": "saved"} and h.running() == set()
+    no_traceback(res)
