@@ -55,8 +55,10 @@ Start Xen guests at boot and evacuate them at shutdown.
   restart       stop, then start (reload, force-reload: the same)
   condrestart   restart only when the service is started (try-restart: the same)
   status        running guests; exit 0 all up, 1 auto guest missing or images left, 3 not started
-  plan [stop|start]  what each guest will go through, why, how long; nothing is done
+  plan [stop|start]  what each guest will go through, why, when, over which resource; nothing is done
+                (--timeline: draw it as bars on a time axis, grouped by disk and links)
   report [stop|start]  what the last stop (or start) did to each guest, why, how long
+                (--timeline: its planned and actual bars side by side)
   control ACTION  steer the running start/stop: status, abort [--now], skip-guest GUEST,
                 skip-stage GUEST [STAGE], set-parallel N, disable-stage STAGE,
                 enable-stage STAGE, migrate-target "HOST [OPTIONS]" (empty: back to the config)
@@ -80,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--parallel", type=int)
     p.add_argument("--version", action="store_true")
+    p.add_argument("--timeline", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("verb", nargs="?")
     p.add_argument("args", nargs="*")
@@ -183,11 +186,11 @@ def make_service(cfg: Config, bus: EventBus) -> tuple[Service, "ThroughputRecord
     return Service(cfg, ts, bus, estimate=estimator(cfg, recorder.t)), recorder
 
 
-async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> int:
+async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, timeline: bool = False) -> int:
     from .plan import start_plan, stop_plan
 
     if verb == "report":
-        return _print_report(cfg, args, as_json)
+        return _print_report(cfg, args, as_json, timeline)
     bus = EventBus(run=new_run_id())
     bus.subscribe(JsonWriter() if as_json else HumanPrinter())
     svc, recorder = make_service(cfg, bus)
@@ -208,6 +211,12 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
             print(json.dumps(plan.to_dict()))
         else:
             print_plan(plan)
+            if timeline:
+                from .timeline import draw, plan_bars
+
+                print()
+                for line in draw(plan_bars(plan)):
+                    print(line)
         for e in plan.errors:
             _err(f"error: {e}")
         return EXIT_FAILED if plan.errors else EXIT_OK
@@ -244,7 +253,7 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool) -> i
     return code
 
 
-def _print_report(cfg: Config, args: list[str], as_json: bool) -> int:
+def _print_report(cfg: Config, args: list[str], as_json: bool, timeline: bool = False) -> int:
     from .report import format_report, load_last
 
     which = args[0] if args else "stop"
@@ -258,17 +267,27 @@ def _print_report(cfg: Config, args: list[str], as_json: bool) -> int:
         print(json.dumps(rep.to_dict()))
     else:
         format_report(rep, lambda line: print(line))
+        if timeline:
+            from .timeline import draw, report_bars
+
+            print()
+            for line in draw(report_bars(rep)):
+                print(line)
     return EXIT_OK
 
 
 def print_plan(plan, out=None) -> None:
     out = out or sys.stdout
     w = lambda s="": out.write(s + "\n")  # noqa: E731
-    w(f"Plan for {plan.verb} ({len(plan.guests)} guests, {plan.parallel} at a time, about {plan.estimate_s:.0f}s):")
+    at_once = "auto" if not plan.parallel else f"{plan.parallel} at a time"
+    how = "the scheduler's simulated makespan" if plan.scheduled else "estimated"
+    w(f"Plan for {plan.verb} ({len(plan.guests)} guests, {at_once}, about {plan.estimate_s:.0f}s, {how}):")
     # the reasons every guest shares (the config) once; per guest only what differs
     common = set.intersection(*(set(g.reasons) for g in plan.guests if g.stages != ("zombie",))) if plan.guests else set()
     for r in sorted(common, key=lambda r: next((i for g in plan.guests for i, x in enumerate(g.reasons) if x == r), 0)):
         w(f"  why: {r}")
+    for res, c in plan.caps:
+        w(f"  {res}: {c} at a time")
     groups = (plan.order or {}).get("groups") or []
     if groups:
         w(f"  order: {len(groups)} groups, one after the other" + (" (reverse boot order)" if plan.verb == "stop" else ""))
@@ -284,7 +303,14 @@ def print_plan(plan, out=None) -> None:
             if 0 <= g.group < len(groups):
                 w(f"  group {g.group + 1} ({groups[g.group]['label']}):")
         stages = " → ".join(g.stages) if g.stages else "nothing"
-        w(f"  {g.guest:<24} {stages:<36} ~{g.estimate_s:.0f}s" + (f"  ({g.note})" if g.note else ""))
+        if g.planned:
+            waits = f"waits on {g.resource}" if g.resource else "no shared resource"
+            w(f"  {g.guest:<24} {stages:<32} {g.planned:<8} {waits:<22} {g.start_s:6.1f}s → {g.finish_s:6.1f}s"
+              + (f"  ({g.note})" if g.note else ""))
+            if g.why_planned:
+                w(f"      {g.why_planned}")
+        else:
+            w(f"  {g.guest:<24} {stages:<36} ~{g.estimate_s:.0f}s" + (f"  ({g.note})" if g.note else ""))
         if g.policy:
             w(f"      policy: {g.policy}")
         for r in g.reasons:
@@ -478,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run(v: str, args: list[str]) -> int:
         try:
-            return asyncio.run(_run_verb(v, args, cfg, ns.json))
+            return asyncio.run(_run_verb(v, args, cfg, ns.json, ns.timeline))
         except ToolstackMissing as exc:
             _err(str(exc))
             # LSB: 5 "program is not installed"; status reports 3 ("not running")

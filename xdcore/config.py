@@ -66,9 +66,10 @@ class Config:
     start_maxwait: int = 300
     lockfile: Path | None = None
     toolstack: str = "auto"
-    parallel: int = 1
-    parallel_migrate: int | None = None
-    parallel_save: int | None = None
+    parallel: int = 1  # 0: auto (no overall cap: the per-resource caps decide)
+    parallel_migrate: int | None = None  # None: auto (the scheduler's choice)
+    parallel_save: int | None = None  # None: auto
+    schedule: str = "auto"  # auto: the scheduler orders and caps; listing: listing order, caps as configured
     progress: Path = Path("/run/xendomains/progress.jsonl")
     stop_deadline: float | None = None
     destroy_on_deadline: bool = False
@@ -460,9 +461,26 @@ def _optional_int(expected: str, minimum: int, maximum: int = _MAX_INT) -> Calla
     inner = _int(expected, minimum, maximum)
 
     def conv(v: str) -> int | None:
-        return None if not v.strip() else inner(v)
+        return None if not v.strip() or v.strip().lower() == "auto" else inner(v)
 
     return conv
+
+
+def _int_or_auto(expected: str, minimum: int, maximum: int = _MAX_INT) -> Callable[[str], int]:
+    """An integer, or `auto` (0)."""
+    inner = _int(expected, minimum, maximum)
+
+    def conv(v: str) -> int:
+        return 0 if v.strip().lower() == "auto" else inner(v)
+
+    return conv
+
+
+def _schedule(v: str) -> str:
+    s = v.strip().lower()
+    if s not in ("auto", "listing"):
+        raise _Bad("auto or listing")
+    return s
 
 
 _TRUE = {"true", "yes", "1", "on"}
@@ -557,11 +575,12 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XENDOMAINS_START_MAXWAIT": ("start_maxwait", _int("an integer number of seconds")),
     "XENDOMAINS_LOCKFILE": ("lockfile", _path_or_none),
     "XENDOMAINS_TOOLSTACK": ("toolstack", _toolstack),
-    "XENDOMAINS_PARALLEL": ("parallel", _int(f"an integer from 1 to {MAX_PARALLEL}", 1, MAX_PARALLEL)),
-    "XENDOMAINS_PARALLEL_MIGRATE": ("parallel_migrate", _optional_int(f"an integer from 1 to {MAX_PARALLEL} (or empty)", 1,
-                                                                      MAX_PARALLEL)),
-    "XENDOMAINS_PARALLEL_SAVE": ("parallel_save", _optional_int(f"an integer from 1 to {MAX_PARALLEL} (or empty)", 1,
-                                                                MAX_PARALLEL)),
+    "XENDOMAINS_PARALLEL": ("parallel", _int_or_auto(f"an integer from 1 to {MAX_PARALLEL}, or auto", 1, MAX_PARALLEL)),
+    "XENDOMAINS_PARALLEL_MIGRATE": ("parallel_migrate", _optional_int(
+        f"an integer from 1 to {MAX_PARALLEL}, or auto (or empty)", 1, MAX_PARALLEL)),
+    "XENDOMAINS_PARALLEL_SAVE": ("parallel_save", _optional_int(
+        f"an integer from 1 to {MAX_PARALLEL}, or auto (or empty)", 1, MAX_PARALLEL)),
+    "XENDOMAINS_SCHEDULE": ("schedule", _schedule),
     "XENDOMAINS_PROGRESS": ("progress", _path),
     "XENDOMAINS_STOP_DEADLINE": ("stop_deadline", _seconds_or_none),
     "XENDOMAINS_DESTROY_ON_DEADLINE": ("destroy_on_deadline", _bool),

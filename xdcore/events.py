@@ -188,6 +188,37 @@ class StageDowngraded(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class GuestScheduled(Event):
+    """The scheduler's slot for a guest: the stage expected to end it, the resource it waits on
+    ("disk", "link:HOST", "" for none), its place in that resource's queue, and its predicted
+    start and finish in seconds after the per-guest stages begin."""
+
+    guest: str
+    stage: str
+    resource: str = ""
+    order: int = 0
+    start: float = 0.0
+    finish: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleDeviated(Event):
+    """A guest did not go as the schedule planned: another stage ended it, or it ended much later.
+
+    planned: the stage the schedule chose; actual: the guest's outcome; the
+    finish times are seconds after the per-guest stages began.
+    """
+
+    guest: str
+    planned: str
+    actual: str
+    reason: str
+    planned_finish: float = 0.0
+    finish: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class GuestFinished(Event):
     """A guest's pipeline ended.
 

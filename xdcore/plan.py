@@ -27,11 +27,34 @@ from .pipeline.stages import STAGES, STOP_GUEST_STAGES
 IMAGE_OVERHEAD = 16 * 1024 * 1024
 DEFAULTS = {"save_mbps": 250.0, "migrate_mbps": 110.0, "restore_mbps": 300.0, "shutdown_s": 15.0,
             "create_s": 5.0, "sysrq_s": 0.5}
+#: the part of an operation that moves no memory (suspend, set-up, build), seconds
+FIXED = {"save": 0.5, "migrate": 1.0, "restore": 0.5}
+
+
+def migrate_target(words: Sequence[str]) -> str:
+    """The host XENDOMAINS_MIGRATE names: its last word that is neither an option nor an option's argument."""
+    host, skip = "", False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in ("-s", "-C"):
+            skip = True
+        elif not w.startswith("-"):
+            host = w
+    return host
 
 
 @dataclass
 class Throughputs:
-    """Measured speeds (MB/s) and durations (s), smoothed over runs."""
+    """Measured speeds (MB/s) and durations (s), smoothed over runs.
+
+    Speeds are of resources, not of guests: `save_mbps` is what the save
+    directory's disk writes, `restore_mbps` what it reads, `links[HOST]` what
+    the link to a migration target carries (`migrate_mbps` for a target never
+    measured) — learned from each run as the memory moved over the time the
+    resource was busy, so that two saves sharing the disk teach its speed, not
+    half of it.
+    """
 
     save_mbps: float = DEFAULTS["save_mbps"]
     migrate_mbps: float = DEFAULTS["migrate_mbps"]
@@ -40,6 +63,8 @@ class Throughputs:
     create_s: float = DEFAULTS["create_s"]
     sysrq_s: float = DEFAULTS["sysrq_s"]
     samples: int = 0
+    links: dict[str, float] = field(default_factory=dict)
+    fixed: dict[str, float] = field(default_factory=lambda: dict(FIXED))  # the part that moves no memory, s
 
     @classmethod
     def load(cls, path: Path | None) -> "Throughputs":
@@ -47,21 +72,29 @@ class Throughputs:
             return cls()
         try:
             data = json.loads(read_small(path))
-            return cls(**{k: float(v) if k != "samples" else int(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+            links = {str(k): float(v) for k, v in (data.get("links") or {}).items() if float(v) > 0}
+            fixed = {**FIXED, **{str(k): float(v) for k, v in (data.get("fixed") or {}).items()
+                                 if k in FIXED and float(v) >= 0}}
+            return cls(**{k: float(v) if k != "samples" else int(v) for k, v in data.items()
+                          if k in cls.__dataclass_fields__ and k not in ("links", "fixed")}, links=links, fixed=fixed)
         except (OSError, ValueError, TypeError, AttributeError, RecursionError):
             return cls()
 
     def save(self, path: Path) -> None:
         write_atomic(path, json.dumps(asdict(self), indent=1))
 
+    def link_mbps(self, target: str) -> float:
+        return self.links.get(target, self.migrate_mbps)
+
     def estimate(self, stage: str, d: Domain, cfg: Config | None = None) -> float:
+        """Seconds `stage` takes for `d` with its resource to itself."""
         mb = max(d.memory_mib, 1)
         if stage == "migrate":
-            return mb / self.migrate_mbps + 1.0
+            return mb / self.link_mbps(migrate_target(cfg.migrate) if cfg else "") + self.fixed["migrate"]
         if stage == "save":
-            return mb / self.save_mbps + 0.5
+            return mb / self.save_mbps + self.fixed["save"]
         if stage == "restore":
-            return mb / self.restore_mbps + 0.5
+            return mb / self.restore_mbps + self.fixed["restore"]
         if stage == "shutdown":
             return self.shutdown_s
         if stage == "sysrq":
@@ -71,21 +104,79 @@ class Throughputs:
             return self.create_s
         return 0.0
 
+    def model(self, cfg: Config | None = None, reading: bool = False):
+        """The host as the scheduler sees it (pipeline.schedule.HostModel): rates per resource, fixed costs.
+
+        reading: the disk as restores use it (its read speed) rather than saves.
+        """
+        from .pipeline.schedule import HostModel
+
+        rates = {"disk": self.restore_mbps if reading else self.save_mbps}
+        target = migrate_target(cfg.migrate) if cfg else ""
+        for host, mbps in self.links.items():
+            rates[f"link:{host}"] = mbps
+        if target:
+            rates[f"link:{target}"] = self.link_mbps(target)
+        sysrq = self.estimate("sysrq", Domain(-1, ""), cfg) if (cfg and cfg.sysrq) else 0.0
+        return HostModel(rates, dict(self.fixed), shutdown_s=self.shutdown_s, sysrq_s=sysrq)
+
     def observe(self, stage: str, memory_mib: int, elapsed: float) -> None:
-        """Fold one measured stage into the averages (exponential smoothing)."""
-        if elapsed <= 0:
+        """Fold one measured duration (shutdown, create, sysrq) into the averages (exponential smoothing)."""
+        if elapsed <= 0 or stage not in ("shutdown", "create", "sysrq"):
             return
-        a = 0.3
-        if stage in ("save", "migrate", "restore") and memory_mib > 0:
-            key = f"{stage}_mbps"
-            speed = memory_mib / max(elapsed - 0.5, 0.05)
-            setattr(self, key, (1 - a) * getattr(self, key) + a * speed)
-        elif stage in ("shutdown", "create", "sysrq"):
-            key = f"{stage}_s"
-            setattr(self, key, (1 - a) * getattr(self, key) + a * elapsed)
-        else:
-            return
+        key = f"{stage}_s"
+        setattr(self, key, (1 - 0.3) * getattr(self, key) + 0.3 * elapsed)
         self.samples += 1
+
+    def observe_resource(self, key: str, mb: float, busy_s: float) -> None:
+        """Fold one run's use of a resource: `mb` moved while it was busy `busy_s` seconds.
+
+        key: "save" (disk write), "restore" (disk read) or "link:HOST".  The first
+        measurement replaces the default outright (a default is a guess, not a sample).
+        """
+        if mb <= 0 or busy_s <= 0.05:
+            return
+        speed = mb / busy_s
+        if key.startswith("link:"):
+            host = key[5:]
+            old = self.links.get(host)
+            self.links[host] = speed if old is None else 0.5 * old + 0.5 * speed
+        else:
+            attr = f"{key}_mbps"
+            fresh = getattr(self, attr) == DEFAULTS[attr]
+            setattr(self, attr, speed if fresh else 0.5 * getattr(self, attr) + 0.5 * speed)
+        self.samples += 1
+
+
+def fit_fixed(ops: Sequence[tuple[float, float, float]]) -> float | None:
+    """The fixed part of an operation from those that ran alone: (start, end, MB) -> the intercept of
+    elapsed = fixed + MB / rate (least squares); None without two solo runs of clearly different sizes."""
+    ops = sorted(ops)
+    solo = [o for i, o in enumerate(ops)
+            if (i == 0 or ops[i - 1][1] <= o[0]) and (i + 1 == len(ops) or ops[i + 1][0] >= o[1])]
+    if len(solo) < 2:
+        return None
+    xs = [mb for _, _, mb in solo]
+    ys = [b - a for a, b, _ in solo]
+    if max(xs) < 1.5 * min(xs):
+        return None
+    n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    if slope <= 0:
+        return None
+    return max(0.0, my - slope * mx)
+
+
+def busy_time(intervals: Sequence[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals: how long a resource was in use."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
 
 
 def throughput_path(cfg: Config) -> Path:
@@ -96,34 +187,79 @@ def throughput_path(cfg: Config) -> Path:
 
 
 class ThroughputRecorder:
-    """An event sink that learns throughputs from a run and stores them when it finishes."""
+    """An event sink that learns throughputs from a run and stores them when it finishes.
+
+    Per resource: each successful save, restore or migration adds the memory it
+    moved and its transfer's interval (its elapsed time less the fixed part);
+    at the end of the run the resource's speed is that memory over the union of
+    the intervals — the time the resource was busy.
+    """
 
     def __init__(self, cfg: Config, path: Path | None = None):
         self.path = path or throughput_path(cfg)
         self.t = Throughputs.load(self.path)
+        self.cfg = cfg
         self.memory: dict[str, int] = {}
         #: why the measured throughputs could not be stored (the caller warns; the run's outcome stands)
         self.error: str | None = None
+        self.used: dict[str, list[tuple[float, float, float]]] = {}  # key -> [(start, end, mb)]
+        self.stage_of: dict[str, str] = {}
+
+    def _key(self, stage: str, detail: str) -> str | None:
+        if stage in ("save", "restore"):
+            return stage
+        if stage == "migrate":
+            return "link:" + (migrate_target(detail.split()) or migrate_target(self.cfg.migrate))
+        return None
 
     def __call__(self, e: Event) -> None:
         if isinstance(e, GuestPlanned):
             self.memory[e.guest] = e.memory_mib
         elif isinstance(e, StageFinished) and e.outcome == "done" and e.guest:
-            self.t.observe(e.stage, self.memory.get(e.guest, 0), e.elapsed)
+            key = self._key(e.stage, e.detail)
+            mb = self.memory.get(e.guest, 0)
+            if key is not None:
+                if mb > 0:
+                    self.used.setdefault(key, []).append((e.at - e.elapsed, e.at, float(mb)))
+                    self.stage_of[key] = e.stage
+            else:
+                self.t.observe(e.stage, mb, e.elapsed)
         elif isinstance(e, RunFinished):
+            for key, uses in self.used.items():
+                stage = self.stage_of[key]
+                fit = fit_fixed(uses)
+                if fit is not None:
+                    old = self.t.fixed.get(stage, FIXED[stage])
+                    self.t.fixed[stage] = fit if old == FIXED[stage] else 0.5 * old + 0.5 * fit
+                fixed = self.t.fixed.get(stage, FIXED[stage])
+                busy = busy_time([(a + min(fixed, (b - a) * 0.9), b) for a, b, _ in uses])
+                self.t.observe_resource(key, sum(u[2] for u in uses), busy)
+            self.used.clear()
             try:
                 self.t.save(self.path)
             except OSError as exc:
                 self.error = f"cannot store the measured throughputs in {self.path}: {exc.strerror or exc}"
 
 
-def estimator(cfg: Config, t: Throughputs | None = None):
-    """estimate(stage, domain) -> seconds, from measured throughputs (or the defaults).
+class Estimator:
+    """estimate(stage, domain) -> seconds alone on its resource; `.model()` the host for the scheduler.
 
-    The one estimate both the plans and the runner's deadline use.
+    The one estimate the plans, the scheduler, the runner's deadline and the console use.
     """
-    t = t or Throughputs.load(throughput_path(cfg))
-    return lambda stage, d: t.estimate(stage, d, cfg)
+
+    def __init__(self, cfg: Config, t: Throughputs):
+        self.cfg, self.t = cfg, t
+
+    def __call__(self, stage: str, d: Domain) -> float:
+        return self.t.estimate(stage, d, self.cfg)
+
+    def model(self, reading: bool = False):
+        return self.t.model(self.cfg, reading)
+
+
+def estimator(cfg: Config, t: Throughputs | None = None) -> Estimator:
+    """The estimator from measured throughputs (or the defaults)."""
+    return Estimator(cfg, t or Throughputs.load(throughput_path(cfg)))
 
 
 def _estimate_of(service):
@@ -178,6 +314,14 @@ class GuestPlan:
     note: str = ""
     group: int = 0  # index of its order group in this verb's run order
     policy: str = ""  # its xendomains_* policy in a line (what differs from the defaults)
+    # the scheduler's slot (stop plans): the stage expected to end the guest, the resource it waits on,
+    # its place in that resource's queue and its predicted start/finish (s after the stages begin)
+    planned: str = ""
+    resource: str = ""
+    order: int = -1
+    start_s: float = 0.0
+    finish_s: float = 0.0
+    why_planned: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +338,8 @@ class Plan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     order: dict | None = None  # groups in run order, gates, dependencies and why (xdcore.bootorder), when not trivial
     errors: tuple[str, ...] = ()  # the plan cannot be carried out as configured (a dependency cycle, policy errors)
+    caps: tuple[tuple[str, int], ...] = ()  # resource -> guests at once, as the schedule chose
+    scheduled: bool = False  # estimate_s is the makespan of the scheduler's simulated schedule
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -250,6 +396,15 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         note = "" if any(STAGES[s].terminal for s in stages) else "no stage can stop this guest: it will stay running"
         out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note,
                              gindex.get(d.name, 0), pol.describe()))
+    sched = _schedule_for(service, selected, no_room, pols, order)
+    if sched is not None:
+
+        by_name = {sl.guest: sl for sl in sched.slots}
+        out = [replace(g, planned=sl.stage, resource=sl.resource, order=sl.order, start_s=sl.start,
+                       finish_s=sl.finish, why_planned=sl.reason, estimate_s=round(sl.finish - sl.start, 1))
+               if (sl := by_name.get(g.guest)) else g for g in out]
+        rank = {g: i for i, g in enumerate(sched.order())}
+        out.sort(key=lambda g: rank.get(g.guest, len(rank)))
     host = ["select"]
     if cfg.shutdown_all and control.stage_enabled("shutdown_all") and not only:
         host.append("shutdown_all")
@@ -263,12 +418,17 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         if any(pols[g.guest].priority for g in out):
             notes.append("under the deadline, guests with a higher xendomains_priority take the first slots")
     notes += order.notes
-    out.sort(key=lambda g: g.group)
-    par = control.parallel or 1
-    est = _groups_estimate(out, par)
+    out.sort(key=lambda g: g.group)  # stable: the schedule's order inside each group
+    par = control.parallel
+    if sched is not None:
+        notes.extend(sched.notes)
+        est = sched.makespan
+    else:
+        est = _groups_estimate(out, par or len(out) or 1)
     return Plan("stop", tuple(out), tuple((d.name, why) for d, why in skipped), tuple(host), round(est, 1), par,
                 free_bytes(cfg.save_dir) if cfg.save_dir else None, needed, tuple(sorted(no_room)), tuple(notes),
-                _order_dict(order, "stop"), tuple(errors))
+                _order_dict(order, "stop"), tuple(errors), tuple(sorted(sched.caps.items())) if sched else (),
+                sched is not None)
 
 
 def _groups_estimate(out: Sequence[GuestPlan], parallel: int, gates: Sequence[float] = ()) -> float:
@@ -292,6 +452,17 @@ def _order_dict(order, verb: str) -> dict | None:
             g["index"] = i
             g["gates"] = {}  # gates are for start
     return d
+
+
+def _schedule_for(service, selected: Sequence[Domain], no_room: frozenset[str], pols, order):
+    """The schedule the stop runner will follow for `selected` (its predictions too under XENDOMAINS_SCHEDULE=listing)."""
+    from .events import EventBus
+    from .pipeline.runner import Deadline, StopRunner
+
+    cfg: Config = service.cfg
+    runner = StopRunner(cfg, service.ts, EventBus(), service.control, estimate=_estimate_of(service),
+                        deadline=Deadline(cfg.stop_deadline), no_room=no_room, policies=pols, order=order)
+    return runner.make_schedule(selected)
 
 
 async def start_plan(service) -> Plan:
@@ -342,7 +513,7 @@ async def start_plan(service) -> Plan:
     out = [replace(g, group=gindex.get(g.guest, 0), policy=pols[g.guest].describe(),
                    reasons=g.reasons + order.why.get(g.guest, ())[1 if order.trivial else 0:]) for g in out]
     out.sort(key=lambda g: g.group)
-    par = service.control.parallel or 1
+    par = service.control.parallel
     gates = [max((gt.seconds if gt.kind == "delay" else 0.0) for _, gt in grp.gates) if grp.gates else 0.0
              for grp in order.groups[:-1]]
     notes = list(order.notes)
@@ -351,5 +522,19 @@ async def start_plan(service) -> Plan:
         notes.append("each group starts when the previous one is ready; a gate ends after "
                      + (f"XENDOMAINS_START_MAXWAIT={maxwait}s" if maxwait else "no limit (XENDOMAINS_START_MAXWAIT=0)")
                      + "; the last group's gates are not waited for")
-    return Plan("start", tuple(out), tuple(skipped), ("lock",), round(_groups_estimate(out, par, gates), 1), par,
-                notes=tuple(notes), order=_order_dict(order, "start"), errors=tuple(errors))
+    total = _groups_estimate(out, par or len(out) or 1, gates)
+    model_of = getattr(estimate, "model", None)
+    restoring = [g for g in out if g.stages == ("restore",)]
+    scheduled = bool(restoring and model_of is not None and len(order.groups) <= 1)
+    if scheduled:  # restores share the disk's read bandwidth: their makespan, then the creates
+        from .pipeline.schedule import restore_schedule
+
+        sched = restore_schedule(model_of(reading=True), [(g.guest, g.memory_mib) for g in restoring], lanes=par or None)
+        by = {sl.guest: sl for sl in sched.slots}
+        out = [replace(g, planned="restore", resource="disk", order=by[g.guest].order, start_s=by[g.guest].start,
+                       finish_s=by[g.guest].finish, estimate_s=round(by[g.guest].finish - by[g.guest].start, 1))
+               if g.guest in by else g for g in out]
+        total = sched.makespan + _wall_estimate([g.estimate_s for g in out if g.stages != ("restore",)],
+                                                par or len(out) or 1)
+    return Plan("start", tuple(out), tuple(skipped), ("lock",), round(total, 1), par,
+                notes=tuple(notes), order=_order_dict(order, "start"), errors=tuple(errors), scheduled=scheduled)

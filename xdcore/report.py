@@ -33,10 +33,12 @@ from .events import (
     Event,
     GuestFinished,
     GuestPlanned,
+    GuestScheduled,
     GuestSkipped,
     MessageLogged,
     RunFinished,
     RunStarted,
+    ScheduleDeviated,
     StageDowngraded,
     StageFinished,
 )
@@ -55,6 +57,7 @@ class StageRecord:
     outcome: str
     elapsed: float = 0.0
     detail: str = ""
+    started: float = -1.0  # seconds after the first per-guest stage of the run began (-1: unknown)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class GuestRecord:
     domid: int = -1
     stages: tuple[StageRecord, ...] = ()
     notes: tuple[str, ...] = ()  # downgrades, operator actions, warnings naming this guest
+    planned: dict[str, Any] | None = None  # the scheduler's slot: stage, resource, order, start, finish, reason
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,13 @@ class RunReport:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunReport":
         def stages(items: Iterable[dict[str, Any]]) -> tuple[StageRecord, ...]:
-            return tuple(StageRecord(str(s["stage"]), str(s["outcome"]), float(s.get("elapsed", 0.0)), str(s.get("detail", "")))
+            return tuple(StageRecord(str(s["stage"]), str(s["outcome"]), float(s.get("elapsed", 0.0)), str(s.get("detail", "")),
+                                     float(s.get("started", -1.0)))
                          for s in items)
 
         guests = tuple(GuestRecord(str(g["guest"]), str(g["outcome"]), str(g.get("detail", "")), float(g.get("elapsed", 0.0)),
-                                   int(g.get("domid", -1)), stages(g.get("stages", ())), tuple(g.get("notes", ())))
+                                   int(g.get("domid", -1)), stages(g.get("stages", ())), tuple(g.get("notes", ())),
+                                   dict(g["planned"]) if isinstance(g.get("planned"), dict) else None)
                        for g in d.get("guests", ()))
         return cls(verb=str(d["verb"]), run=str(d.get("run", "")), started_at=float(d["started_at"]),
                    finished_at=None if d.get("finished_at") is None else float(d["finished_at"]),
@@ -160,13 +166,15 @@ class _Guest:
         self.domid = -1
         self.stages: list[StageRecord] = []
         self.notes: list[str] = []
+        self.planned: dict[str, Any] | None = None
 
     def freeze(self, interrupted: bool) -> GuestRecord:
         outcome = self.outcome
         detail = self.detail
         if outcome == "pending" and interrupted:
             outcome, detail = "interrupted", "the run ended before this guest finished"
-        return GuestRecord(self.name, outcome, detail, round(self.elapsed, 3), self.domid, tuple(self.stages), tuple(self.notes))
+        return GuestRecord(self.name, outcome, detail, round(self.elapsed, 3), self.domid, tuple(self.stages), tuple(self.notes),
+                           self.planned)
 
 
 #: the summary of a report written before its run finished (what it says if the run is killed)
@@ -194,6 +202,7 @@ class RunReportWriter:
         self._messages: list[str] = []
         self._controls: list[str] = []
         self._done = False
+        self._t0: float | None = None  # when the first per-guest stage began (the timeline's zero)
 
     @classmethod
     def for_config(cls, cfg: Config) -> "RunReportWriter":
@@ -215,11 +224,23 @@ class RunReportWriter:
         if isinstance(e, GuestPlanned):
             g = self._g(e.guest)
             g.domid = e.domid
+            if self._t0 is None or e.at < self._t0:
+                self._t0 = e.at
         elif isinstance(e, GuestSkipped):
             g = self._g(e.guest)
             g.outcome, g.detail, g.domid = "skipped", e.reason, e.domid
+        elif isinstance(e, GuestScheduled):
+            self._g(e.guest).planned = {"stage": e.stage, "resource": e.resource, "order": e.order,
+                                        "start": e.start, "finish": e.finish, "reason": e.reason}
+        elif isinstance(e, ScheduleDeviated):
+            self._g(e.guest).notes.append(f"off the plan: {e.reason}")
         elif isinstance(e, StageFinished):
-            rec = StageRecord(e.stage, e.outcome, round(e.elapsed, 3), e.detail)
+            started = -1.0
+            if e.guest:
+                if self._t0 is None:
+                    self._t0 = e.at - e.elapsed
+                started = round(max(0.0, e.at - e.elapsed - self._t0), 3)
+            rec = StageRecord(e.stage, e.outcome, round(e.elapsed, 3), e.detail, started)
             if e.guest:
                 self._g(e.guest).stages.append(rec)
             else:

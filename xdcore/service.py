@@ -398,7 +398,7 @@ class Service:
             self._warn(f"{err}; those guests are stopped together")
         runner = StopRunner(cfg, self.ts, self.bus, self.control, estimate=self.estimate, deadline=deadline, no_room=no_room,
                             policies=pols, order=order)
-        results = await runner.run(selected)
+        results = await runner.run(selected, runner.make_schedule(selected))
         outcome.guests = results
         # shutdown-all: only when guests other than zombies remain
         if only is not None:  # a stop of named guests never sweeps the rest of the host
@@ -525,8 +525,10 @@ class Service:
             if do_restore:
                 self.bus.emit(StageStarted(stage="restore", detail=str(cfg.save_dir)))
                 for im in restores:
-                    self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path)))
-                results += await asyncio.gather(*(self._restore_one(im) for im in restores))
+                    self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path),
+                                               memory_mib=max(im.size // 2**20, 1)))
+                disk = self._restore_limiter(restores)
+                results += await asyncio.gather(*(self._restore_one(im, disk) for im in restores))
                 self.bus.emit(StageFinished(stage="restore", outcome="done", detail=f"{len(restores)} image(s)"))
             if autos:
                 results += await self._create_all(creates)
@@ -567,7 +569,8 @@ class Service:
             self.bus.emit(GuestFinished(guest=n, outcome="failed", detail=detail))
         groups = [g for g in order.groups if any(n not in order.in_cycle for n in g.guests)]
         for im in restores:
-            self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path)))
+            self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path),
+                                       memory_mib=max(im.size // 2**20, 1)))
         for a in creates:
             self.bus.emit(GuestPlanned(guest=a.name or a.path.name, stages=("create",), reason=str(a.path)))
         maxwait = float(self.cfg.start_maxwait) or None
@@ -586,7 +589,8 @@ class Service:
             got: list[GuestResult] = []
             if mine_r:
                 self.bus.emit(StageStarted(stage="restore", detail=str(self.cfg.save_dir)))
-                got += await asyncio.gather(*(self._restore_one(im) for im in mine_r))
+                disk = self._restore_limiter(mine_r)
+                got += await asyncio.gather(*(self._restore_one(im, disk) for im in mine_r))
                 self.bus.emit(StageFinished(stage="restore", outcome="done", detail=f"{len(mine_r)} image(s)"))
             if mine_c:
                 got += await self._create_all(mine_c)
@@ -622,10 +626,21 @@ class Service:
             self._warn(f"{name} is up, not ready: {res.how}; {then}", guest=name)
         return res.outcome == "open"
 
-    async def _restore_one(self, im: SaveImage) -> GuestResult:
+    def _restore_limiter(self, todo: Sequence[SaveImage]) -> "Limiter | None":
+        """With XENDOMAINS_PARALLEL=auto, restores share the disk: as many at once as still end sooner."""
+        model_of = getattr(self.estimate, "model", None)
+        if self.control.parallel or model_of is None or len(todo) < 2:
+            return None
+        from .pipeline.control import Limiter
+        from .pipeline.schedule import restore_schedule
+
+        sched = restore_schedule(model_of(reading=True), [(im.guest or im.path.name, im.size / 2**20) for im in todo])
+        return Limiter(sched.caps.get("disk"))
+
+    async def _restore_one(self, im: SaveImage, disk: "Limiter | None" = None) -> GuestResult:
         name = im.guest or im.path.name
         res = GuestResult(name, -1)
-        async with self.control.limiter:
+        async with self.control.limiter, (disk or _NO_LIMIT):
             if self.control.aborted or self.control.guest_skipped(name):
                 res.outcome, res.detail = "skipped", "skipped by operator"
                 self.bus.emit(GuestSkipped(guest=name, reason=res.detail))
@@ -776,6 +791,17 @@ class Service:
             code = EXIT_OK
         return StatusReport(lock_present, running, tuple(autos), missing, saved, quarantined, code,
                             suspended, not_running, saving, tuple(s for s in settled if s.action != "in-progress"))
+
+
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
 
 
 class _Spacer:

@@ -178,9 +178,11 @@ VALID = {
     "XENDOMAINS_START_MAXWAIT": st.integers(0, 10**6).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
     "XENDOMAINS_LOCKFILE": (safe_path.map(lambda p: (p, Path(p))) | st.just(("", None))),
     "XENDOMAINS_TOOLSTACK": st.sampled_from(["auto", "xl", "xm", "XL", " Xm "]).map(lambda t: (t, t.strip().lower())),
-    "XENDOMAINS_PARALLEL": st.integers(1, 512).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
-    "XENDOMAINS_PARALLEL_MIGRATE": st.integers(1, 64).map(lambda n: (str(n), n)) | st.just(("", None)),
-    "XENDOMAINS_PARALLEL_SAVE": st.integers(1, 64).map(lambda n: (str(n), n)) | st.just(("", None)),
+    "XENDOMAINS_PARALLEL": (st.integers(1, 512).flatmap(lambda n: _int_text(n).map(lambda t: (t, n)))
+                            | st.sampled_from(["auto", "AUTO"]).map(lambda t: (t, 0))),
+    "XENDOMAINS_PARALLEL_MIGRATE": st.integers(1, 64).map(lambda n: (str(n), n)) | st.sampled_from([("", None), ("auto", None)]),
+    "XENDOMAINS_PARALLEL_SAVE": st.integers(1, 64).map(lambda n: (str(n), n)) | st.sampled_from([("", None), ("auto", None)]),
+    "XENDOMAINS_SCHEDULE": st.sampled_from(["auto", "listing", " Listing "]).map(lambda t: (t, t.strip().lower())),
     "XENDOMAINS_PROGRESS": safe_path.map(lambda p: (p, Path(p))),
     "XENDOMAINS_STOP_DEADLINE": (st.floats(0, 1e7, allow_nan=False).map(lambda f: (repr(f), f))
                                  | st.integers(0, 10**6).map(lambda n: (str(n), float(n))) | st.just(("", None))),

@@ -30,8 +30,10 @@ from ..events import (
     GroupStarted,
     GuestFinished,
     GuestPlanned,
+    GuestScheduled,
     GuestSkipped,
     MessageLogged,
+    ScheduleDeviated,
     StageDowngraded,
     StageFinished,
     StageStarted,
@@ -41,6 +43,8 @@ from ..model import Domain
 from ..policy import Policies
 from ..toolstack.port import Toolstack
 from .control import Limiter, RunControl
+from .schedule import Schedule, Task, plan_schedule
+from .stages import STAGES as STAGES_BY_NAME
 from .stages import STOP_GUEST_STAGES, Stage, stage
 
 #: the guest and stage the current task serves; read by the command observer
@@ -128,6 +132,9 @@ class StopRunner:
         self.estimate = estimate
         self.deadline = deadline or Deadline(None)
         self.no_room = no_room  # guests the plan found no room to save: save is skipped for them
+        self.policies = policies
+        self.schedule: Schedule | None = None
+        self._t0 = time.monotonic()
         for name, cap in (("migrate", cfg.parallel_migrate), ("save", cfg.parallel_save)):
             control.stage_limiters.setdefault(name, Limiter(cap))
         self.shutdown_opts, notes = toolstack.translate_shutdown_options(cfg.shutdown)
@@ -268,6 +275,68 @@ class StopRunner:
             enabled.append(st.name)
         return [stage(n) for n in self.policies[d.name].stop_order(enabled)]
 
+    # -- the schedule ---------------------------------------------------------------------------
+
+    def make_schedule(self, guests: Sequence[Domain]) -> Schedule | None:
+        """The schedule for `guests` (XENDOMAINS_SCHEDULE=auto and an estimator that models the host), else None."""
+        model_of = getattr(self.estimate, "model", None)
+        if self.cfg.schedule != "auto" or model_of is None:
+            return None
+        from ..plan import migrate_target
+
+        words = self.control.migrate_target or self.migrate_words
+        tasks = []
+        for d in guests:
+            if d.zombie:
+                continue
+            stages = tuple(s.name for s in self.stages_for(d) if s.terminal)
+            prio = self.policies[d.name].priority
+            tasks.append(Task(d.name, float(max(d.memory_mib, 1)), stages, prio))
+        caps = {"disk": self.cfg.parallel_save, f"link:{migrate_target(words)}": self.cfg.parallel_migrate}
+        lanes = self.control.parallel or None
+        sequential = lanes == 1 and not self.deadline.seconds
+        return plan_schedule(model_of(), tasks, target=migrate_target(words), caps=caps,
+                             deadline=self.deadline.remaining() if self.deadline.seconds else None,
+                             keep_order=sequential, lanes=lanes)
+
+    def _follow(self, sched: Schedule) -> None:
+        """Apply the schedule's concurrency to the stages whose cap is auto."""
+        for res, c in sched.caps.items():
+            name = "save" if res == "disk" else "migrate"
+            configured = self.cfg.parallel_save if name == "save" else self.cfg.parallel_migrate
+            lim = self.control.stage_limiters.get(name)
+            if configured is None and lim is not None:
+                lim.set_limit(c)
+
+    def _planned_skip(self, d: Domain, st: Stage) -> str | None:
+        """Why the schedule skips this terminal stage for `d` (it planned a later one), else None."""
+        slot = self.schedule.slot(d.name) if self.schedule else None
+        if slot is None or not slot.stage or not st.terminal or st.name == slot.stage:
+            return None
+        names = [s.name for s in self.stages_for(d)]
+        if slot.stage in names and names.index(st.name) < names.index(slot.stage):
+            return slot.reason or f"the schedule puts {d.name} on {slot.stage}"
+        return None
+
+    def _check_plan(self, d: Domain, res: GuestResult) -> None:
+        """ScheduleDeviated when a guest ended otherwise, or much later, than its slot said."""
+        slot = self.schedule.slot(d.name) if self.schedule else None
+        if slot is None or not slot.stage:
+            return
+        planned = STAGES_BY_NAME[slot.stage].outcome
+        finished = time.monotonic() - self._t0
+        if res.outcome != planned:
+            why = res.detail or ", ".join(f"{k} {v}" for k, v in res.stages.items() if v != "done") or res.outcome
+            self.bus.emit(ScheduleDeviated(guest=d.name, planned=slot.stage, actual=res.outcome,
+                                           planned_finish=slot.finish, finish=round(finished, 3),
+                                           reason=f"planned {slot.stage}, ended {res.outcome}: {why}"))
+        elif finished > slot.finish * 1.25 + 2.0:
+            self.bus.emit(ScheduleDeviated(
+                guest=d.name, planned=slot.stage, actual=res.outcome, planned_finish=slot.finish,
+                finish=round(finished, 3),
+                reason=f"finished at {finished:.1f}s, planned {slot.finish:.1f}s: {slot.resource or slot.stage} "
+                       "slower than estimated (or stages before it took longer)"))
+
     async def run_guest(self, d: Domain) -> GuestResult:
         """Walk the stage table for one guest; always ends with exactly one GuestFinished."""
         res = GuestResult(d.name, d.domid)
@@ -291,6 +360,8 @@ class StopRunner:
             self.control.limiter.release()
         res.elapsed = time.monotonic() - t0
         self.bus.emit(GuestFinished(guest=d.name, domid=d.domid, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
+        if res.outcome not in ("skipped",):
+            self._check_plan(d, res)
         return res
 
     async def _walk(self, d: Domain, res: GuestResult) -> None:
@@ -315,6 +386,13 @@ class StopRunner:
             if self.control.guest_skipped(d.name):
                 res.outcome, res.detail = "skipped", "skipped by operator"
                 return
+            why_not = self._planned_skip(d, st)
+            if why_not is not None:
+                nxt = next((s for s in todo[1:] if s.terminal), None)
+                self.bus.emit(StageDowngraded(guest=d.name, from_stage=st.name, to_stage=nxt.name if nxt else "",
+                                              reason=f"schedule: {why_not}"))
+                res.stages[st.name] = "skipped"
+                continue
             if self.control.consume_skip(d.name, st.name):
                 self.bus.emit(StageFinished(stage=st.name, guest=d.name, domid=d.domid, outcome="skipped", detail="skipped by operator"))
                 res.stages[st.name] = "skipped"
@@ -412,12 +490,28 @@ class StopRunner:
             return list(guests)
         return sorted(guests, key=lambda d: -self.policies[d.name].priority)
 
-    async def run(self, guests: Sequence[Domain]) -> list[GuestResult]:
+    def _ordered(self, guests: Sequence[Domain]) -> list[Domain]:
+        """The order to start guests in: the schedule's when it is followed, else priority under a deadline."""
+        if self.schedule is not None and self.cfg.schedule == "auto":
+            rank = {g: i for i, g in enumerate(self.schedule.order())}
+            return sorted(guests, key=lambda d: rank.get(d.name, len(rank)))
+        return self._by_priority(guests)
+
+    async def run(self, guests: Sequence[Domain], schedule: Schedule | None = None) -> list[GuestResult]:
+        """Run every guest's pipeline; with a schedule, in its order and with its concurrency."""
+        self._t0 = time.monotonic()
+        self.schedule = schedule
+        if schedule is not None:
+            self._follow(schedule)
+            guests = self._ordered(guests)
+        for slot in (schedule.slots if schedule else ()):
+            self.bus.emit(GuestScheduled(guest=slot.guest, stage=slot.stage, resource=slot.resource, order=slot.order,
+                                         start=slot.start, finish=slot.finish, reason=slot.reason))
         for d in guests:
             self.bus.emit(GuestPlanned(guest=d.name, domid=d.domid, memory_mib=d.memory_mib,
                                        stages=("zombie",) if d.zombie else tuple(s.name for s in self.stages_for(d))))
         if self.order is None or len(self.order.groups) <= 1:
-            return list(await asyncio.gather(*(self.run_guest(d) for d in self._by_priority(guests))))
+            return list(await asyncio.gather(*(self.run_guest(d) for d in self._ordered(guests))))
         # stop groups: the reverse of the boot order; a group begins when the previous one is done
         by_name = {d.name: d for d in guests}
         results: dict[str, GuestResult] = {}
@@ -426,7 +520,7 @@ class StopRunner:
             members = [by_name[n] for n in g.guests if n in by_name]
             self.bus.emit(GroupStarted(verb="stop", index=i, of=len(groups), label=g.label,
                                        guests=tuple(d.name for d in members)))
-            for r in await asyncio.gather(*(self.run_guest(d) for d in self._by_priority(members))):
+            for r in await asyncio.gather(*(self.run_guest(d) for d in self._ordered(members))):
                 results[r.guest] = r
         return [results[d.name] for d in guests if d.name in results]
 

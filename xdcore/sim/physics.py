@@ -125,65 +125,70 @@ def predict_done(transfers: list[dict], rates: dict, at: float, tid: str) -> flo
 # -- a whole schedule (the planner's side) ---------------------------------------------------------
 
 
-def simulate(jobs: list[dict], rates: dict, caps: dict, start: float = 0.0) -> dict[str, tuple[float, float]]:
+def simulate(jobs: list[dict], rates: dict, caps: dict, start: float = 0.0, lanes: int | None = None) -> dict:
     """Play a schedule: {job id: (started, finished)}.
 
     jobs: in the order they are to be started, each a dict with ``id``,
     ``res`` (None: no shared resource), ``mb``, ``fixed`` (seconds of the
-    operation that use no shared bandwidth, before its transfer), ``dirty``
-    and ``after`` (seconds since the start before which it may not begin, e.g.
-    its SysRq).  caps: resource -> how many jobs use it at once (missing: 1;
-    None: unbounded).  A job waits for a free slot of its resource in list
-    order (a later job never overtakes an earlier one of the same resource).
+    operation that use no shared bandwidth, before its transfer) and
+    ``dirty``.  caps: resource -> how many jobs use it at once (missing: 1;
+    None: unbounded).  lanes: how many jobs are in flight at once over all
+    resources (None: unbounded) — a job takes a lane in list order, then waits
+    for a slot of its resource, as the runner's limiters do.
     """
-    queues: dict[object, list[dict]] = {}
-    for j in jobs:
-        queues.setdefault(j.get("res"), []).append(j)
+    pending = list(jobs)
+    queues: dict[object, list[dict]] = {j.get("res"): [] for j in jobs}
     out: dict[str, tuple[float, float]] = {}
-    running: list[dict] = []  # jobs in their fixed part: {"job", "until"}
+    running: list[dict] = []  # jobs in their fixed part: {"job", "until", "began"}
     transfers: list[dict] = []
     slots = {res: 0 for res in queues}
+    in_flight = 0
     now = start
+    lane_cap = float("inf") if not lanes else lanes
 
     def cap(res) -> float:
         c = caps.get(res, 1) if res is not None else None
         return float("inf") if c is None else max(1, int(c))
 
     def launch() -> None:
+        nonlocal in_flight
+        while pending and in_flight < lane_cap:
+            j = pending.pop(0)
+            in_flight += 1
+            queues[j.get("res")].append(j)
         for res, q in queues.items():
-            while q and slots[res] < cap(res) and start + q[0].get("after", 0.0) <= now + EPS:
+            while q and slots[res] < cap(res):
                 j = q.pop(0)
                 slots[res] += 1
                 running.append({"job": j, "until": now + float(j.get("fixed", 0.0)), "began": now})
 
+    def finish(j: dict, began: float) -> None:
+        nonlocal in_flight
+        slots[j.get("res")] -= 1
+        in_flight -= 1
+        out[j["id"]] = (began, now)
+
     launch()
-    while any(queues.values()) or running or transfers:
-        # next event: a fixed part ending, a transfer completing, a job becoming due
+    while running or transfers:
         nxt = min([r["until"] for r in running] + [float("inf")])
         if transfers:
             probe = [dict(t) for t in transfers]
-            advance(probe, rates, now, float("inf") if nxt == float("inf") else nxt)
+            advance(probe, rates, now, nxt)
             done_at = [t["done"] for t in probe if t["done"] is not None]
             if done_at:
                 nxt = min(nxt, min(done_at))
-        for q in queues.values():
-            if q and start + q[0].get("after", 0.0) > now + EPS:
-                nxt = min(nxt, start + q[0]["after"])
         if nxt == float("inf"):
             break
         advance(transfers, rates, now, nxt)
         now = nxt
         for t in [t for t in transfers if t["done"] is not None]:
             transfers.remove(t)
-            j = t["job"]
-            slots[j.get("res")] -= 1
-            out[j["id"]] = (t["began"], now)
+            finish(t["job"], t["began"])
         for r in [r for r in running if r["until"] <= now + EPS]:
             running.remove(r)
             j = r["job"]
             if j.get("res") is None or float(j.get("mb", 0.0)) <= 0:
-                slots[j.get("res")] -= 1
-                out[j["id"]] = (r["began"], now)
+                finish(j, r["began"])
             else:
                 t = new_transfer(j["id"], j["res"], j["mb"], now, j.get("dirty", 0.0))
                 t["job"], t["began"] = j, r["began"]

@@ -1,0 +1,178 @@
+"""The stop scheduler: order, per-resource concurrency, deadline diversions, learned throughputs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from xdcore.config import Config
+from xdcore.events import EventBus, GuestScheduled, ScheduleDeviated, StageDowngraded, StageStarted, from_json
+from xdcore.pipeline.schedule import HostModel, Task, auto_cap, lower_bound, plan_schedule, restore_schedule
+from xdcore.plan import Estimator, Throughputs, ThroughputRecorder, busy_time, fit_fixed
+from xdcore.events import GuestPlanned, RunFinished, StageFinished
+from xdcore.service import Service
+from xdcore.sim import physics
+from xdcore.timeline import Bar, draw
+
+from .fakes import FakeToolstack
+
+MODEL = HostModel({"disk": 100.0, "link:b": 200.0}, {"save": 0.5, "migrate": 1.0, "restore": 0.5}, shutdown_s=3.0)
+BOTH = ("migrate", "save", "shutdown")
+
+
+def test_without_a_deadline_the_longest_work_goes_first():
+    tasks = [Task("small", 100, BOTH), Task("big", 2000, BOTH), Task("mid", 800, BOTH)]
+    s = plan_schedule(MODEL, tasks, target="b")
+    assert s.order()[0] == "big"
+    assert [sl.stage for sl in s.slots] == ["migrate"] * 3
+    assert {sl.resource for sl in s.slots} == {"link:b"}
+    assert s.makespan == pytest.approx(max(sl.finish for sl in s.slots))
+
+
+def test_the_plan_keeps_to_the_physical_bound_on_a_mixed_host():
+    rng = random.Random(14)
+    tasks = [Task(f"g{i:02d}", round(512 * 2 ** rng.uniform(0, 6)), BOTH if i % 4 else ("save", "shutdown"))
+             for i in range(40)]
+    s = plan_schedule(MODEL, tasks, target="b")
+    bound = lower_bound(MODEL, s.slots, {t.guest: t.memory_mib for t in tasks})
+    assert s.makespan <= 1.10 * bound
+    assert {sl.resource for sl in s.slots} == {"disk", "link:b"}
+
+
+def test_auto_concurrency_hides_fixed_costs_and_stops_where_sharing_no_longer_helps():
+    jobs = [{"id": str(i), "res": "disk", "mb": 100.0, "fixed": 0.5} for i in range(6)]
+    assert 1 < auto_cap(MODEL, "disk", jobs) < 6
+    no_fixed = [{**j, "fixed": 0.0} for j in jobs]
+    assert auto_cap(MODEL, "disk", no_fixed) == 1
+    assert plan_schedule(MODEL, [Task("a", 100, BOTH), Task("b", 100, BOTH)], target="b",
+                         caps={"link:b": 5}).caps["link:b"] == 5  # an explicit number wins
+
+
+def test_under_a_deadline_a_migration_that_would_not_finish_goes_to_the_disk():
+    tasks = [Task(f"m{i}", 1000, BOTH) for i in range(4)]  # 4 × 1000 MB over 200 MB/s: 20 s on the link alone
+    s = plan_schedule(MODEL, tasks, target="b", deadline=13.0)
+    stages = {sl.guest: sl.stage for sl in s.slots}
+    assert sorted(stages.values()) == ["migrate", "migrate", "save"] + ["shutdown"]
+    moved = next(sl for sl in s.slots if sl.stage == "save")
+    assert moved.resource == "disk" and moved.finish <= 13.0
+    assert "would not end before the 13s deadline" in moved.reason
+    graceful = [sl for sl in s.slots if sl.stage in ("migrate", "save") and sl.finish <= 13.0]
+    assert len(graceful) == 3
+
+
+def test_under_a_deadline_priority_comes_first():
+    tasks = [Task("small", 200, ("save", "shutdown")), Task("vip", 1000, ("save", "shutdown"), priority=5)]
+    s = plan_schedule(MODEL, tasks, target="b", deadline=11.0)
+    assert {sl.guest: sl.stage for sl in s.slots} == {"vip": "save", "small": "shutdown"}
+    s = plan_schedule(MODEL, [Task("small", 200, ("save", "shutdown")), Task("big", 1000, ("save", "shutdown"))],
+                      target="b", deadline=11.0)
+    assert {sl.guest: sl.stage for sl in s.slots} == {"small": "save", "big": "shutdown"}
+
+
+def test_restores_are_bound_by_the_disk():
+    s = restore_schedule(MODEL, [(f"r{i}", 500.0) for i in range(6)])
+    assert s.makespan <= 1.10 * (6 * 500 / 100)
+
+
+# -- the estimator learns resources, not guests --------------------------------------------------------
+
+
+def _events(runs):
+    """GuestPlanned + StageFinished(save) for (guest, MB, start, end), then RunFinished."""
+    out = [GuestPlanned(guest=g, memory_mib=mb) for g, mb, _, _ in runs]
+    out += [StageFinished(stage="save", outcome="done", guest=g, elapsed=b - a, at=b) for g, _, a, b in runs]
+    return out + [RunFinished(verb="stop", exit_code=0)]
+
+
+def test_two_concurrent_saves_teach_the_disk_speed_not_half_of_it(tmp_path):
+    rec = ThroughputRecorder(Config(path=None), tmp_path / "t.json")
+    # 200 MB each at a 100 MB/s disk, fixed 0.5 s, the second joining 0.5 s later: busy 4 s in all
+    for e in _events([("a", 200, 0.0, 4.0), ("b", 200, 0.5, 4.5)]):
+        rec(e)
+    assert Throughputs.load(tmp_path / "t.json").save_mbps == pytest.approx(100.0)
+
+
+def test_fixed_costs_are_learned_from_operations_that_ran_alone(tmp_path):
+    assert fit_fixed([(0.0, 1.5, 100.0), (2.0, 5.5, 300.0), (6.0, 6.7, 20.0)]) == pytest.approx(0.5)
+    assert fit_fixed([(0.0, 1.5, 100.0)]) is None
+    rec = ThroughputRecorder(Config(path=None), tmp_path / "t.json")
+    for e in _events([("a", 100, 0.0, 1.5), ("b", 300, 2.0, 5.5), ("c", 20, 6.0, 6.7)]):
+        rec(e)
+    t = Throughputs.load(tmp_path / "t.json")
+    assert t.fixed["save"] == pytest.approx(0.5)
+    assert t.save_mbps == pytest.approx(100.0)
+    assert busy_time([(0, 2), (1, 3), (5, 6)]) == 4
+
+
+# -- the runner follows the schedule -------------------------------------------------------------------
+
+
+def _service(tmp_path: Path, ts: FakeToolstack, **kw) -> tuple[Service, list]:
+    base = dict(path=None, save_dir=tmp_path / "save", auto_dir=tmp_path / "auto", lockfile=tmp_path / "lock",
+                progress=tmp_path / "progress.jsonl", usleep_us=0, create_usleep_us=0, stop_maxwait=5,
+                migrate=("b",), parallel=0)
+    base.update(kw)
+    cfg = Config(**base)
+    t = Throughputs(save_mbps=100.0, links={"b": 200.0})
+    events: list = []
+    return Service(cfg, ts, EventBus([events.append]), estimate=Estimator(cfg, t)), events
+
+
+async def test_the_stop_runs_in_the_schedules_order_and_says_so(tmp_path):
+    ts = FakeToolstack()
+    for name, mem in (("small", 100), ("big", 4000), ("mid", 900)):
+        ts.add(name, mem)
+    svc, events = _service(tmp_path, ts, parallel_migrate=1)
+    out = await svc.stop()
+    assert out.exit_code == 0
+    scheduled = [e for e in events if isinstance(e, GuestScheduled)]
+    assert [e.guest for e in scheduled] == ["big", "mid", "small"]
+    assert all(e.resource == "link:b" and e.stage == "migrate" for e in scheduled)
+    started = [e.guest for e in events if isinstance(e, StageStarted) and e.stage == "migrate"]
+    assert started == ["big", "mid", "small"]
+    assert from_json(scheduled[0].to_json()) == scheduled[0]
+
+
+async def test_a_guest_that_ends_otherwise_than_planned_is_reported_with_why(tmp_path):
+    ts = FakeToolstack()
+    ts.add("web", 500)
+    ts.fail.add(("migrate", "web"))
+    svc, events = _service(tmp_path, ts)
+    await svc.stop()
+    dev = [e for e in events if isinstance(e, ScheduleDeviated)]
+    assert len(dev) == 1 and dev[0].planned == "migrate" and dev[0].actual == "saved"
+    assert "migrate failed" in dev[0].reason
+    assert from_json(dev[0].to_json()) == dev[0]
+
+
+async def test_under_a_deadline_the_runner_sends_a_guest_to_the_disk_as_planned(tmp_path):
+    ts = FakeToolstack()
+    for i in range(4):
+        ts.add(f"m{i}", 1000)
+    svc, events = _service(tmp_path, ts, stop_deadline=13.0, parallel_migrate=2, parallel_save=1)
+    await svc.stop()
+    down = [e for e in events if isinstance(e, StageDowngraded) and e.reason.startswith("schedule:")]
+    assert down and down[0].from_stage == "migrate" and down[0].to_stage == "save"
+    saved = [e.guest for e in events if isinstance(e, StageStarted) and e.stage == "save"]
+    assert down[0].guest in saved
+
+
+def test_the_timeline_draws_one_bar_per_guest_grouped_by_resource():
+    bars = [Bar("a", "disk", 0, 10), Bar("a", "disk", 0, 11, "actual"), Bar("m", "link:b", 0, 5),
+            Bar("m", "link:b", 0, 6, "actual")]
+    lines = draw(bars, width=22)
+    text = "\n".join(lines)
+    assert "disk (save directory): busy 11.0s" in text and "link to b: busy 6.0s" in text
+    a_plan = next(ln for ln in lines if ln.startswith("  a ") and " plan " in ln)
+    a_run = lines[lines.index(a_plan) + 1]
+    assert a_plan.count("░") == 20 and a_run.count("█") == 22
+    assert text.index("disk") < text.index("link to b")
+
+
+def test_physics_simulate_honours_an_overall_lane_cap():
+    jobs = [{"id": "s", "res": "disk", "mb": 100.0, "fixed": 0.0}, {"id": "m", "res": "link:b", "mb": 200.0, "fixed": 0.0}]
+    both = physics.simulate(jobs, {"disk": 100, "link:b": 200}, {})
+    one = physics.simulate(jobs, {"disk": 100, "link:b": 200}, {}, lanes=1)
+    assert physics.makespan(both) == pytest.approx(1.0) and physics.makespan(one) == pytest.approx(2.0)
