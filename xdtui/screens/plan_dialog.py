@@ -15,9 +15,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Static
 
 from xdcore.plan import Plan
+from xdcore.timeline import plan_bars
 
 from ..formatting import duration, size
 from ..widgets.stage_board import stage_title
+from ..widgets.timeline import TimelineView
 
 
 def common_reasons(plan: Plan) -> tuple[str, ...]:
@@ -31,7 +33,8 @@ def common_reasons(plan: Plan) -> tuple[str, ...]:
 def plan_summary(plan: Plan) -> Text:
     t = Text()
     t.append(f"{len(plan.guests)} guest{'s' if len(plan.guests) != 1 else ''}", style="bold")
-    t.append(f", {plan.parallel} at a time, about {duration(plan.estimate_s)}")
+    t.append(f", {plan.parallel} at a time" if plan.parallel else ", auto")
+    t.append(f", about {duration(plan.estimate_s)}")
     if plan.skipped:
         t.append(f"; {len(plan.skipped)} left out", style="yellow")
     if plan.save_dir_free is not None and plan.save_needed:
@@ -57,6 +60,7 @@ class PlanDialog(ModalScreen[bool]):
     PlanDialog #plan-title { text-style: bold; padding: 0 1; }
     PlanDialog #plan-summary { padding: 0 1; height: auto; }
     PlanDialog DataTable { height: auto; max-height: 12; margin: 1 0 0 0; }
+    PlanDialog #plan-timeline { max-height: 14; overflow-y: auto; }
     PlanDialog #plan-buttons { height: auto; align-horizontal: right; }
     PlanDialog Button { margin-left: 2; }
     """
@@ -74,6 +78,8 @@ class PlanDialog(ModalScreen[bool]):
             yield Label(self.title_text + " — the plan", id="plan-title")
             yield Static(plan_summary(self.plan), id="plan-summary")
             yield DataTable(cursor_type="row", id="plan-table")
+            if self.plan.scheduled:
+                yield TimelineView(plan_bars(self.plan), id="plan-timeline")
             with Horizontal(id="plan-buttons"):
                 yield Button(f"{self.run_label} (y)", variant="warning", id="run", disabled=not self.plan.guests and self.plan.verb != "start")
                 yield Button("Cancel (n)", id="cancel")
