@@ -14,7 +14,12 @@ every other operation 0; save and migrate disabled, so a stop is shutdowns):
   classic vs ours — wall time and the number of `xl` processes spawned
   (ours also with a tenth of the configs, to show the count is constant);
 * our orchestration's own CPU time per guest (getrusage of the `xendomains`
-  process, children excluded; see bench/_ours.py).
+  process, children excluded; see bench/_ours.py);
+* the mixed host (bench/_mixed.py): 40 guests of 0.5–32 GiB sharing one disk
+  and one link — classic, ours in listing order with a fixed PARALLEL, ours
+  with the scheduler, each against the physical lower bound; the plan's
+  prediction against the actual; the same under a deadline; and the boot side
+  (all 40 images restored over the disk).
 
 The table is printed and, for a full run (or with --results FILE), written
 to bench/RESULTS.md with the date and the machine.  Nothing is faked: a row
@@ -360,6 +365,53 @@ READING = """How to read it:
 HEAD = ("scenario", "wall s", "xl procs", "ratio vs ideal", "speed-up vs classic", "own CPU ms/guest", "goal", "met?")
 
 
+def bench_mixed(b: Bench, args, classic_script: Path | None) -> str:
+    """The mixed host: the table (markdown) and its notes."""
+    from _mixed import MIXED_HEAD, Mixed, MixedBench, mixed_guests, mixed_rows
+
+    scale = args.mixed_scale or (16.0 if args.quick else 8.0)
+    m = Mixed(mixed_guests(args.mixed_guests), args.disk, args.link, scale)
+
+    def env_for(state: Path, bin_dir: Path) -> dict[str, str]:
+        h = BenchHost(state.parent, state, bin_dir, state / "auto", state / "save", state.parent / "xl-calls.txt", ())
+        return bench_env(h, b.pycache)
+
+    mb = MixedBench(b.work, m, env_for, OURS, classic_script)
+    total = sum(mib for _, mib, _, _ in m.guests) / 1024
+    log(f"mixed host: {len(m.guests)} guests, {total:.0f} GiB, disk {m.disk:g} MB/s, link {m.link:g} MB/s, "
+        f"time scale ×{scale:g}; calibrating ours with a first small stop")
+    mb.calibrate()
+    runs = []
+    if classic_script is not None:
+        log("mixed host: classic stop")
+        runs.append(mb.classic("classic"))
+    p = args.mixed_parallel
+    log(f"mixed host: ours, listing order, PARALLEL={p}")
+    runs.append(mb.ours(f"ours listing PARALLEL={p}", parallel=p, schedule="listing"))
+    log("mixed host: ours with the scheduler (PARALLEL=auto)")
+    sched = mb.ours("ours scheduler PARALLEL=auto", parallel="auto", schedule="auto")
+    runs.append(sched)
+    deadline = round(0.6 * sched.makespan, 1)
+    deadline_runs = []
+    for label, par, schedule in ((f"ours listing PARALLEL={p}", p, "listing"), ("ours listing PARALLEL=auto", "auto", "listing"),
+                                 ("ours scheduler PARALLEL=auto", "auto", "auto")):
+        log(f"mixed host: {label} under a deadline of {deadline:g}s")
+        deadline_runs.append(mb.ours(label, parallel=par, schedule=schedule, deadline=deadline))
+    boot_scale = scale * 2
+    log(f"mixed host: start restoring all {len(m.guests)} images (time scale ×{boot_scale:g})")
+    boot = mb.boot(f"boot: restore {len(m.guests)} images, ours PARALLEL=auto", boot_scale)
+    rs = mixed_rows(runs, deadline_runs, boot, deadline)
+    widths = [max(len(MIXED_HEAD[i]), *(len(r[i]) for r in rs)) for i in range(len(MIXED_HEAD))]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    table_text = "\n".join([line(MIXED_HEAD), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rs)])
+    notes = [f"Mixed host: {len(m.guests)} guests, {total:.0f} GiB in all (0.5–32 GiB each, seed 14); one disk at "
+             f"{m.disk:g} MB/s and one link at {m.link:g} MB/s; time scaled ÷{scale:g} (boot ÷{boot_scale:g}): memory "
+             f"and fixed latencies divided, rates as named, so multiply seconds by {scale:g} for the real host; every "
+             "4th guest may not migrate (refused by the host; `xendomains_stop = \"save, shutdown\"` in its config), "
+             "every 7th re-dirties 40 MB/s while it migrates; 'graceful' = migrated or saved, the guest's state kept."]
+    return table_text + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
 def rows(res: Results, stop_guests: int, seconds: float, configs: int) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
 
@@ -455,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="16 guests of 0.5 s to stop, 20 configs, classic budget 20 s (about a minute)")
-    ap.add_argument("--only", default="stop,status,cost", help="comma list of: stop, status (= status and start), cost")
+    ap.add_argument("--only", default="stop,status,cost,mixed",
+                    help="comma list of: stop, status (= status and start), cost, mixed")
     ap.add_argument("--stop-guests", type=int)
     ap.add_argument("--shutdown", type=float, help="seconds each guest takes to shut down (1; quick: 0.5)")
     ap.add_argument("--configs", type=int)
@@ -464,6 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classic-budget", type=float,
                     help="stop the classic status/start after this many seconds (60; quick: 20) and report a "
                          "lower bound (0: run to the end; with 200 configs that is many minutes)")
+    ap.add_argument("--mixed-guests", type=int, default=40, help="guests of the mixed host (40)")
+    ap.add_argument("--mixed-scale", type=float, help="time scale of the mixed host's disk and link (8; quick: 16)")
+    ap.add_argument("--mixed-parallel", default="4", help="ours in listing order: XENDOMAINS_PARALLEL (4)")
+    ap.add_argument("--disk", type=float, default=500.0, help="the mixed host's disk, MB/s at real speed (500)")
+    ap.add_argument("--link", type=float, default=1250.0, help="its link to the target, MB/s at real speed (1250: 10 GbE)")
     ap.add_argument("--results", help="write the table there (default: bench/RESULTS.md for a full run)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
@@ -484,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="xdbench-"))
     b = Bench(work, classic_script)
     res = Results()
+    mixed_text = ""
     started = time.time()
     load0 = os.getloadavg()
     try:
@@ -493,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_status_start(b, res, configs, classic_script is not None, budget or None)
         if "cost" in only:
             measure_sim_call(b, res)
+        if "mixed" in only:
+            mixed_text = bench_mixed(b, args, classic_script)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -501,7 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.time() - started
     load1 = os.getloadavg()
 
-    text = table(rows(res, stop_guests, seconds, configs))
+    text = table(rows(res, stop_guests, seconds, configs)) if only - {"mixed"} else ""
+    if mixed_text:
+        text = (text + "\n\n" if text else "") + mixed_text
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     head = (f"Run {when} on {machine()}; {'quick' if args.quick else 'full'} run, {elapsed:.0f} s in all; "
             f"load average {load0[0]:.1f} before, {load1[0]:.1f} after.")
@@ -519,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
                         "Produced by `python bench/evacuate.py` (see its docstring for the set-up).\n\n"
                         f"{head}\n\n{text}\n\n" + "".join(f"- {n}\n" for n in extra) + "\n" + READING)
         log(f"table written to {dest}")
-    failed = any(r.problem for r in res.runs)
+    failed = any(r.problem for r in res.runs) or "| NO" in mixed_text
     return 1 if failed else 0
 
 

@@ -128,10 +128,10 @@ async def test_the_stop_runs_in_the_schedules_order_and_says_so(tmp_path):
     out = await svc.stop()
     assert out.exit_code == 0
     scheduled = [e for e in events if isinstance(e, GuestScheduled)]
-    assert [e.guest for e in scheduled] == ["big", "mid", "small"]
+    assert [e.guest for e in scheduled] == ["big", "small", "mid"]  # longest first, then interleaved
     assert all(e.resource == "link:b" and e.stage == "migrate" for e in scheduled)
     started = [e.guest for e in events if isinstance(e, StageStarted) and e.stage == "migrate"]
-    assert started == ["big", "mid", "small"]
+    assert started == ["big", "small", "mid"]
     assert from_json(scheduled[0].to_json()) == scheduled[0]
 
 

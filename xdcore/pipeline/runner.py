@@ -280,8 +280,9 @@ class StopRunner:
     def make_schedule(self, guests: Sequence[Domain]) -> Schedule | None:
         """The schedule for `guests` (XENDOMAINS_SCHEDULE=auto and an estimator that models the host), else None."""
         model_of = getattr(self.estimate, "model", None)
-        if self.cfg.schedule != "auto" or model_of is None:
+        if model_of is None:
             return None
+        listing = self.cfg.schedule != "auto"  # predicted only: listing order, caps as configured
         from ..plan import migrate_target
 
         words = self.control.migrate_target or self.migrate_words
@@ -294,10 +295,12 @@ class StopRunner:
             tasks.append(Task(d.name, float(max(d.memory_mib, 1)), stages, prio))
         caps = {"disk": self.cfg.parallel_save, f"link:{migrate_target(words)}": self.cfg.parallel_migrate}
         lanes = self.control.parallel or None
+        if listing:
+            caps = {res: c or lanes or max(1, len(tasks)) for res, c in caps.items()}
         sequential = lanes == 1 and not self.deadline.seconds
         return plan_schedule(model_of(), tasks, target=migrate_target(words), caps=caps,
-                             deadline=self.deadline.remaining() if self.deadline.seconds else None,
-                             keep_order=sequential, lanes=lanes)
+                             deadline=self.deadline.remaining() if self.deadline.seconds and not listing else None,
+                             keep_order=sequential or listing, lanes=lanes)
 
     def _follow(self, sched: Schedule) -> None:
         """Apply the schedule's concurrency to the stages whose cap is auto."""
@@ -501,7 +504,7 @@ class StopRunner:
         """Run every guest's pipeline; with a schedule, in its order and with its concurrency."""
         self._t0 = time.monotonic()
         self.schedule = schedule
-        if schedule is not None:
+        if schedule is not None and self.cfg.schedule == "auto":
             self._follow(schedule)
             guests = self._ordered(guests)
         for slot in (schedule.slots if schedule else ()):

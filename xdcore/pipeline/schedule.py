@@ -12,7 +12,8 @@ schedule with the same fair-share rules the simulator obeys
 (`xdcore.sim.physics`: pure, no I/O).
 
 - Without a deadline: longest expected work first on every resource (the
-  makespan), and only as much concurrency per resource as still shortens it
+  makespan), interleaved with the shortest so that the transfers sharing a
+  resource never all end — and all restart — at once, and only as much concurrency per resource as still shortens it
   (``auto``: concurrency hides the fixed parts; beyond that, sharing a
   resource does not make it faster and makes live migrations re-send more).
 - With a deadline: per-guest priority first, then the shortest work first
@@ -170,7 +171,7 @@ def plan_schedule(model: HostModel, tasks: Sequence[Task], *, target: str = "",
     if keep_order:
         order = list(tasks)
     elif deadline is None:
-        order = sorted(tasks, key=lambda t: -work(t))  # longest first (stable: listing order among equals)
+        order = _longest_first(tasks, work, lambda t: stage_of[t.guest])
     else:
         order = sorted(tasks, key=lambda t: (-t.priority, work(t)))
     notes: list[str] = []
@@ -232,6 +233,35 @@ def restore_schedule(model: HostModel, images: Sequence[tuple[str, float]], lane
                   for i, (g, _) in enumerate(images))
     return Schedule(slots, {physics.DISK: c}, round(physics.makespan(played), 3), None,
                     (f"disk: {c} restores at a time",))
+
+
+def _longest_first(tasks: Sequence[Task], work, resource_of) -> list[Task]:
+    """Longest work first on every resource, interleaved with the shortest.
+
+    The longest guest starts at once (it never becomes the tail), and the
+    queue then alternates long and short: guests sharing a resource that
+    start together and are alike in size end together, and if every slot is
+    between two operations at the same instant (starting an `xl`, the fixed
+    part) the resource idles.  Mixed sizes keep the ends staggered.  The
+    resources' queues are merged round-robin (an overall cap serves them all).
+    """
+    groups: dict[str, list[Task]] = {}
+    for t in sorted(tasks, key=lambda t: -work(t)):  # stable: listing order among equals
+        groups.setdefault(resource_of(t), []).append(t)
+    queues = []
+    for g in groups.values():
+        q: list[Task] = []
+        while g:
+            q.append(g.pop(0))
+            if g:
+                q.append(g.pop())
+        queues.append(q)
+    out: list[Task] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
 
 
 def _graceful(stage: str) -> bool:
