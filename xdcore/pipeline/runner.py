@@ -17,7 +17,7 @@ import contextvars
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import savedir
@@ -298,9 +298,31 @@ class StopRunner:
         if listing:
             caps = {res: c or lanes or max(1, len(tasks)) for res, c in caps.items()}
         sequential = lanes == 1 and not self.deadline.seconds
-        return plan_schedule(model_of(), tasks, target=migrate_target(words), caps=caps,
-                             deadline=self.deadline.remaining() if self.deadline.seconds and not listing else None,
-                             keep_order=sequential or listing, lanes=lanes)
+        deadline = self.deadline.remaining() if self.deadline.seconds and not listing else None
+        model = model_of()
+
+        def one(sub: list[Task], dl: float | None) -> Schedule:
+            return plan_schedule(model, sub, target=migrate_target(words), caps=caps, deadline=dl,
+                                 keep_order=sequential or listing, lanes=lanes)
+
+        if self.order is None or len(self.order.groups) <= 1:
+            return one(tasks, deadline)
+        # stop groups run one after the other: a schedule per group, each starting when the previous ends
+        slots: list = []
+        chosen: dict[str, int] = {}
+        notes: list[str] = []
+        offset = 0.0
+        left = {t.guest: t for t in tasks}
+        groups = [[left.pop(n) for n in g.guests if n in left] for g in self.order.stop_groups()] + [[]]
+        groups[-1] = list(left.values())
+        for sub in (g for g in groups if g):
+            sch = one(sub, None if deadline is None else max(0.0, deadline - offset))
+            slots += [replace(sl, start=round(sl.start + offset, 3), finish=round(sl.finish + offset, 3)) for sl in sch.slots]
+            for res, c in sch.caps.items():
+                chosen[res] = max(chosen.get(res, 0), c)
+            notes += [n for n in sch.notes if n not in notes]
+            offset += sch.makespan
+        return Schedule(tuple(slots), chosen, round(offset, 3), deadline, tuple(notes))
 
     def _follow(self, sched: Schedule) -> None:
         """Apply the schedule's concurrency to the stages whose cap is auto."""
