@@ -314,6 +314,8 @@ def _parse_file(path: Path, problems: list[ConfigError], warnings: list[str], mu
     except OSError as exc:
         problems.append(ConfigError(str(path), 0, "file", "a readable file", exc.strerror or str(exc)))
         return None
+    if not must_parse and not has_policy_text(text):
+        return {}  # nothing here for us: no xendomains_* key, no backend= (and no parse: 200 configs at boot)
     try:
         return xlcfg.parse(text, str(path)).settings
     except xlcfg.ConfigSyntaxError as exc:
@@ -413,6 +415,26 @@ class Policies:
         return replace(self, by_guest={n: (p if p.ok else p.defaults()) for n, p in self.by_guest.items()})
 
 
+def has_policy_text(text: str) -> bool:
+    """Could this config hold policy (a xendomains_* key or a backend=)?  A cheap test before parsing."""
+    return PREFIX in text or "backend" in text
+
+
+def policy_configs(paths: Iterable[Path]) -> dict[str, Path]:
+    """guest name -> config file, for the files among `paths` that could hold policy (read in-process)."""
+    out: dict[str, Path] = {}
+    for p in paths:
+        try:
+            text = p.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        if has_policy_text(text):
+            name = config_name(p)
+            if name:
+                out.setdefault(name, p)
+    return out
+
+
 def config_name(path: Path | str) -> str | None:
     """The `name =` of an xl config file, read with libxlu's grammar in-process (no `xl create -n`);
     None when the file cannot be read or parsed or names no guest."""
@@ -435,6 +457,6 @@ def load_policies(guests: Mapping[str, Path | str | None], policy_dir: Path | No
 
 __all__ = [
     "DEFAULT_POLICY_DIR", "DEFAULT_READY_KEY", "Gate", "GuestPolicy", "KEYS", "KNOWN", "NO_GATE", "Policies",
-    "READY_CMD_TIMEOUT", "STOP_STAGE_NAMES", "backends_of", "config_name", "load_policies", "override_path", "parse_duration",
+    "READY_CMD_TIMEOUT", "STOP_STAGE_NAMES", "backends_of", "config_name", "has_policy_text", "policy_configs", "load_policies", "override_path", "parse_duration",
     "read_policy",
 ]

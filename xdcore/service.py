@@ -42,7 +42,7 @@ from .model import AutoConfig, Domain, SaveImage
 from .pipeline.control import RunControl
 from .bootorder import BootOrder, boot_order
 from .gates import wait_gate
-from .policy import Gate, GuestPolicy, Policies, config_name, load_policies
+from .policy import Gate, GuestPolicy, Policies, load_policies, policy_configs
 from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
 from .pipeline.stages import START_STAGES, STOP_STAGES
 from .toolstack.port import Toolstack
@@ -207,8 +207,8 @@ class Service:
         auto_paths = self.auto_paths() if autos is None else []
 
         def read() -> Policies:
-            if autos is None:  # stop: names read in-process, not by one `xl create -n` per file
-                found = [(config_name(p), p) for p in auto_paths]
+            if autos is None:  # stop: names read in-process (only of files that could hold policy), no `xl create -n`
+                found = list(policy_configs(auto_paths).items())
             else:
                 found = [(a.name, a.path) for a in autos]
             paths: dict[str, Path | None] = {}

@@ -103,8 +103,11 @@ def test_override_file_with_bad_syntax_is_a_problem(tmp_path):
 
 
 def test_guest_config_with_bad_syntax_warns_only(tmp_path):
-    p = read_policy("db", write(tmp_path, "name = \"db\"\nmemory = = 3\n"), None)
+    p = read_policy("db", write(tmp_path, "name = \"db\"\nmemory = = 3\nxendomains_order = 1\n"), None)
     assert p.ok and p.warnings and "policy keys of this file not read" in p.warnings[0]
+    # a file with no policy text is not parsed at all (xl create reports its syntax error)
+    q = read_policy("db", write(tmp_path, "name = \"db\"\nmemory = = 3\n", "plain.cfg"), None)
+    assert q.ok and not q.warnings and q.is_default
 
 
 def test_policy_names_cannot_escape_the_directory(tmp_path):
@@ -118,3 +121,12 @@ def test_config_keys_for_policy():
     assert c.policy_dir == Path("/srv/pol") and c.start_maxwait == 0 and not c.problems
     d = parse_config("", "/x")
     assert d.policy_dir == Path("/etc/xen/xendomains.d") and d.start_maxwait == 300
+
+
+def test_policy_configs_names_only_files_that_could_hold_policy(tmp_path):
+    from xdcore.policy import policy_configs
+
+    a = write(tmp_path, BASE, "a.cfg")
+    b = write(tmp_path, 'name = "plain"\nmemory = 3\n', "b.cfg")
+    c = write(tmp_path, 'name = "ordered"\nxendomains_order = 3\n', "c.cfg")
+    assert policy_configs([a, b, c, tmp_path / "missing.cfg"]) == {"db": a, "ordered": c}

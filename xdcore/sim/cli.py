@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory: total {snap.total_memory_mib} MiB, free {snap.free_memory_mib} MiB")
         for f in st.faults:
             print(f"fault: {f.op} {f.guest} {f.kind}{':%g' % f.seconds if f.kind == 'delay' else ''}")
+        for name, rule in sorted(st.ready.items()):
+            print(f"ready: {name} writes {rule.get('key', 'data/ready')}={rule.get('value', '1')} "
+                  f"{float(rule.get('after', 0)):g}s after it starts")
         print("latency: " + ", ".join(f"{k}={v:g}s" for k, v in st.latency.items()))
         print("rate: " + ", ".join(f"{k}={v:g}MB/s" for k, v in st.rate.items()))
         if st.resources:
