@@ -31,6 +31,8 @@ from .fsutil import read_small, write_atomic
 from .events import (
     ControlApplied,
     Event,
+    GateFinished,
+    GroupStarted,
     GuestFinished,
     GuestPlanned,
     GuestScheduled,
@@ -247,6 +249,12 @@ class RunReportWriter:
                 self._host.append(rec)
         elif isinstance(e, StageDowngraded):
             self._g(e.guest).notes.append(f"{e.from_stage} replaced by {e.to_stage}: {e.reason}")
+        elif isinstance(e, GroupStarted):
+            for n in e.guests:
+                self._g(n).notes.append(f"order group {e.index + 1}/{e.of} ({e.label})")
+        elif isinstance(e, GateFinished):
+            word = "ready" if e.outcome == "open" else "up, not ready"
+            self._g(e.guest).notes.append(f"gate: {word} after {e.elapsed:.1f}s" + (f" ({e.detail})" if e.detail else ""))
         elif isinstance(e, GuestFinished):
             g = self._g(e.guest)
             g.outcome, g.detail, g.elapsed = e.outcome, e.detail, e.elapsed

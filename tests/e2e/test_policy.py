@@ -92,6 +92,8 @@ def test_a_gate_that_never_opens_ends_after_start_maxwait_and_the_next_group_sta
     gate = r.of(ev.GateFinished)[0]
     assert gate.guest == "db" and gate.outcome == "timeout" and gate.elapsed >= 1.0
     r.message_about("db", "up, not ready", "next group starts anyway")
+    report = h.run("report", "start", json_out=False)
+    assert "gate: up, not ready" in report.stdout and "order group 1/2 (order 10)" in report.stdout
     c = creates(h)
     assert c["app"]["t"] >= c["db"]["end"] + 1.0
 
