@@ -345,3 +345,24 @@ async def test_a_stop_of_named_guests_leaves_a_started_service_started(tmp_path)
     out = await svc.stop()
     assert outcomes(ev) == {"db": "saved"}
     assert not (tmp_path / "lock").exists()
+
+
+def test_a_stop_runner_made_without_policies_uses_the_defaults():
+    from xdcore.config import Config
+    from xdcore.events import EventBus
+    from xdcore.model import Domain
+    from xdcore.pipeline.control import RunControl
+    from xdcore.pipeline.runner import StopRunner
+    from xdcore.pipeline.stages import stage
+
+    class _TS:
+        def translate_shutdown_options(self, opts, key="XENDOMAINS_SHUTDOWN"):
+            return tuple(opts), []
+
+        def translate_migrate_options(self, words):
+            return tuple(words), []
+
+    r = StopRunner(Config(), _TS(), EventBus(), RunControl(1))
+    d = Domain(3, "web01", memory_mib=512)
+    assert [s.name for s in r.stages_for(d)] == ["save", "shutdown"]
+    assert r._watchdog(stage("shutdown"), d) == 300.0

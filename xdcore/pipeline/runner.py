@@ -132,7 +132,6 @@ class StopRunner:
         self.estimate = estimate
         self.deadline = deadline or Deadline(None)
         self.no_room = no_room  # guests the plan found no room to save: save is skipped for them
-        self.policies = policies
         self.schedule: Schedule | None = None
         self._t0 = time.monotonic()
         for name, cap in (("migrate", cfg.parallel_migrate), ("save", cfg.parallel_save)):
