@@ -233,6 +233,12 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, time
         bus.subscribe(SyslogSink())
     control = ControlServer(socket_path(cfg.progress), svc.control)  # opens once the run holds the lock
     bus.subscribe(control)
+    import signal
+
+    loop = asyncio.get_running_loop()
+    caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for sig in caught:  # first: no new stage; second: kill the running commands; the report is written either way
+        loop.add_signal_handler(sig, svc.interrupt, signal.Signals(sig).name)
     try:
         if verb == "start":
             code = (await svc.start()).exit_code
@@ -241,6 +247,8 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, time
         else:
             raise _UsageError(verb)
     finally:  # each witness closes whatever the others do; none of them changes the run's outcome
+        for sig in caught:
+            loop.remove_signal_handler(sig)
         progress.close()
         try:
             report.close()

@@ -102,6 +102,8 @@ class Service:
         self.estimate = estimate
         self.lock_path = default_lock_path(cfg.lockfile)
         self._xs_domid: int | None | object = _UNKNOWN
+        #: the signal that interrupted this run ("SIGTERM"), if any
+        self.interrupted_by: str | None = None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class Service:
                     for e in savedir.in_progress(sd)]
         until = time.monotonic() + wait
         told: set[int] = set()
-        while wait > 0 and time.monotonic() < until:
+        while wait > 0 and time.monotonic() < until and not self.control.aborted:
             busy = savedir.in_progress(sd)
             if not busy:
                 break
@@ -290,6 +292,56 @@ class Service:
         if remove:
             self.bus.emit(LockReleased(path=str(self.lock_path)))
 
+    # -- signals ------------------------------------------------------------------------------------
+
+    def interrupt(self, signame: str) -> None:
+        """A signal arrived (SIGTERM, SIGINT, SIGHUP).
+
+        The first: no new stage starts, running commands finish within their
+        watchdog.  The second: the running commands are killed (process group,
+        session, descendants).  Either way the run ends normally: report, true
+        state of every guest, non-zero exit, lock released.
+        """
+        from .toolstack import process
+
+        if self.interrupted_by is None:
+            self.interrupted_by = signame
+            self._error(f"interrupted by {signame}: no new stage starts; running commands finish within their watchdog "
+                        f"(a second signal kills them)")
+            self.control.abort(now=False, reason=f"interrupted by {signame}")
+        else:
+            self._error(f"{signame} again: killing the running commands")
+            self.control.abort(now=True, reason=f"interrupted by {self.interrupted_by}")
+            for argv in process.kill_all():
+                self._warn(f"killed: {' '.join(argv)}")
+
+    async def _after_interrupt(self, outcome: RunOutcome) -> None:
+        """Say what is true of every guest of an interrupted run, and make the exit non-zero."""
+        try:
+            domains: dict[str, Domain] | None = {d.name: d for d in await self.guests()}
+        except ToolstackError:
+            domains = None
+        images = {im.guest: im for im in savedir.scan(self.cfg.save_dir) if im.guest}
+        saving = {e.guest: e for e in savedir.in_progress(self.cfg.save_dir)}
+        for r in outcome.guests:
+            d = domains.get(r.guest) if domains is not None else None
+            im = images.get(r.guest)
+            if domains is None:
+                now = "unknown (the domains could not be listed)"
+            elif r.guest in saving:
+                now = f"being saved by xl (pid {saving[r.guest].xl_pid}), which finishes on its own; the next verb settles it"
+            elif d is not None and d.suspended:
+                now = f"SUSPENDED ({d.state.flags if d.state else ''}), not running; see `xendomains resume {r.guest}`"
+            elif d is not None:
+                now = f"{d.state.words if d.state else 'present'} (domid {d.domid})"
+            elif im is not None:
+                now = f"not running; image {'in the quarantine ' if im.quarantined else ''}{im.path}"
+            else:
+                now = "not on this host (migrated, shut down or never started)"
+            self._warn(f"{r.guest} now: {now}", guest=r.guest)
+        outcome.exit_code = max(outcome.exit_code, EXIT_FAILED)
+        outcome.summary = f"interrupted by {self.interrupted_by}; {outcome.summary}" if outcome.summary else f"interrupted by {self.interrupted_by}"
+
     def _end(self, outcome: RunOutcome) -> RunOutcome:
         self.bus.emit(RunFinished(verb=outcome.verb, exit_code=outcome.exit_code, summary=outcome.summary))
         return outcome
@@ -353,6 +405,8 @@ class Service:
             for p in self.cfg.problems:
                 self._warn(f"{p}; using the default")
             outcome = await self._stop_body(set(only) if only else None, lock_usable=not lockless)
+            if self.interrupted_by:
+                await self._after_interrupt(outcome)
             if self.cfg.unreadable:
                 outcome.exit_code = max(outcome.exit_code, EXIT_FAILED)
             return outcome
@@ -467,6 +521,8 @@ class Service:
         try:
             self._begin("start", [s.name for s in START_STAGES], lock, True)
             outcome = await self._start_body()
+            if self.interrupted_by:
+                await self._after_interrupt(outcome)
             guests = await self.guests()
             remove_lock = not any(d.live for d in guests)
             if remove_lock:

@@ -55,6 +55,8 @@ def test_the_unit_is_a_oneshot_ordered_after_xen_the_network_and_remote_file_sys
     assert k["ExecStop"] == [f"{exe} stop"]
     assert k["ExecReload"] == [f"{exe} restart"]
     assert k["WantedBy"] == ["multi-user.target"]
+    # a stop timeout signals xendomains only: an xl save in progress is never killed mid-way (guest left suspended)
+    assert k["KillMode"] == ["process"] and "KillMode=process:" in text
 
 
 def test_the_stop_timeout_adds_up_every_watchdog_stage_of_every_batch_of_guests():

@@ -581,3 +581,66 @@ def test_shell_metacharacters_in_the_migrate_string_reach_xl_as_plain_words_and_
     ]
     assert res2.outcomes == {"web01": "saved"}
     h2.assert_lock_gone()
+
+
+# -- signals -------------------------------------------------------------------------------------------------
+
+
+def _wait_save_started(h: E2EHost, n: int = 1) -> None:
+    wait_for(lambda: len([e for e in read_progress(h.progress) if isinstance(e, ev.CommandStarted) and "save" in e.argv]) >= n,
+             what=f"{n} save(s) started")
+
+
+def _last_report(h: E2EHost, verb: str = "stop"):
+    from xdcore.config import load_config
+    from xdcore.report import load_last
+
+    return load_last(load_config(str(h.config)), verb, [h.progress.parent])
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_a_signal_to_a_stop_starts_no_new_stage_lets_the_running_save_finish_and_reports_every_guests_true_state(tmp_path, signame):
+    names = ["g1", "g2", "g3"]
+    h = E2EHost.make(tmp_path, guests=[(n, 512, 1) for n in names], XENDOMAINS_STOP_MAXWAIT=30)
+    h.sim("latency", "save", "1.0")
+    proc = h.popen("stop")
+    _wait_save_started(h)
+    proc.send_signal(getattr(signal, signame))
+    res = h.finish(proc)
+
+    assert res.returncode == 1, res.describe()
+    saved = [n for n, o in res.outcomes.items() if o == "saved"]
+    assert len(saved) == 1 and h.has_valid_image(saved[0]), "the running save finished within its watchdog"
+    others = [n for n in names if n not in saved]
+    assert all(res.outcomes[n] == "skipped" for n in others)
+    assert h.running() == set(others) and len(h.history("save")) == 1  # no new stage started
+    for n in names:
+        res.message_about(n, f"{n} now:")
+    finished = res.of(ev.RunFinished)[-1]
+    assert finished.exit_code == 1 and f"interrupted by {signame}" in finished.summary
+    rep = _last_report(h)
+    assert rep.exit_code == 1 and f"interrupted by {signame}" in rep.summary
+    assert all(any("now:" in note for note in rep.guest(n).notes) for n in names)
+    h.assert_lock_gone()
+    h.assert_save_dir_clean()
+
+
+def test_a_second_signal_kills_the_running_commands_and_the_report_is_still_written(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("stuck", 512, 1), ("next", 512, 1)], XENDOMAINS_STOP_MAXWAIT=300)
+    h.sim("fault", "save", "stuck", "hang")
+    proc = h.popen("stop")
+    _wait_save_started(h)
+    proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: any(isinstance(e, ev.MessageLogged) and "interrupted by SIGTERM" in e.text for e in read_progress(h.progress)),
+             what="the first signal taken")
+    proc.send_signal(signal.SIGTERM)
+    res = h.finish(proc, timeout=30)
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"stuck": "suspended", "next": "skipped"}  # real xl killed mid-save leaves it suspended
+    res.message_about("stuck", "now:", "SUSPENDED")
+    assert h.domains()["stuck"].flags == "---ss-" and "next" in h.running()
+    rep = _last_report(h)
+    assert rep.exit_code == 1 and "interrupted by SIGTERM" in rep.summary
+    assert rep.guest("stuck").outcome == "suspended"
+    h.assert_lock_gone()

@@ -75,6 +75,7 @@ class RunControl:
         self.migrate_target: tuple[str, ...] | None = None
         self.aborted = False
         self.abort_now = False
+        self.abort_reason = "run aborted"
         self._running: dict[str, tuple[str, asyncio.Task[object]]] = {}
         self._skip_requested: set[tuple[str, str]] = set()
         self._emit = emit or (lambda e: None)
@@ -146,8 +147,13 @@ class RunControl:
         self.migrate_target = words
         self._emit(ControlApplied(action="set_migrate_target", value=" ".join(words or ())))
 
-    def abort(self, now: bool = False) -> None:
-        """Start nothing new; with now=True also kill the commands running (their guests fall through to nothing)."""
+    def abort(self, now: bool = False, reason: str = "") -> None:
+        """Start nothing new; with now=True also kill the commands running (their guests fall through to nothing).
+
+        `reason` replaces "run aborted" in what the skipped guests say (e.g. "interrupted by SIGTERM").
+        """
+        if reason:
+            self.abort_reason = reason
         self.aborted = True
         if now:
             self.abort_now = True

@@ -369,7 +369,7 @@ class StopRunner:
         try:
             if self.control.aborted or self.control.guest_skipped(d.name):
                 res.outcome = "skipped"
-                res.detail = "run aborted" if self.control.aborted else "skipped by operator"
+                res.detail = self.control.abort_reason if self.control.aborted else "skipped by operator"
                 self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=res.detail))
             elif d.zombie:
                 res.outcome, res.detail = "zombie", f"dying ({d.state.flags if d.state else ''}): no migrate, save or shutdown"
@@ -405,7 +405,7 @@ class StopRunner:
             st = todo[0]
             done_names.add(st.name)
             if self.control.aborted:  # start nothing new; what is done stays done
-                res.outcome, res.detail = "skipped", "run aborted"
+                res.outcome, res.detail = "skipped", self.control.abort_reason
                 return
             if self.control.guest_skipped(d.name):
                 res.outcome, res.detail = "skipped", "skipped by operator"
@@ -473,7 +473,7 @@ class StopRunner:
                 self.control.unregister(d.name)
             elapsed = time.monotonic() - t0
             if task.cancelled():
-                why = "skipped by operator" if (self.control.consume_skip(d.name, name) or self.control.guest_skipped(d.name)) else "run aborted"
+                why = "skipped by operator" if (self.control.consume_skip(d.name, name) or self.control.guest_skipped(d.name)) else self.control.abort_reason
                 res.stages[name] = "skipped"
                 self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome="cancelled", elapsed=elapsed, detail=why))
                 if self.control.guest_skipped(d.name) or self.control.abort_now:
