@@ -95,6 +95,23 @@ def ensure_save_dir(save_dir: Path) -> None:
     save_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def image_uuid(path: Path) -> str | None:
+    """The UUID stored in an xl image's header config (c_info.uuid), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(52)
+            if len(head) < 52 or head[:32] != XL_SAVE_MAGIC:
+                return None
+            fmt = "<" if head[32:36] == b"\x04\x03\x02\x01" else ">"
+            (config_len,) = struct.unpack(fmt + "I", head[48:52])
+            if not 0 < config_len <= 16 * 1024 * 1024:
+                return None
+            uuid = json.loads(fh.read(config_len).rstrip(b"\0").decode())["c_info"].get("uuid")
+            return str(uuid) if uuid else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        return None
+
+
 def image_guest_name(path: Path, kind: ImageKind | None = None) -> str | None:
     """The guest name stored in an image's header config, or None if unreadable."""
     kind = kind or sniff_image(path)

@@ -564,6 +564,11 @@ class Service:
                 elif im.kind.value != self.ts.name:
                     self._warn(f"{im.path} is an {im.kind.value} image but the toolstack is {self.ts.name}; left alone")
             restores = [im for im in to_restore if im.valid and im.kind.value == self.ts.name]
+        if restores:  # an image an `xl restore` of a killed run is still reading, or has brought back already
+            await self._wait_for_readers([im.path for im in restores], float(cfg.start_maxwait or 60))
+            present = {d.name: d for d in await self.guests()}
+            restores, pre = self._not_restored_yet(restores, present)
+            results += pre
         # what to create
         do_create = cfg.auto_dir is not None and self.control.stage_enabled("create")
         autos = await self.auto_configs() if do_create else []
@@ -735,6 +740,50 @@ class Service:
                 current_step.reset(token)
         self.bus.emit(GuestFinished(guest=name, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
         return res
+
+    async def _wait_for_readers(self, paths: list[Path], wait: float) -> None:
+        """Wait (bounded) while any process names one of `paths` on its command line (an orphaned xl restore)."""
+        until = time.monotonic() + wait
+        told = False
+        while time.monotonic() < until and not self.control.aborted:
+            busy = [p for p in paths if savedir._writer_of(p) is not None]
+            if not busy:
+                return
+            if not told:
+                told = True
+                self._info("waiting for xl restore of " + ", ".join(str(p) for p in busy) + " (started by a run that ended)")
+            await asyncio.sleep(0.1)
+
+    def _not_restored_yet(self, restores: list[SaveImage], present: dict[str, Domain]) -> tuple[list[SaveImage], list[GuestResult]]:
+        """Images whose guest exists already are never restored over it.
+
+        The same UUID and live: an `xl restore` that outlived its run brought it
+        back — the image is done with, removed as after any restore.  Otherwise
+        the image is left in place and said so.
+        """
+        todo: list[SaveImage] = []
+        results: list[GuestResult] = []
+        for im in restores:
+            name = im.guest or im.path.name
+            d = present.get(name)
+            if d is None:
+                todo.append(im)
+                continue
+            if d.live and d.uuid and d.uuid == savedir.image_uuid(im.path):
+                try:
+                    os.unlink(im.path)
+                except OSError as exc:
+                    self._error(f"{name} runs but cannot remove its image {im.path}: {exc.strerror}", guest=name)
+                res = GuestResult(name, d.domid, "restored", f"restored by an xl restore that outlived its run (domid {d.domid})")
+                self._warn(f"{name}: {res.detail}; image {im.path} removed", guest=name)
+            else:
+                why = (f"domain {d.domid} named {name} exists ({d.state.words if d.state else 'present'}): "
+                       f"image {im.path} left in place, not restored over it")
+                res = GuestResult(name, d.domid, "suspended" if d.suspended else "failed", why)
+                self._error(f"{name}: {why}", guest=name)
+            self.bus.emit(GuestFinished(guest=name, domid=d.domid, outcome=res.outcome, detail=res.detail))
+            results.append(res)
+        return todo, results
 
     async def _came_up(self, name: str) -> bool:
         try:
