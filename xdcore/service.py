@@ -527,6 +527,10 @@ class Service:
             remove_lock = not any(d.live for d in guests)
             if remove_lock:
                 self._info("no guest is running: lock file removed")
+            elif self.interrupted_by:  # not "started": the next start finishes the job instead of doing nothing
+                remove_lock = True
+                self._warn(f"start interrupted by {self.interrupted_by}: lock file removed so that the next start "
+                           "restores and creates what this one did not")
             return outcome
         except ToolstackError as exc:
             self._error(str(exc))
