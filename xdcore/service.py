@@ -129,10 +129,10 @@ class Service:
         return [d for d in domains if not d.is_dom0 and d.domid != self._xs_domid]
 
     def bound_queries(self, maxwait: float | None) -> None:
-        """`xl list`/`info`/dry-run run under the verb's watchdog too (at least 10 s, at most the adapter's 60 s)."""
+        """`xl list`/`info`/dry-run run under the verb's watchdog too (at least 5 s, at most the adapter's 60 s)."""
         cur = getattr(self.ts, "query_timeout", None)
         if cur is not None and maxwait:
-            self.ts.query_timeout = min(cur, max(10.0, float(maxwait)))  # type: ignore[attr-defined]
+            self.ts.query_timeout = min(cur, max(5.0, float(maxwait)))  # type: ignore[attr-defined]
 
     async def settle_saves(self, wait: float = 0.0, act: bool = True) -> list[savedir.Settled]:
         """Decide the fate of saves a killed run left (the journal and partial files), from facts.
@@ -880,6 +880,7 @@ class Service:
 
     async def status(self) -> StatusReport:
         lock_present = os.path.lexists(self.lock_path)
+        self.bound_queries(self.cfg.stop_maxwait)
         # settle what a killed run left — unless a run holds the lock (its saves are its own business)
         settled = await self.settle_saves(wait=0.0, act=not RunLock(self.lock_path).held_by_other())
         guests, autos = await asyncio.gather(self.guests(), self.auto_configs())

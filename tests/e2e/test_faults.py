@@ -23,6 +23,7 @@ import pytest
 
 from xdcore import events as ev
 from xdcore.savedir import PARTIAL_PREFIX, QUARANTINE
+from xdcore.sim import host as simhost
 
 from tests.support import wait_for
 
@@ -644,3 +645,78 @@ def test_a_second_signal_kills_the_running_commands_and_the_report_is_still_writ
     assert rep.exit_code == 1 and "interrupted by SIGTERM" in rep.summary
     assert rep.guest("stuck").outcome == "suspended"
     h.assert_lock_gone()
+
+
+# -- every command bounded: hangs on sysrq, restore, create, shutdown-all and list ---------------------------
+
+
+def test_a_hung_sysrq_is_killed_by_the_watchdog_and_the_guest_is_still_saved(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], XENDOMAINS_SYSRQ="s", XENDOMAINS_STOP_MAXWAIT=1)
+    h.sim("fault", "sysrq", "web01", "hang")
+
+    res = h.run("stop")
+
+    assert res.outcomes == {"web01": "saved"}, res.describe()
+    assert res.stage_outcomes("web01") == {"sysrq": "timeout", "save": "done"}
+    assert [e.timeout for e in res.of(ev.CommandStarted) if "sysrq" in e.argv] == [1.0]
+    h.assert_lock_gone()
+
+
+def test_a_hung_restore_is_killed_its_image_quarantined_because_the_guest_did_not_come_up(tmp_path):
+    h = E2EHost.make(tmp_path, saved=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_START_MAXWAIT=1)
+    h.sim("fault", "restore", "web01", "hang")
+    image = h.image_of("web01")
+    original = image.read_bytes()
+
+    res = h.run("start")
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"web01": "failed", "db": "restored"}
+    res.message_about("web01", "restor", "killed by the watchdog after 1s")
+    assert (h.save_dir / QUARANTINE / image.name).read_bytes() == original
+    assert h.running() == {"db"}
+
+
+def test_a_hung_create_is_killed_and_reported_and_the_next_guest_is_still_created(tmp_path):
+    h = E2EHost.make(tmp_path, XENDOMAINS_START_MAXWAIT=1)
+    for n in ("a-stuck", "b-fine"):
+        h.add_guest(n, 256, 1, auto=True)
+    with simhost.transaction(h.state) as st:  # configs only: nothing runs yet
+        st.domains = [d for d in st.domains if d.domid == 0]
+    h.sim("fault", "create", "a-stuck", "hang")
+
+    res = h.run("start")
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"a-stuck": "failed", "b-fine": "created"}
+    res.message_about("a-stuck", "creat", "killed by the watchdog after 1s")
+    assert "b-fine" in h.running()
+
+
+def test_a_hung_shutdown_all_ends_within_its_watchdog_naming_what_is_left(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("other", 512, 1)], auto=["web01"],
+                     XENDOMAINS_AUTO_ONLY="true", XENDOMAINS_STOP_MAXWAIT=1)
+    h.sim("fault", "shutdown", "other", "hang")  # not selected: only the final sweep reaches it
+
+    res = h.run("stop")
+
+    assert res.returncode == 1, res.describe()
+    assert res.outcomes == {"web01": "saved"}
+    sweep = [e for e in res.of(ev.StageFinished) if e.stage == "shutdown_all"]
+    assert [e.outcome for e in sweep] == ["timeout"]
+    assert any("other" in m.text for m in res.messages("error") if "all remaining" in m.text)
+    h.assert_lock_gone()
+
+
+@pytest.mark.parametrize("verb", ["stop", "start", "status"])
+def test_a_hung_xl_list_ends_within_its_watchdog_with_a_clear_message(tmp_path, verb):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], auto=["web01"], XENDOMAINS_STOP_MAXWAIT=1,
+                     XENDOMAINS_START_MAXWAIT=1)
+    h.sim("fault", "list", "*", "hang")
+
+    res = h.run(verb, timeout=40)  # the list watchdog is at least 5 s; the run must end long before this
+
+    assert res.returncode != 0, res.describe()
+    no_traceback(res)
+    assert "xl list killed by the watchdog after 5s" in res.text()
+    assert not os.path.lexists(h.lock) or verb == "status"

@@ -79,7 +79,7 @@ FAST_LATENCY = {
 FAST_RATE = {"save": 0.0, "migrate": 0.0, "restore": 0.0}  # 0 = memory does not slow it down
 
 FAULT_KINDS = ("fail", "hang", "ignore", "zombie", "enospc", "delay")
-OPS = ("create", "restore", "save", "migrate", "shutdown", "destroy", "sysrq")
+OPS = ("create", "restore", "save", "migrate", "shutdown", "destroy", "sysrq", "list")
 
 DEFAULT_INFO = {
     "host": "vm",

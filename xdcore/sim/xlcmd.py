@@ -341,6 +341,9 @@ def cmd_list(run: Run, args: list[str]) -> Command:
         doms = [d for d in doms if d.domid == domid]
         if not doms:
             raise SimExit(1, f"Error: Domain '{arg}' does not exist.\n")
+    fault = next((f for f in st.faults if f.op == "list"), None)  # a wedged xenstored: `xdsim fault list '*' hang`
+    if fault is not None and fault.kind == "hang":
+        yield HANG
     if st.lat("list") > 0:
         yield st.lat("list")
     if "l" in got:
