@@ -10,11 +10,13 @@ conservative defaults.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .fsutil import read_small, write_atomic
@@ -42,6 +44,13 @@ def migrate_target(words: Sequence[str]) -> str:
         elif not w.startswith("-"):
             host = w
     return host
+
+
+def _number(v: Any, positive: bool = False) -> bool:
+    """A JSON number that is finite, below 1e12, and > 0 (positive) or >= 0."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not v < 1e12:
+        return False
+    return v > 0 if positive else v >= 0
 
 
 @dataclass
@@ -72,13 +81,25 @@ class Throughputs:
             return cls()
         try:
             data = json.loads(read_small(path))
-            links = {str(k): float(v) for k, v in (data.get("links") or {}).items() if float(v) > 0}
-            fixed = {**FIXED, **{str(k): float(v) for k, v in (data.get("fixed") or {}).items()
-                                 if k in FIXED and float(v) >= 0}}
-            return cls(**{k: float(v) if k != "samples" else int(v) for k, v in data.items()
-                          if k in cls.__dataclass_fields__ and k not in ("links", "fixed")}, links=links, fixed=fixed)
+            if not isinstance(data, dict):
+                return cls()
         except (OSError, ValueError, TypeError, AttributeError, RecursionError):
             return cls()
+        # each value on its own: finite and in range, else its default (a 0 or NaN speed must never reach a division)
+        values: dict[str, Any] = {}
+        for k, v in data.items():
+            if k == "samples":
+                if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31:
+                    values[k] = v
+            elif k in DEFAULTS and _number(v, positive=True):
+                values[k] = float(v)
+        links = data.get("links")
+        values["links"] = ({str(k): float(v) for k, v in links.items() if _number(v, positive=True)}
+                           if isinstance(links, dict) else {})
+        fixed = data.get("fixed")
+        values["fixed"] = {**FIXED, **({str(k): float(v) for k, v in fixed.items() if k in FIXED and _number(v)}
+                                       if isinstance(fixed, dict) else {})}
+        return cls(**values)
 
     def save(self, path: Path) -> None:
         write_atomic(path, json.dumps(asdict(self), indent=1))

@@ -463,3 +463,27 @@ def test_every_control_request_line_gets_a_reply_and_changes_nothing_it_should_n
     assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool)
     assert reply["ok"] or isinstance(reply.get("error"), str)
     assert 1 <= control.parallel <= MAX_PARALLEL
+
+
+# -- measured throughputs read back: whatever the file holds, every estimate is a finite positive number ---------
+
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+                            | st.text(max_size=5), lambda inner: st.lists(inner, max_size=3), max_leaves=5)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["save_mbps", "migrate_mbps", "restore_mbps", "shutdown_s", "create_s",
+                                        "sysrq_s", "samples", "other"]), _json_values, max_size=8))
+def test_any_throughput_file_gives_finite_positive_estimates(tmp_path_factory, data):
+    import math
+
+    from xdcore.model import Domain
+    from xdcore.plan import Throughputs
+
+    path = tmp_path_factory.mktemp("tp") / "throughput.json"
+    path.write_text(json.dumps(data))
+    t = Throughputs.load(path)
+    d = Domain(domid=1, name="web01", memory_mib=1024)
+    for stage in ("migrate", "save", "restore", "shutdown", "sysrq", "create"):
+        e = t.estimate(stage, d)
+        assert math.isfinite(e) and e > 0, (stage, e, data)

@@ -466,3 +466,16 @@ def test_a_fifo_planted_in_the_save_journal_never_blocks_a_verb(tmp_path, verb):
     if verb == "stop":
         assert res.outcomes == {"web01": "saved"} and h.running() == set()
     no_traceback(res)
+
+
+@pytest.mark.parametrize("text", ['{"save_mbps": 0}', '{"save_mbps": NaN, "shutdown_s": -Infinity}', "[1, 2]", "{"])
+def test_a_corrupt_throughput_file_never_stops_the_evacuation(tmp_path, text):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], XENDOMAINS_STOP_DEADLINE=600)
+    h.progress.parent.mkdir(parents=True, exist_ok=True)
+    (h.progress.parent / "throughput.json").write_text(text)
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "db": "saved"}
+    no_traceback(res)
