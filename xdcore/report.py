@@ -392,7 +392,10 @@ def reconcile(stop: RunReport, running: Iterable[str], saved: Iterable[SaveImage
 
 
 def format_when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+    except (ValueError, OverflowError, OSError):  # a report edited or corrupted by hand: never break status
+        return "an unknown time"
 
 
 def print_reconciliation(rec: Reconciliation, write) -> None:

@@ -487,3 +487,27 @@ def test_any_throughput_file_gives_finite_positive_estimates(tmp_path_factory, d
     for stage in ("migrate", "save", "restore", "shutdown", "sysrq", "create"):
         e = t.estimate(stage, d)
         assert math.isfinite(e) and e > 0, (stage, e, data)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["verb", "run", "started_at", "finished_at", "exit_code", "summary", "pid",
+                                        "parallel", "guests", "host_stages", "messages", "interventions"]),
+                       _json_values, max_size=12),
+       st.lists(st.dictionaries(st.sampled_from(["guest", "outcome", "detail", "elapsed", "domid", "stages", "notes"]),
+                                _json_values, max_size=7), max_size=3),
+       st.tuples(st.floats(), st.none() | st.floats()))
+def test_any_report_file_is_read_or_ignored_and_printing_it_never_raises(tmp_path_factory, data, guests, when):
+    from xdcore.report import format_report, load_report, print_reconciliation, reconcile
+
+    data = {"verb": "stop", **data, "started_at": when[0], "finished_at": when[1]}
+    if guests:
+        data["guests"] = guests
+    path = tmp_path_factory.mktemp("rep") / "last-stop.json"
+    path.write_text(json.dumps(data))
+    rep = load_report(path)
+    if rep is None:
+        return
+    lines: list[str] = []
+    format_report(rep, lines.append)
+    print_reconciliation(reconcile(rep, ["web01"], [], [], ["web01"]), lines.append)
+    assert lines
