@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -176,3 +177,27 @@ def test_physics_simulate_honours_an_overall_lane_cap():
     both = physics.simulate(jobs, {"disk": 100, "link:b": 200}, {})
     one = physics.simulate(jobs, {"disk": 100, "link:b": 200}, {}, lanes=1)
     assert physics.makespan(both) == pytest.approx(1.0) and physics.makespan(one) == pytest.approx(2.0)
+
+
+def test_the_report_keeps_each_guests_slot_and_draws_planned_beside_actual(tmp_path):
+    from xdcore.events import GuestFinished, RunStarted
+    from xdcore.report import RunReport, RunReportWriter
+    from xdcore.timeline import report_bars
+
+    w = RunReportWriter([tmp_path])
+    t = 1000.0
+    for e in (RunStarted(verb="stop", at=t),
+              GuestScheduled(guest="db", stage="save", resource="disk", start=0.0, finish=8.0, at=t),
+              GuestPlanned(guest="db", memory_mib=800, at=t),
+              StageFinished(stage="save", outcome="done", guest="db", elapsed=9.0, at=t + 9.0),
+              ScheduleDeviated(guest="db", planned="save", actual="saved", reason="finished at 9.0s, planned 8.0s",
+                               at=t + 9.0),
+              GuestFinished(guest="db", outcome="saved", at=t + 9.0), RunFinished(verb="stop", exit_code=0, at=t + 9.5)):
+        w(e)
+    rep = RunReport.from_dict(json.loads((tmp_path / "last-stop.json").read_text()))
+    g = rep.guest("db")
+    assert g.planned == {"stage": "save", "resource": "disk", "order": 0, "start": 0.0, "finish": 8.0, "reason": ""}
+    assert g.stages[0].started == 0.0 and any("off the plan" in n for n in g.notes)
+    bars = report_bars(rep)
+    assert [(b.kind, b.resource, b.start, b.finish) for b in bars] == [("planned", "disk", 0.0, 8.0),
+                                                                        ("actual", "disk", 0.0, 9.0)]

@@ -237,3 +237,36 @@ def test_guests_without_room_are_shut_down_and_the_stop_does_exactly_what_the_pl
     assert sorted(a[-1] for a in mutations(h) if a[1] == "shutdown") == sorted(str(ids[n]) for n in ("db", "mail"))
     res.message_about("db", "no room")
     assert h.running() == set()
+
+
+def test_the_scheduled_stop_shares_disk_and_link_and_ends_as_its_plan_said(tmp_path):
+    """With a shared disk and link, the plan is the scheduler's: each guest's resource, order and predicted
+    finish; the run follows it (GuestScheduled events), learns both resources, and the report draws it."""
+    from xdcore.sim import host
+    from xdcore.sim.cli import main as xdsim
+
+    h = E2EHost.make(tmp_path, guests=[("big", 400, 1), ("mid", 200, 1), ("small", 100, 1), ("local", 300, 1)],
+                     XENDOMAINS_MIGRATE="peer", XENDOMAINS_PARALLEL="auto")
+    state = str(h.layout.state_dir)
+    for argv in (["resource", "disk", "200"], ["resource", "link", "peer", "400"], ["fault", "migrate", "local", "fail"]):
+        assert xdsim(["--state", state, *argv]) == 0
+    (h.root / "policy.d").mkdir()  # `local` may not migrate (the host refuses it) and its policy says so
+    (h.root / "policy.d" / "local").write_text('xendomains_stop = "save, shutdown"\n')
+    h.configure(XENDOMAINS_POLICY_DIR=h.root / "policy.d")
+
+    plan = plan_json(h, "stop")
+    assert plan["scheduled"] and plan["estimate_s"] > 0
+    slots = {g["guest"]: (g["planned"], g["resource"]) for g in plan["guests"]}
+    assert slots == {"big": ("migrate", "link:peer"), "mid": ("migrate", "link:peer"),
+                     "small": ("migrate", "link:peer"), "local": ("save", "disk")}
+    assert "waits on link:peer" in plan_text(h, "stop")
+
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    scheduled = [e for e in res.events if isinstance(e, ev.GuestScheduled)]
+    assert {e.guest for e in scheduled} == {"big", "mid", "small", "local"}
+    log = {t["guest"]: t for t in host.load(state).transfer_log}
+    assert log["local"]["res"] == "disk" and log["big"]["res"] == "link:peer"
+    assert log["local"]["start"] < log["big"]["end"] and log["big"]["start"] < log["local"]["end"]  # at once
+    report = h.run("report", "stop", "--timeline", json_out=False)
+    assert "link to peer" in report.stdout and "disk (save directory)" in report.stdout and "█" in report.stdout
