@@ -446,6 +446,16 @@ class Service:
             for n in sorted(no_room):
                 self._warn(f"no room in {cfg.save_dir} to save {n}: it will be shut down instead", guest=n)
         pols, order = await self.stop_order(selected)
+        if only is not None:  # a named driver domain going down under guests that keep running
+            chosen = {d.name for d in selected}
+            others = [d for d in guests if d.name not in chosen and not d.zombie]
+            if others and selected:
+                _, whole = await self.stop_order(list(selected) + others, warn=False)
+                for client, backends in whole.depends.items():
+                    for b in backends:
+                        if b in chosen and client not in chosen:
+                            self._warn(f"{b} serves devices of {client}, which keeps running: they go away with {b}",
+                                       guest=b)
         for n in order.notes:
             self._info(n)
         for err in order.cycle_errors():

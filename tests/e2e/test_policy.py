@@ -241,3 +241,15 @@ def test_priorities_under_a_deadline(tmp_path):
     assert order[0] == "high"
     got = r.outcomes
     assert got["high"] == "saved" and got["low"] == "shutdown"
+
+
+def test_stopping_a_named_driver_domain_warns_about_its_running_clients(tmp_path):
+    h = E2EHost.make(tmp_path, XENDOMAINS_SAVE="")
+    add_config(h, "netdd")
+    add_config(h, "web", extra="vif = [ 'bridge=xenbr0,backend=netdd' ]")
+    assert h.run("start").returncode == 0
+    r = h.run("stop", "netdd")
+    assert r.returncode == 0 and r.outcomes == {"netdd": "shutdown"}
+    r.message_about("netdd", "serves devices of web", "keeps running")
+    r = h.run("stop", "web")
+    assert not [m for m in r.messages("warning") if "serves devices" in m.text]
