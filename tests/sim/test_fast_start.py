@@ -62,7 +62,7 @@ def test_the_shim_caches_bytecode_even_when_the_environment_forbids_writing_it(t
     shutil.copy(testing.PACKAGE_ROOT / "xdcore" / "__init__.py", root / "xdcore" / "__init__.py")
     monkeypatch.setattr(testing, "PACKAGE_ROOT", root)
     state = host.init_state(tmp_path / "host", fast=True)
-    [xl, _xm] = testing.write_shims(state, tmp_path / "bin")
+    [xl, _xm, _ssh] = testing.write_shims(state, tmp_path / "bin")
     env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": "/nonexistent"}
     done = subprocess.run([str(xl), "list"], capture_output=True, env=env, timeout=30)
     assert done.returncode == 0, done.stderr

@@ -13,6 +13,7 @@
     xdsim --state DIR clear [--latency]
     xdsim --state DIR memory --total MIB [--free MIB]
     xdsim --state DIR list | targets | history
+    xdsim --state DIR pool [add NAME [--memory-mib MIB] [--dir D] | name NAME | reach NAME up|down|hang]
     xdsim --state DIR xenstored [--socket PATH]   # a simulated xenstored mirroring the host
     xdsim --state DIR classic start|stop|status [--config FILE]   # the classic upstream script, for comparison
     xdsim --state DIR xl ARGS… | xm ARGS…     (run the simulated tool without a shim)
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="show domains, faults and latencies")
     sub.add_parser("targets", help="show guests received by migration targets")
     sub.add_parser("history", help="show the state-changing commands run so far")
+    s = sub.add_parser("pool", help="list the hosts of this host's simulated pool (or add one, name one, cut one off)")
+    s.add_argument("action", nargs="?", choices=("add", "name", "reach"))
+    s.add_argument("host", nargs="?")
+    s.add_argument("reach", nargs="?", choices=("up", "down", "hang"))
+    s.add_argument("--memory-mib", type=int, default=65536, help="total memory of an added host")
+    s.add_argument("--dir", help="state directory of an added host (default DIR/pool/NAME)")
     s = sub.add_parser("xenstored", help="serve the xs_wire protocol mirroring this host (DIR/xenstored.sock)")
     s.add_argument("--socket", help="socket path (default DIR/xenstored.sock)")
     s = sub.add_parser("classic", help="run the classic upstream xendomains script (Debian xen-utils-4.17) on this host")
@@ -248,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         for target, guests in sorted(st.targets.items()):
             for g in guests:
                 print(f"{target}\t{g['name']}\t{g['memory_mib']} MiB\t{g.get('vcpus', '')} vCPUs")
+    elif args.cmd == "pool":
+        return _pool(sdir, args)
     elif args.cmd == "history":
         for entry in host.load(sdir).history:
             print(json.dumps(entry))
@@ -277,6 +286,40 @@ def _set_resource(sdir: Path, kind: str, words: list[str]) -> int:
             st.resources[name] = mbps
         else:
             st.resources.pop(name, None)
+    return 0
+
+
+def _pool(sdir: Path, args: argparse.Namespace) -> int:
+    from . import pool
+
+    try:
+        if args.action == "add":
+            if not args.host:
+                raise ValueError("pool add needs a host name")
+            mdir = pool.add_member(sdir, args.host, args.memory_mib, args.dir)
+            print(f"{args.host}: simulated host in {mdir} (shims in {mdir}/bin)")
+            return 0
+        if args.action == "name":
+            if not args.host:
+                raise ValueError("pool name needs a host name")
+            pool.rename_self(sdir, args.host)
+            return 0
+        if args.action == "reach":
+            if not args.host or not args.reach:
+                raise ValueError("pool reach needs a host name and up, down or hang")
+            pool.set_reach(sdir, args.host, args.reach)
+            return 0
+    except ValueError as exc:
+        print(f"xdsim: {exc}", file=sys.stderr)
+        return 2
+    registry = pool.registry_of(sdir)
+    members = pool.read(registry) or {pool.host_name(host.load(sdir)): {"state": str(sdir.resolve()), "reach": "up"}}
+    for name, entry in sorted(members.items()):
+        snap = host.load_snapshot(entry["state"])
+        guests = [d.name for d in snap.domains if d.domid != 0]
+        reach = "" if entry.get("reach", "up") == "up" else f" [{entry['reach']}]"
+        print(f"{name}{reach}\t{entry['state']}\tfree {snap.free_memory_mib} of {snap.total_memory_mib} MiB\t"
+              f"{len(guests)} guests: {' '.join(guests) or '-'}")
     return 0
 
 

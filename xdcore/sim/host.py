@@ -251,14 +251,14 @@ class HostState:
 
     __slots__ = ("version", "next_domid", "total_memory_mib", "reserved_mib", "info", "domains", "latency",
                  "rate", "faults", "targets", "history", "resources", "dirty", "transfers", "ledger_at",
-                 "transfer_log", "ready")
+                 "transfer_log", "ready", "pool")
 
     def __init__(self, version: int = FORMAT_VERSION, next_domid: int = 1, total_memory_mib: int = 16384,
                  reserved_mib: int = 0, info: dict | None = None, domains: list[SimDomain] | None = None,
                  latency: dict | None = None, rate: dict | None = None, faults: list[Fault] | None = None,
                  targets: dict | None = None, history: list | None = None, resources: dict | None = None,
                  dirty: dict | None = None, transfers: list | None = None, ledger_at: float = 0.0,
-                 transfer_log: list | None = None, ready: dict | None = None):
+                 transfer_log: list | None = None, ready: dict | None = None, pool: str | None = None):
         self.version = version
         self.next_domid = next_domid
         self.total_memory_mib = total_memory_mib
@@ -281,6 +281,7 @@ class HostState:
         # "key", "value"}; the simulated xenstored writes /local/domain/DOMID/KEY = VALUE at
         # max(the guest's start, set_at) + after
         self.ready = {} if ready is None else ready
+        self.pool = pool  # path of the pool registry (sim/pool.py) this host belongs to, if any
 
     def to_dict(self) -> dict:
         return {
@@ -290,6 +291,7 @@ class HostState:
             "faults": [f.to_dict() for f in self.faults], "targets": self.targets, "history": self.history,
             "resources": self.resources, "dirty": self.dirty, "transfers": self.transfers,
             "ledger_at": self.ledger_at, "transfer_log": self.transfer_log, "ready": self.ready,
+            "pool": self.pool,
         }
 
     @classmethod
@@ -428,7 +430,7 @@ def abort_busy(st: HostState, dom: SimDomain, died: bool = False) -> None:
             dom.name = busy["prev_name"]
         dom.flags = "---ss-"
         return
-    if busy.get("op") in ("create", "restore"):
+    if busy.get("op") in ("create", "restore", "migrate-receive"):
         st.remove(dom)
         return
     if busy.get("prev_flags"):

@@ -46,7 +46,7 @@ class HostLayout:
 
 
 def write_shims(state_dir: str | os.PathLike[str], bin_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write BINDIR/xl and BINDIR/xm acting on state_dir (absolute interpreter, PYTHONPATH to xdcore).
+    """Write BINDIR/xl, BINDIR/xm and BINDIR/ssh acting on state_dir (absolute interpreter, PYTHONPATH to xdcore).
 
     The shims are Python scripts run by their shebang with ``-SE``: a simulated xl must start
     nearly as fast as the real C program.  -S skips site-packages and .pth processing (the
@@ -86,6 +86,27 @@ def write_shims(state_dir: str | os.PathLike[str], bin_dir: str | os.PathLike[st
             )
         path.chmod(0o755)
         written.append(path)
+    # ssh: reaches the other hosts of a simulated pool by name (sim/pool.py) and runs their xl
+    path = bdir / "ssh"
+    if direct:
+        path.write_text(
+            f"#!{sys.executable} -SE\n"
+            f"# simulated ssh (xdsim): reaches the pool of the host in {state}\n"
+            "import sys\n"
+            f"sys.path.insert(0, {str(PACKAGE_ROOT)!r})\n"
+            "from xdcore.sim.pool import main\n"
+            f"sys.exit(main(['--state', {str(Path(state_dir).resolve())!r}, *sys.argv[1:]]))\n"
+        )
+    else:
+        path.write_text(
+            "#!/bin/sh\n"
+            f"# simulated ssh (xdsim): reaches the pool of the host in {state}\n"
+            f"PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+            "export PYTHONPATH\n"
+            f"exec {python} -S -m xdcore.sim.pool --state {state} \"$@\"\n"
+        )
+    path.chmod(0o755)
+    written.append(path)
     return written
 
 

@@ -719,9 +719,25 @@ def cmd_migrate(run: Run, args: list[str]) -> Command:
         res = st.resource_for("migrate", target)
         fixed = st.lat("migrate") + st.delay("migrate", name, domid)
         dirty = float(st.dirty.get(name) or 0.0)
+        registry = st.pool
+        record = dom.to_dict()
     if dying:
         raise SimExit(1, "Migration failed, failed to suspend at sender.\n")
+    peer = None
+    if registry:
+        from . import pool
+
+        peer = pool.lookup(registry, target)
+    if peer is not None and peer.get("reach") == "down":
+        raise SimExit(1, f"ssh: connect to host {target.rpartition('@')[2]} port 22: No route to host\n"
+                         "xl migrate: failed to read the migration-receive banner (rc=-3)\n"
+                         "Migration failed, resuming at sender.\n")
+    if peer is not None and peer.get("reach") == "hang":
+        yield HANG
     resume = _suspend(run, domid, "migrate", rename=f"{name}--migratedaway")
+    incoming = None
+    if peer is not None:  # the receiver builds the domain (and claims its memory) before the stream starts
+        incoming = _receive_begin(run, peer["state"], record, resume)
     if fault and fault.kind == "hang":
         yield HANG
     if fault and fault.kind in ("fail", "enospc", "ignore"):
@@ -729,6 +745,9 @@ def cmd_migrate(run: Run, args: list[str]) -> Command:
             yield seconds / 2
         resume()
         run.done_with(resume)
+        if incoming is not None:
+            incoming[1]()
+            run.done_with(incoming[1])
         raise SimExit(1, "migration sender: Target reported a problem (rc=-3)\n"
                          "Migration failed, resuming at sender.\n")
     if res is not None:  # the set-up, then memory and re-dirtied pages over the shared link
@@ -742,17 +761,79 @@ def cmd_migrate(run: Run, args: list[str]) -> Command:
     with host.transaction(run.state_dir) as st:
         dom = st.by_id(domid)
         run.done_with(resume)
-        if dom is None or not dom.busy or dom.busy.get("pid") != run.pid:
-            raise SimExit(1, "Migration failed due to problems at target.\n")
-        st.remove(dom)
-        ssh = got["s"][-1] if "s" in got else "ssh"
-        st.targets.setdefault(target, []).append({
-            "name": name, "uuid": uuid, "memory_mib": mem // 1024, "vcpus": vcpus, "from_domid": domid,
-            "received_at": time.time(), "ssh": ssh, "options": sorted(k for k in got),
-            "config": dom.userdata,
-        })
+        gone = dom is None or not dom.busy or dom.busy.get("pid") != run.pid
+        if not gone:
+            st.remove(dom)
+            ssh = got["s"][-1] if "s" in got else "ssh"
+            st.targets.setdefault(target, []).append({
+                "name": name, "uuid": uuid, "memory_mib": mem // 1024, "vcpus": vcpus, "from_domid": domid,
+                "received_at": time.time(), "ssh": ssh, "options": sorted(k for k in got),
+                "config": dom.userdata,
+            })
+    if gone:
+        if incoming is not None:
+            incoming[1]()
+            run.done_with(incoming[1])
+        raise SimExit(1, "Migration failed due to problems at target.\n")
+    if incoming is not None:
+        _receive_end(run, peer["state"], *incoming)
     run.stderr("migration sender: Target reports successful startup.\nMigration successful.\n")
     return 0
+
+
+def _receive_begin(run: Run, peer_dir: str, record: dict, resume: Callable[[], None]) -> tuple[int, Callable[[], None]]:
+    """`xl migrate-receive` on a pool member: a paused `NAME--incoming` domain holding the guest's memory.
+
+    The same UUID and a domid of the receiver's.  Refused (the sender resumes
+    its guest) when the receiver lacks the memory or already runs the name.
+    Returns the new domid and the abort action; a SIGKILLed sender leaves
+    nothing behind either (the receiver's busy marker names its pid).
+    """
+    clone = host.SimDomain.from_dict(record)
+    name = clone.name
+    problem = ""
+    newid = -1
+    with host.transaction(peer_dir) as pst:
+        if pst.by_name(name) is not None or pst.by_name(f"{name}--incoming") is not None:
+            problem = (f'libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain with name "{name}" already exists.\n'
+                       "migration target: Domain creation failed (code -3).\n")
+        elif clone.memory_kib // 1024 > pst.free_memory_mib():
+            problem = ("xc: error: panic: xc_dom_boot.c:121: xc_dom_boot_mem_init: can't allocate low memory for domain: "
+                       "Out of memory\nmigration target: Domain creation failed (code -3).\n")
+        else:
+            now = time.time()
+            clone.domid = pst.new_domid()
+            clone.name = f"{name}--incoming"
+            clone.flags = "--p---"
+            clone.busy = {"op": "migrate-receive", "pid": run.pid}
+            clone.ready_at = clone.gone_at = None
+            clone.cpu_time, clone.cpu_time_at, clone.start_time = 0.0, now, now
+            pst.add(clone)
+            newid = clone.domid
+    if problem:
+        resume()
+        run.done_with(resume)
+        raise SimExit(1, problem + "migration sender: Target reported a problem (rc=-3)\n"
+                                   "Migration failed, resuming at sender.\n")
+
+    def abort() -> None:
+        with host.transaction(peer_dir) as pst2:
+            d = pst2.by_id(newid)
+            if d is not None and d.busy and d.busy.get("pid") == run.pid:
+                pst2.remove(d)
+
+    return newid, run.on_abort(abort)
+
+
+def _receive_end(run: Run, peer_dir: str, domid: int, abort: Callable[[], None]) -> None:
+    """The receiver unpauses its domain under the guest's own name."""
+    with host.transaction(peer_dir) as pst:
+        d = pst.by_id(domid)
+        if d is not None:
+            d.name = d.name.removesuffix("--incoming")
+            d.flags, d.busy = "-b----", None
+            d.cpu_time_at = time.time()
+    run.done_with(abort)
 
 
 # -- shutdown -----------------------------------------------------------------------------------
