@@ -61,7 +61,8 @@ Start Xen guests at boot and evacuate them at shutdown.
                 (--timeline: its planned and actual bars side by side)
   control ACTION  steer the running start/stop: status, abort [--now], skip-guest GUEST,
                 skip-stage GUEST [STAGE], set-parallel N, disable-stage STAGE,
-                enable-stage STAGE, migrate-target "HOST [OPTIONS]" (empty: back to the config)
+                enable-stage STAGE, migrate-target "HOST [OPTIONS]" (empty: back to the config),
+                move GUEST TARGET (several migration targets: before its migration begins)
   install [--systemd|--sysv] [--prefix DIR] [--force] [--guests N] [--exe PATH]
                 write the systemd unit or the SysV init script (timeouts from the config)
   help          this text
@@ -311,14 +312,15 @@ def print_plan(plan, out=None) -> None:
             if 0 <= g.group < len(groups):
                 w(f"  group {g.group + 1} ({groups[g.group]['label']}):")
         stages = " → ".join(g.stages) if g.stages else "nothing"
+        to = f"  to {g.target}" if g.target else ""
         if g.planned:
             waits = f"waits on {g.resource}" if g.resource else "no shared resource"
             w(f"  {g.guest:<24} {stages:<32} {g.planned:<8} {waits:<22} {g.start_s:6.1f}s → {g.finish_s:6.1f}s"
-              + (f"  ({g.note})" if g.note else ""))
+              + to + (f"  ({g.note})" if g.note else ""))
             if g.why_planned:
                 w(f"      {g.why_planned}")
         else:
-            w(f"  {g.guest:<24} {stages:<36} ~{g.estimate_s:.0f}s" + (f"  ({g.note})" if g.note else ""))
+            w(f"  {g.guest:<24} {stages:<36} ~{g.estimate_s:.0f}s{to}" + (f"  ({g.note})" if g.note else ""))
         if g.policy:
             w(f"      policy: {g.policy}")
         for r in g.reasons:
@@ -330,6 +332,12 @@ def print_plan(plan, out=None) -> None:
         w(f"  save directory: {plan.save_needed / 2**20:.0f} MiB needed, {plan.save_dir_free / 2**20:.0f} MiB free")
     if plan.no_room:
         w("  no room to save (shut down instead): " + " ".join(plan.no_room))
+    for t in plan.targets:
+        if t.error:
+            w(f"  target {t.name}: left out ({t.error})")
+        else:
+            w(f"  target {t.name}: {t.free_mib} MiB free, {t.reserve_mib} reserved, {t.room_left_mib} MiB left"
+              f" (Xen {t.xen_version or '?'}): {' '.join(t.guests) or 'no guest'}")
     for n in plan.notes:
         w(f"  note: {n}")
     for e in plan.errors:
@@ -407,7 +415,7 @@ def _install(ns: argparse.Namespace, sub: list[str]) -> int:
 
 
 _CONTROL_USAGE = ("control takes: status | abort [--now] | skip-guest GUEST | skip-stage GUEST [STAGE] | set-parallel N"
-                  " | disable-stage STAGE | enable-stage STAGE | migrate-target [\"HOST [OPTIONS]\"]")
+                  " | disable-stage STAGE | enable-stage STAGE | migrate-target [\"HOST [OPTIONS]\"] | move GUEST TARGET")
 
 
 def _control(cfg: Config, sub: list[str], as_json: bool) -> int:
@@ -427,6 +435,7 @@ def _control(cfg: Config, sub: list[str], as_json: bool) -> int:
         ("enable-stage", 1): lambda: c.set_stage(rest[0], True),
         ("migrate-target", 0): lambda: c.set_migrate_target(None),
         ("migrate-target", 1): lambda: c.set_migrate_target(rest[0]),
+        ("move", 2): lambda: c.move_guest(rest[0], rest[1]),
     }
     if action == "abort" and rest == ["--now"]:
         call = lambda: c.abort(True)  # noqa: E731

@@ -75,6 +75,8 @@ class Config:
     destroy_on_deadline: bool = False
     policy_dir: Path | None = Path("/etc/xen/xendomains.d")
     start_maxwait: int = 300
+    migrate_targets: tuple[str, ...] = ()
+    target_reserve_mib: int = 1024
     problems: tuple[ConfigError, ...] = ()
     warnings: tuple[str, ...] = ()
     #: why the config file could not be read at all (these are then the documented defaults; only stop runs)
@@ -539,6 +541,14 @@ def _shell_words(v: str) -> tuple[str, ...]:
         raise _Bad("words split like a shell command line (balanced quotes)") from None
 
 
+def _hosts(v: str) -> tuple[str, ...]:
+    hosts = tuple(v.replace(",", " ").split())
+    bad = [h for h in hosts if h.startswith("-") or not re.fullmatch(r"[A-Za-z0-9_.:@\[\]-]+", h)]
+    if bad:
+        raise _Bad("host names separated by spaces (options belong in XENDOMAINS_MIGRATE)")
+    return tuple(dict.fromkeys(hosts))
+
+
 def _toolstack(v: str) -> str:
     s = v.strip().lower()
     if s not in ("auto", "xl", "xm"):
@@ -586,6 +596,8 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XENDOMAINS_DESTROY_ON_DEADLINE": ("destroy_on_deadline", _bool),
     "XENDOMAINS_POLICY_DIR": ("policy_dir", _directory_or_none),
     "XENDOMAINS_START_MAXWAIT": ("start_maxwait", _int("an integer number of seconds (0: no limit)")),
+    "XENDOMAINS_MIGRATE_TARGETS": ("migrate_targets", _hosts),
+    "XENDOMAINS_TARGET_RESERVE_MIB": ("target_reserve_mib", _int("an integer number of MiB")),
 }
 
 # Keys the xendomains of other distributions use that we accept silently.

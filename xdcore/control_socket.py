@@ -24,6 +24,7 @@ Protocol: one JSON object per line, one JSON reply per line.
   {"op": "set_parallel", "value": 4}
   {"op": "set_stage", "stage": "migrate", "enabled": false}
   {"op": "set_migrate_target", "value": "host2 -s ssh" | null}
+  {"op": "move_guest", "guest": "web01", "target": "xen03"}   (several migration targets)
 Errors: {"ok": false, "error": "…"}.
 
 Whatever a client does, the run is not disturbed and nothing is logged as a
@@ -281,6 +282,7 @@ class ControlServer:
             "disabled_stages": sorted(c.disabled_stages), "skipped_guests": sorted(c.skipped_guests),
             "aborted": c.aborted, "abort_now": c.abort_now, "running": dict(self.running),
             "migrate_target": " ".join(c.migrate_target) if c.migrate_target else None,
+            "targets": c.pool.status() if c.pool is not None else None,
         }
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -334,6 +336,12 @@ class ControlServer:
                 raise _Bad("'value' has unbalanced quotes") from None
             c.set_migrate_target(words or None)
             return {"ok": True, "migrate_target": " ".join(words) or None}
+        if op == "move_guest":
+            guest, target = _str(req, "guest"), _str(req, "target")
+            problem = c.move_guest(guest, target)
+            if problem:
+                raise _Bad(problem)
+            return {"ok": True, "guest": guest, "target": target}
         raise _Bad(f"unknown op {op!r}")
 
 
@@ -439,6 +447,9 @@ class ControlClient:
 
     def set_migrate_target(self, value: str | None) -> dict[str, Any]:
         return self.request({"op": "set_migrate_target", "value": value})
+
+    def move_guest(self, guest: str, target: str) -> dict[str, Any]:
+        return self.request({"op": "move_guest", "guest": guest, "target": target})
 
 
 def _check(raw: bytes, path: Path) -> dict[str, Any]:

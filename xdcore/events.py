@@ -151,6 +151,30 @@ class GuestSkipped(Event):
     domid: int = -1
 
 
+@dataclass(frozen=True, kw_only=True)
+class TargetProbed(Event):
+    """A migration target answered `xl info` before the stop (error set: it did not; it is left out)."""
+
+    target: str
+    free_mib: int = 0
+    total_mib: int = 0
+    reserve_mib: int = 0
+    xen_version: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuestPlaced(Event):
+    """A guest was given a migration target (target "": none can take it), at the start or later:
+    re-placed after a failed migration, or moved by the operator (`by` "operator")."""
+
+    guest: str
+    target: str
+    reason: str = ""
+    memory_mib: int = 0
+    by: str = "placement"
+
+
 # --- stages ----------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from .events import Event, GuestPlanned, RunFinished, StageFinished
 from .model import Domain
 from .pipeline.control import RunControl
 from .pipeline.stages import STAGES, STOP_GUEST_STAGES
+from .placement import TargetRoom
 
 #: bytes reserved per image beyond the guest's memory (header, config, page tables)
 IMAGE_OVERHEAD = 16 * 1024 * 1024
@@ -343,6 +344,7 @@ class GuestPlan:
     start_s: float = 0.0
     finish_s: float = 0.0
     why_planned: str = ""
+    target: str = ""  # with several migration targets: where it is placed ("" : none can take it)
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,7 @@ class Plan:
     errors: tuple[str, ...] = ()  # the plan cannot be carried out as configured (a dependency cycle, policy errors)
     caps: tuple[tuple[str, int], ...] = ()  # resource -> guests at once, as the schedule chose
     scheduled: bool = False  # estimate_s is the makespan of the scheduler's simulated schedule
+    targets: tuple[TargetRoom, ...] = ()  # several migration targets: each one's room before and after
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -387,6 +390,8 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     errors = [f"{p} ({n} is stopped with the default policy)" for n in raw for p in raw[n].problems]
     errors += order.cycle_errors()
     gindex = {n: i for i, g in enumerate(order.stop_groups()) for n in g.guests}
+    pool = await service.target_pool(selected, announce=False, policies=pols)
+    decisions = pool.decisions if pool is not None else []
     out: list[GuestPlan] = []
     for d in selected:
         if d.zombie:
@@ -400,11 +405,20 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
             if st.name == "save" and d.name in no_room:
                 reasons.append("save: no room in the save directory, shut down instead")
                 continue
+            if st.name == "migrate" and pool is not None:
+                target = pool.target_of(d.name)
+                reason = next((dec.reason for dec in decisions if dec.guest == d.name), "")
+                if target is None:
+                    reasons.append(f"migrate: no target ({reason})")
+                    continue
             if not pol.allows(st.name):
                 reasons.append(f"{st.name}: not in xendomains_stop ({pol.where.get('stop_stages', '')})")
                 continue
             stages.append(st.name)
-            reasons.append(f"{st.name}: {st.why(cfg)}")
+            if st.name == "migrate" and pool is not None:
+                reasons.append(f"migrate: to {pool.target_of(d.name)} ({reason})")
+            else:
+                reasons.append(f"{st.name}: {st.why(cfg)}")
         stages = pol.stop_order(stages)
         if pol.down_wait and "shutdown" in stages:
             reasons.append(f"shutdown watchdog {pol.down_wait:g}s (xendomains_down_wait)")
@@ -415,8 +429,9 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
             if STAGES[s].terminal:
                 break
         note = "" if any(STAGES[s].terminal for s in stages) else "no stage can stop this guest: it will stay running"
+        target = (pool.target_of(d.name) or "") if pool is not None else ""
         out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note,
-                             gindex.get(d.name, 0), pol.describe()))
+                             gindex.get(d.name, 0), pol.describe(), target=target))
     sched = _schedule_for(service, selected, no_room, pols, order)
     if sched is not None:
 
@@ -439,6 +454,10 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         if any(pols[g.guest].priority for g in out):
             notes.append("under the deadline, guests with a higher xendomains_priority take the first slots")
     notes += order.notes
+    rooms = tuple(pool.rooms()) if pool is not None else ()
+    for r in rooms:
+        if r.error:
+            notes.append(f"migration target {r.name} left out: {r.error}")
     out.sort(key=lambda g: g.group)  # stable: the schedule's order inside each group
     par = control.parallel
     if sched is not None:
@@ -449,7 +468,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     return Plan("stop", tuple(out), tuple((d.name, why) for d, why in skipped), tuple(host), round(est, 1), par,
                 free_bytes(cfg.save_dir) if cfg.save_dir else None, needed, tuple(sorted(no_room)), tuple(notes),
                 _order_dict(order, "stop"), tuple(errors), tuple(sorted(sched.caps.items())) if sched else (),
-                sched is not None)
+                sched is not None, rooms)
 
 
 def _groups_estimate(out: Sequence[GuestPlan], parallel: int, gates: Sequence[float] = ()) -> float:

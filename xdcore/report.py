@@ -34,6 +34,7 @@ from .events import (
     GateFinished,
     GroupStarted,
     GuestFinished,
+    GuestPlaced,
     GuestPlanned,
     GuestScheduled,
     GuestSkipped,
@@ -43,6 +44,7 @@ from .events import (
     ScheduleDeviated,
     StageDowngraded,
     StageFinished,
+    StageStarted,
 )
 from .model import SaveImage
 
@@ -74,6 +76,7 @@ class GuestRecord:
     stages: tuple[StageRecord, ...] = ()
     notes: tuple[str, ...] = ()  # downgrades, operator actions, warnings naming this guest
     planned: dict[str, Any] | None = None  # the scheduler's slot: stage, resource, order, start, finish, reason
+    target: str = ""  # the host it migrated to (migrated guests only)
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,8 @@ class RunReport:
 
         guests = tuple(GuestRecord(str(g["guest"]), str(g["outcome"]), str(g.get("detail", "")), float(g.get("elapsed", 0.0)),
                                    int(g.get("domid", -1)), stages(g.get("stages", ())), tuple(g.get("notes", ())),
-                                   dict(g["planned"]) if isinstance(g.get("planned"), dict) else None)
+                                   dict(g["planned"]) if isinstance(g.get("planned"), dict) else None,
+                                   str(g.get("target", "")))
                        for g in d.get("guests", ()))
         return cls(verb=str(d["verb"]), run=str(d.get("run", "")), started_at=float(d["started_at"]),
                    finished_at=None if d.get("finished_at") is None else float(d["finished_at"]),
@@ -169,14 +173,16 @@ class _Guest:
         self.stages: list[StageRecord] = []
         self.notes: list[str] = []
         self.planned: dict[str, Any] | None = None
+        self.migrating_to = ""
 
     def freeze(self, interrupted: bool) -> GuestRecord:
         outcome = self.outcome
         detail = self.detail
         if outcome == "pending" and interrupted:
             outcome, detail = "interrupted", "the run ended before this guest finished"
+        target = self.migrating_to if outcome == "migrated" else ""
         return GuestRecord(self.name, outcome, detail, round(self.elapsed, 3), self.domid, tuple(self.stages), tuple(self.notes),
-                           self.planned)
+                           self.planned, target)
 
 
 #: the summary of a report written before its run finished (what it says if the run is killed)
@@ -236,6 +242,12 @@ class RunReportWriter:
                                         "start": e.start, "finish": e.finish, "reason": e.reason}
         elif isinstance(e, ScheduleDeviated):
             self._g(e.guest).notes.append(f"off the plan: {e.reason}")
+        elif isinstance(e, StageStarted):
+            if e.guest and e.stage == "migrate":
+                self._g(e.guest).migrating_to = e.detail
+        elif isinstance(e, GuestPlaced):
+            where = f"to {e.target}" if e.target else "no target"
+            self._g(e.guest).notes.append(f"{e.by}: {where} ({e.reason})" if e.reason else f"{e.by}: {where}")
         elif isinstance(e, StageFinished):
             started = -1.0
             if e.guest:
@@ -425,7 +437,8 @@ def format_report(rep: RunReport, write) -> None:
     write(f"Last {rep.verb} (run {rep.run}, {when}{took}, {how}): {rep.summary}")
     for g in rep.guests:
         stages = " ".join(f"{s.stage}:{s.outcome}" + (f"({s.elapsed:.1f}s)" if s.elapsed else "") for s in g.stages)
-        write(f"  {g.guest:<24} {g.outcome:<10} {g.elapsed:7.1f}s  {stages}")
+        to = f" to {g.target}" if g.target else ""
+        write(f"  {g.guest:<24} {g.outcome + to:<10} {g.elapsed:7.1f}s  {stages}")
         if g.detail:
             write(f"      why: {g.detail}")
         for n in g.notes:

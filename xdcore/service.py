@@ -26,6 +26,7 @@ from .events import (
     GateWaiting,
     GroupStarted,
     GuestFinished,
+    GuestPlaced,
     GuestPlanned,
     GuestSkipped,
     LockHeld,
@@ -36,6 +37,7 @@ from .events import (
     RunStarted,
     StageFinished,
     StageStarted,
+    TargetProbed,
 )
 from .lock import RunLock, default_lock_path
 from .model import AutoConfig, Domain, SaveImage
@@ -45,6 +47,7 @@ from .gates import wait_gate
 from .policy import Gate, GuestPolicy, Policies, load_policies, policy_configs
 from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
 from .pipeline.stages import START_STAGES, STOP_STAGES
+from .pipeline.targets import TargetPool, migrate_setup, probe_targets, probe_timeout
 from .toolstack.port import Toolstack
 
 _UNKNOWN = object()  # the xenstore stub domid before it was asked
@@ -346,6 +349,50 @@ class Service:
         self.bus.emit(RunFinished(verb=outcome.verb, exit_code=outcome.exit_code, summary=outcome.summary))
         return outcome
 
+    # -- several migration targets ------------------------------------------------------------------
+
+    async def target_pool(self, selected: Sequence[Domain], *, announce: bool = True) -> TargetPool | None:
+        """Ask every migration target for its room and place the selected guests (None: one target or none).
+
+        With `announce` (a run) each answer and each placement is an event and
+        unreachable targets are warned about; a plan stays quiet.
+        """
+        setup = migrate_setup(self.cfg, self.ts)
+        if setup is None or not self.control.stage_enabled("migrate"):
+            return None
+        observers = self.ts.observers if announce else ()
+        targets = await probe_targets(setup, self.ts.name, probe_timeout(self.cfg), observers)
+        movable = [d for d in selected if not d.zombie]
+        policies = await self._placement_policies(movable)
+        from .placement import needs_from
+
+        pool = TargetPool(setup, targets, needs_from(movable, policies), self.cfg.target_reserve_mib,
+                          self.cfg.parallel_migrate)
+        decisions = pool.place_all()
+        if announce:
+            for t in targets:
+                self.bus.emit(TargetProbed(target=t.name, free_mib=t.free_mib, total_mib=t.total_mib,
+                                           reserve_mib=self.cfg.target_reserve_mib, xen_version=t.xen_version,
+                                           error=t.error))
+                if t.error:
+                    self._warn(f"migration target {t.name} left out: {t.error}")
+            memory = {d.name: d.memory_mib for d in movable}
+            for dec in decisions:
+                self.bus.emit(GuestPlaced(guest=dec.guest, target=dec.target, reason=dec.reason,
+                                          memory_mib=memory.get(dec.guest, 0)))
+                if not dec.target:
+                    self._warn(f"{dec.guest}: no migration target ({dec.reason}); it goes on to the next stage",
+                               guest=dec.guest)
+        return pool
+
+    async def _placement_policies(self, guests: Sequence[Domain]):
+        """Per-guest xendomains_targets / xendomains_apart (xdcore.policy), when that reader is present."""
+        reader = getattr(self, "policies", None)
+        if reader is None:
+            return None
+        pols = await reader([d.name for d in guests])
+        return pols.with_defaults_for_problems() if hasattr(pols, "with_defaults_for_problems") else pols
+
     # -- stop -------------------------------------------------------------------------------------
 
     async def select_for_stop(self, guests: Sequence[Domain], only: set[str] | None = None) -> tuple[list[Domain], list[tuple[Domain, str]]]:
@@ -460,8 +507,10 @@ class Service:
             self._info(n)
         for err in order.cycle_errors():
             self._warn(f"{err}; those guests are stopped together")
+        pool = await self.target_pool(selected, policies=pols)
+        self.control.pool = pool
         runner = StopRunner(cfg, self.ts, self.bus, self.control, estimate=self.estimate, deadline=deadline, no_room=no_room,
-                            policies=pols, order=order)
+                            policies=pols, order=order, pool=pool)
         results = await runner.run(selected, runner.make_schedule(selected))
         outcome.guests = results
         # shutdown-all: only when guests other than zombies remain

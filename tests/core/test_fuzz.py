@@ -189,6 +189,9 @@ VALID = {
     "XENDOMAINS_DESTROY_ON_DEADLINE": bool_words,
     "XENDOMAINS_POLICY_DIR": (safe_path.map(lambda p: (p, Path(p))) | st.just(("", None))),
     "XENDOMAINS_START_MAXWAIT": st.integers(0, 10**6).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
+    "XENDOMAINS_MIGRATE_TARGETS": st.lists(st.from_regex(r"[a-z][a-z0-9.-]{0,11}", fullmatch=True), max_size=4, unique=True)
+    .map(lambda hs: (" ".join(hs), tuple(hs))),
+    "XENDOMAINS_TARGET_RESERVE_MIB": st.integers(0, 10**6).flatmap(lambda n: _int_text(n).map(lambda t: (t, n))),
 }
 
 

@@ -253,6 +253,28 @@ class E2EHost:
             return entries
         return [h for h in entries if h["argv"][1:2] == [op]]
 
+    def add_peer(self, name: str, memory_mib: int) -> Path:
+        """Another simulated host beside this one (a pool member reachable by name); its state directory."""
+        from xdcore.sim import pool
+
+        if simhost.load(self.state).pool is None:
+            pool.rename_self(self.state, "xen01")
+        return Path(pool.add_member(self.state, name, memory_mib))
+
+    def pool_member(self, name: str) -> Path:
+        """The state directory of pool member `name`."""
+        from xdcore.sim import pool
+
+        return Path(pool.read(simhost.load(self.state).pool)[name]["state"])
+
+    def pool_guests(self) -> dict[str, set[str]]:
+        """host name -> guests running there, over the whole simulated pool (this host included)."""
+        from xdcore.sim import pool
+
+        members = pool.read(simhost.load(self.state).pool) or {"xen01": {"state": str(self.state)}}
+        return {name: {d.name for d in simhost.load_snapshot(m["state"]).domains if d.domid != 0}
+                for name, m in members.items()}
+
     def migrated_to(self, target: str) -> list[str]:
         return [g["name"] for g in simhost.load(self.state).targets.get(target, [])]
 

@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from ..events import ControlApplied, Event
+from ..events import ControlApplied, Event, GuestPlaced
 
 
 class Limiter:
@@ -73,6 +73,7 @@ class RunControl:
         self.skipped_guests: set[str] = set()
         self.only_guests: set[str] | None = None
         self.migrate_target: tuple[str, ...] | None = None
+        self.pool = None  # the run's TargetPool (pipeline/targets.py) when it has several migration targets
         self.aborted = False
         self.abort_now = False
         self.abort_reason = "run aborted"
@@ -146,6 +147,16 @@ class RunControl:
     def set_migrate_target(self, words: tuple[str, ...] | None) -> None:
         self.migrate_target = words
         self._emit(ControlApplied(action="set_migrate_target", value=" ".join(words or ())))
+
+    def move_guest(self, guest: str, target: str) -> str | None:
+        """Send `guest` to another migration target (before its migration begins); an error, or None."""
+        if self.pool is None:
+            return "this run has no migration targets (XENDOMAINS_MIGRATE_TARGETS)"
+        problem = self.pool.move(guest, target)
+        if problem is None:
+            self._emit(GuestPlaced(guest=guest, target=target, reason="moved by the operator", by="operator"))
+            self._emit(ControlApplied(action="move_guest", guest=guest, value=target))
+        return problem
 
     def abort(self, now: bool = False, reason: str = "") -> None:
         """Start nothing new; with now=True also kill the commands running (their guests fall through to nothing).

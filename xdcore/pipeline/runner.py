@@ -29,6 +29,7 @@ from ..events import (
     EventBus,
     GroupStarted,
     GuestFinished,
+    GuestPlaced,
     GuestPlanned,
     GuestScheduled,
     GuestSkipped,
@@ -46,6 +47,7 @@ from .control import Limiter, RunControl
 from .schedule import Schedule, Task, plan_schedule
 from .stages import STAGES as STAGES_BY_NAME
 from .stages import STOP_GUEST_STAGES, Stage, stage
+from .targets import TargetPool
 
 #: the guest and stage the current task serves; read by the command observer
 current_step: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("current_step", default=("", ""))
@@ -125,6 +127,7 @@ class StopRunner:
         no_room: frozenset[str] = frozenset(),
         policies: Policies | None = None,
         order: BootOrder | None = None,
+        pool: TargetPool | None = None,
     ):
         self.cfg, self.ts, self.bus, self.control = cfg, toolstack, bus, control
         self.policies = policies or Policies()  # per-guest stop stages, shutdown watchdog, priority
@@ -134,7 +137,11 @@ class StopRunner:
         self.no_room = no_room  # guests the plan found no room to save: save is skipped for them
         self.schedule: Schedule | None = None
         self._t0 = time.monotonic()
-        for name, cap in (("migrate", cfg.parallel_migrate), ("save", cfg.parallel_save)):
+        self.pool = pool  # several migration targets: placement, one link per target
+        self._target: dict[str, str] = {}  # guest -> the target of its migration in progress
+        # with several targets XENDOMAINS_PARALLEL_MIGRATE bounds each target's link (TargetPool), not the sum
+        migrate_cap = None if pool is not None else cfg.parallel_migrate
+        for name, cap in (("migrate", migrate_cap), ("save", cfg.parallel_save)):
             control.stage_limiters.setdefault(name, Limiter(cap))
         self.shutdown_opts, notes = toolstack.translate_shutdown_options(cfg.shutdown)
         for n in notes:
@@ -152,10 +159,28 @@ class StopRunner:
                 await asyncio.sleep(self.cfg.usleep_us / 1e6)
         return " ".join(self.cfg.sysrq)
 
-    async def _migrate(self, d: Domain, timeout: float | None) -> str:
-        words = self.control.migrate_target or self.migrate_words
+    def _pooled(self) -> bool:
+        """Several targets, and the operator has not sent every guest to one host."""
+        return self.pool is not None and not self.control.migrate_target
+
+    def _migrate_words(self, d: Domain) -> list[str]:
         if self.control.migrate_target:
-            words, _ = self.ts.translate_migrate_options(words)
+            return self.ts.translate_migrate_options(self.control.migrate_target)[0]
+        if self._pooled():
+            assert self.pool is not None
+            return list(self.pool.setup.words(self._target[d.name]))
+        return list(self.migrate_words)
+
+    def _migrate_host(self, d: Domain) -> str:
+        """The host a migration of `d` goes to (for events and the report)."""
+        if self._pooled():
+            return self._target.get(d.name, "")
+        from ..toolstack.xl import split_migrate_words
+
+        return split_migrate_words(self._migrate_words(d), getattr(self.ts, "migrate_arg_options", frozenset()))[1] or ""
+
+    async def _migrate(self, d: Domain, timeout: float | None) -> str:
+        words = self._migrate_words(d)
         await self.ts.migrate(d.domid, words, timeout=timeout)
         return " ".join(words)
 
@@ -271,6 +296,8 @@ class StopRunner:
                 continue
             if st.name == "save" and d.name in self.no_room:
                 continue
+            if st.name == "migrate" and self._pooled() and self.pool.target_of(d.name) is None:  # type: ignore[union-attr]
+                continue  # no target can take it: on down its pipeline
             enabled.append(st.name)
         return [stage(n) for n in self.policies[d.name].stop_order(enabled)]
 
@@ -327,6 +354,8 @@ class StopRunner:
         """Apply the schedule's concurrency to the stages whose cap is auto."""
         for res, c in sched.caps.items():
             name = "save" if res == "disk" else "migrate"
+            if name == "migrate" and self.pool is not None:
+                continue  # several targets: each target's link has its own limiter (TargetPool)
             configured = self.cfg.parallel_save if name == "save" else self.cfg.parallel_migrate
             lim = self.control.stage_limiters.get(name)
             if configured is None and lim is not None:
@@ -437,6 +466,8 @@ class StopRunner:
             if ok and st.terminal:
                 res.outcome = st.outcome
                 return
+            if not ok and st.name == "migrate" and self._pooled() and self.pool.target_of(d.name):  # type: ignore[union-attr]
+                done_names.discard("migrate")  # re-placed on another target: migrate again before falling back
         if res.outcome == "pending" and self.deadline.seconds and self.cfg.destroy_on_deadline:
             last = next((k for k in reversed(res.stages) if k != "sysrq"), "shutdown")
             self.bus.emit(StageDowngraded(guest=d.name, from_stage=last, to_stage="destroy",
@@ -451,12 +482,42 @@ class StopRunner:
 
     async def _run_stage(self, st: Stage, d: Domain, res: GuestResult, actions, override: str | None = None) -> bool:
         name = override or st.name
+        target = None
+        if name == "migrate" and self._pooled():
+            assert self.pool is not None
+            target = await self.pool.begin(d.name)  # a free slot on its target's link
+            if target is None:
+                res.stages[name] = "skipped"
+                self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome="skipped",
+                                            detail="no migration target can take it"))
+                return False
+            self._target[d.name] = target
+        ok = False
+        try:
+            ok = await self._run_stage_body(st, d, res, actions, name)
+            return ok
+        finally:
+            if target is not None:
+                assert self.pool is not None
+                cancelled = res.stages.get(name) not in ("failed", "timeout")
+                decision = self.pool.end(d.name, target, ok, replace=not cancelled)
+                self._target.pop(d.name, None)
+                if decision is not None:
+                    self.bus.emit(GuestPlaced(guest=d.name, target=decision.target, reason=decision.reason,
+                                              memory_mib=d.memory_mib, by="re-placed"))
+                    nxt = (f"re-placed on {decision.target}" if decision.target
+                           else f"no other target can take it ({decision.reason}); falls back to {st.fallback}")
+                    self.bus.emit(MessageLogged(level="warning", guest=d.name, text=f"{d.name}: {nxt}"))
+
+    async def _run_stage_body(self, st: Stage, d: Domain, res: GuestResult, actions, name: str) -> bool:
+        override = name if name != st.name else None
         timeout = self._watchdog(st, d)
         cap = self.control.stage_limiters.get(name)
         if cap is not None:
             await cap.acquire()
         try:
-            self.bus.emit(StageStarted(stage=name, guest=d.name, domid=d.domid, timeout=timeout or 0.0))
+            detail = self._migrate_host(d) if name == "migrate" else ""
+            self.bus.emit(StageStarted(stage=name, guest=d.name, domid=d.domid, timeout=timeout or 0.0, detail=detail))
             t0 = time.monotonic()
             token = current_step.set((d.name, name))
             task = asyncio.ensure_future(actions[name](d, timeout))
@@ -498,6 +559,8 @@ class StopRunner:
             detail = _describe(exc)
             self.bus.emit(StageFinished(stage=name, guest=d.name, domid=d.domid, outcome=outcome, elapsed=elapsed, detail=detail))
             fb = f"; falls back to {st.fallback}" if (st.fallback and name != "sysrq") else ""
+            if name == "migrate" and self._pooled():
+                fb = ""  # _run_stage says where it goes next: another target, or the fallback
             verb = "timed out" if outcome == "timeout" else "failed"
             self.bus.emit(MessageLogged(level="error", guest=d.name, text=f"{st.title if not override else 'Destroy'} of {d.name} {verb}: {detail}{fb}"))
             if not isinstance(exc, (XendomainsError, OSError)):

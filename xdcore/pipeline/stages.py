@@ -39,13 +39,20 @@ def _always(_: Config) -> bool:
     return True
 
 
+def _migrate_why(c: Config) -> str:
+    if c.migrate_targets:
+        opts = f" with XENDOMAINS_MIGRATE={' '.join(c.migrate)!r}" if c.migrate else ""
+        return f"XENDOMAINS_MIGRATE_TARGETS={' '.join(c.migrate_targets)!r}{opts}"
+    return f"XENDOMAINS_MIGRATE={' '.join(c.migrate)!r}" if c.migrate else "XENDOMAINS_MIGRATE is empty"
+
+
 STOP_STAGES: tuple[Stage, ...] = (
     Stage("select", "Select", "sel", False, True, False, "", None, False, _always,
           lambda c: "AUTO_ONLY: guests with a config in the auto directory" if c.auto_only else "all running guests"),
     Stage("sysrq", "SysRq", "SR", True, False, False, "", "migrate", True, lambda c: bool(c.sysrq),
           lambda c: f"XENDOMAINS_SYSRQ={' '.join(c.sysrq)!r}" if c.sysrq else "XENDOMAINS_SYSRQ is empty"),
-    Stage("migrate", "Migrate", "migr", True, False, True, "migrated", "save", True, lambda c: bool(c.migrate),
-          lambda c: f"XENDOMAINS_MIGRATE={' '.join(c.migrate)!r}" if c.migrate else "XENDOMAINS_MIGRATE is empty"),
+    Stage("migrate", "Migrate", "migr", True, False, True, "migrated", "save", True,
+          lambda c: bool(c.migrate) or bool(c.migrate_targets), _migrate_why),
     Stage("save", "Save", "save", True, False, True, "saved", "shutdown", True, lambda c: c.save_dir is not None,
           lambda c: f"XENDOMAINS_SAVE={c.save_dir}" if c.save_dir else "XENDOMAINS_SAVE is empty"),
     Stage("shutdown", "Shutdown", "shut", True, False, True, "shutdown", None, True, lambda c: bool(c.shutdown),

@@ -103,6 +103,14 @@ def split_migrate_target(words: Sequence[str], arg_options: frozenset[str]) -> t
     Options listed in `arg_options` consume the next word as their argument.
     Raises ToolstackError when no host is named.
     """
+    options, host = split_migrate_words(words, arg_options)
+    if host is None:
+        raise ToolstackError("XENDOMAINS_MIGRATE names no target host: " + " ".join(words))
+    return options, host
+
+
+def split_migrate_words(words: Sequence[str], arg_options: frozenset[str]) -> tuple[list[str], str | None]:
+    """(options, host or None): XENDOMAINS_MIGRATE may hold only options when XENDOMAINS_MIGRATE_TARGETS names the hosts."""
     options: list[str] = []
     positional: list[tuple[int, str]] = []
     i = 0
@@ -119,7 +127,7 @@ def split_migrate_target(words: Sequence[str], arg_options: frozenset[str]) -> t
             options.append(w)
         i += 1
     if not positional:
-        raise ToolstackError("XENDOMAINS_MIGRATE names no target host: " + " ".join(words))
+        return options, None
     index, host = positional[-1]
     del options[index]
     return options, host
@@ -300,6 +308,7 @@ __all__ = [
     "XlToolstack",
     "read_xenstore_domid",
     "split_migrate_target",
+    "split_migrate_words",
     "translate_migrate_for_xl",
     "translate_shutdown_for_xl",
 ]

@@ -1,0 +1,171 @@
+"""Evacuating onto several migration targets (XENDOMAINS_MIGRATE_TARGETS) on a simulated pool of four hosts.
+
+Witnesses: the run's own events (where each guest was placed), the pool itself
+(which host runs which guest afterwards), and the save directory.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xdcore import events as ev
+from xdcore.sim import host as simhost
+from xdcore.sim import pool as simpool
+
+from .helpers import E2EHost
+
+GIB = 1024
+DOM0 = 2048
+
+
+def pool_of_four(tmp_path, guests, rooms=(16, 24, 8), **settings) -> E2EHost:
+    """xen01 runs `guests`; xen02..xen04 have `rooms` GiB free after dom0 (before the 1 GiB reserve)."""
+    h = E2EHost.make(tmp_path, guests=guests, **settings)
+    for name, gib in zip(("xen02", "xen03", "xen04"), rooms):
+        h.add_peer(name, DOM0 + gib * GIB)
+    h.configure(XENDOMAINS_MIGRATE_TARGETS="xen02 xen03 xen04", XENDOMAINS_PARALLEL=4)
+    return h
+
+
+def assert_each_guest_once(h: E2EHost, names) -> dict[str, str]:
+    """Every guest runs on exactly one host of the pool or has a save image; guest -> host or 'saved'."""
+    where: dict[str, list[str]] = {}
+    for host_name, guests in h.pool_guests().items():
+        for g in guests:
+            where.setdefault(g, []).append(host_name)
+    out = {}
+    for n in names:
+        places = where.get(n, []) + (["saved"] if h.has_valid_image(n) else [])
+        assert len(places) == 1, f"{n} is on {places or 'no host and not saved'}"
+        out[n] = places[0]
+    return out
+
+
+def placed(res) -> dict[str, str]:
+    return {e.guest: e.target for e in res.of(ev.GuestPlaced)}
+
+
+def test_guests_go_largest_first_to_the_target_with_most_room_and_none_is_over_committed(tmp_path):
+    guests = [("big", 12 * GIB, 2), ("mid", 8 * GIB, 2), ("a", 4 * GIB, 1), ("b", 4 * GIB, 1), ("c", 2 * GIB, 1),
+              ("d", 2 * GIB, 1), ("e", 1 * GIB, 1)]
+    h = pool_of_four(tmp_path, guests)
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert set(res.outcomes.values()) == {"migrated"}
+    where = assert_each_guest_once(h, [g[0] for g in guests])
+    # xen03 (23 GiB of room) takes big → 11 left; xen02 (15) takes mid → 7; xen03 (11) a → 7; …
+    assert where["big"] == "xen03" and where["mid"] == "xen02"
+    probed = {e.target: e for e in res.of(ev.TargetProbed)}
+    assert probed["xen03"].free_mib == 24 * GIB and not probed["xen03"].error
+    for name in ("xen02", "xen03", "xen04"):
+        snap = simhost.load_snapshot(h.pool_member(name))
+        assert snap.free_memory_mib >= 1024, f"{name} was promised more than its room: {snap.free_memory_mib} MiB free"
+    report = json.loads((h.progress.parent / "last-stop.json").read_text())
+    assert {g["guest"]: g["target"] for g in report["guests"]} == where
+
+
+def test_an_unreachable_target_is_left_out_with_a_warning(tmp_path):
+    guests = [("web", 2 * GIB, 1), ("db", 4 * GIB, 2)]
+    h = pool_of_four(tmp_path, guests, rooms=(16, 24, 8))
+    simpool.set_reach(h.state, "xen03", "down")
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert res.message_about("xen03", "left out")
+    where = assert_each_guest_once(h, ["web", "db"])
+    assert "xen03" not in where.values()
+    assert {e.target: bool(e.error) for e in res.of(ev.TargetProbed)} == {"xen02": False, "xen03": True, "xen04": False}
+
+
+def test_a_hanging_target_is_left_out_by_the_probe_watchdog(tmp_path):
+    h = pool_of_four(tmp_path, [("web", 2 * GIB, 1)], rooms=(4, 24, 8), XENDOMAINS_STOP_MAXWAIT=1)
+    simpool.set_reach(h.state, "xen03", "hang")
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert res.message_about("xen03", "left out", "no answer")
+    assert assert_each_guest_once(h, ["web"])["web"] == "xen04"
+
+
+def test_a_failed_migration_re_places_the_guest_on_another_target(tmp_path):
+    h = pool_of_four(tmp_path, [("web", 2 * GIB, 1)], rooms=(16, 24, 8))
+    # xen03 has the most room but refuses the guest: a guest of that name already runs there
+    peer = h.pool_member("xen03")
+    from xdcore.sim.testing import add_domain, config_of
+
+    add_domain(peer, config_of(h.layout.configs["web"]), memory_mib=16)
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert [e.target for e in res.of(ev.GuestPlaced)] == ["xen03", "xen02"]
+    assert res.outcomes == {"web": "migrated"}
+    assert "web" in h.pool_guests()["xen02"]
+    assert res.message_about("web", "re-placed on xen02")
+
+
+def test_a_guest_too_big_for_every_target_is_saved_and_the_rest_migrate(tmp_path):
+    h = pool_of_four(tmp_path, [("huge", 30 * GIB, 4), ("small", 1 * GIB, 1)], rooms=(16, 24, 8))
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"huge": "saved", "small": "migrated"}
+    assert placed(res)["huge"] == ""
+    assert res.message_about("huge", "no migration target")
+    assert "migrate" not in res.stage_outcomes("huge")
+    assert assert_each_guest_once(h, ["huge", "small"]) == {"huge": "saved", "small": "xen03"}
+    h.assert_save_dir_clean()
+
+
+def test_the_plan_shows_each_guests_target_and_the_room_left_on_each(tmp_path):
+    h = pool_of_four(tmp_path, [("big", 12 * GIB, 2), ("huge", 30 * GIB, 4)], rooms=(16, 24, 8))
+    res = h.run("plan", json_out=False)
+    assert res.returncode == 0, res.describe()
+    out = res.stdout
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("big "))
+    assert line.endswith("to xen03"), out
+    assert "target xen03: 24576 MiB free, 1024 reserved, 11264 MiB left" in out
+    plan = json.loads(h.run("--json", "plan", json_out=False).stdout)
+    targets = {g["guest"]: g["target"] for g in plan["guests"]}
+    assert targets == {"big": "xen03", "huge": ""}
+    assert {t["name"]: t["room_left_mib"] for t in plan["targets"]} == {"xen02": 15 * GIB, "xen03": 11 * GIB,
+                                                                        "xen04": 7 * GIB}
+    assert h.pool_guests()["xen01"] == {"big", "huge"}  # a plan does nothing
+
+
+@pytest.mark.parametrize("options", ['-s "ssh -p 2222"'])
+def test_options_of_xendomains_migrate_are_shared_by_every_target(tmp_path, options):
+    h = pool_of_four(tmp_path, [("web", 2 * GIB, 1)], XENDOMAINS_MIGRATE=options)
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    probes = [e.argv for e in res.of(ev.CommandStarted) if "info" in e.argv]
+    assert probes and all(list(p[:3]) == ["ssh", "-p", "2222"] for p in probes)
+    migrate = next(h["argv"] for h in h.history("migrate"))
+    assert migrate[2:4] == ["-s", "ssh -p 2222"]
+
+
+def test_the_operator_moves_a_waiting_guest_to_another_target_during_the_run(tmp_path):
+    from tests.support import wait_for
+
+    from .helpers import read_progress
+
+    h = pool_of_four(tmp_path, [("first", 2 * GIB, 1), ("second", 1 * GIB, 1)], rooms=(16, 24, 8))
+    h.configure(XENDOMAINS_PARALLEL=1)
+    h.sim("fault", "migrate", "first", "delay:30")  # holds the only slot while the operator acts
+    proc = h.popen("stop")
+    try:
+        wait_for(lambda: any(isinstance(e, ev.StageStarted) and e.stage == "migrate" and e.guest == "first"
+                             for e in read_progress(h.progress)), what="the first migration to begin")
+        status = json.loads(h.run("control", "status", json_out=False).stdout)
+        rooms = {t["name"]: t for t in status["targets"]}
+        assert rooms["xen03"]["in_flight"] == ["first"] and "second" in rooms["xen03"]["guests"]
+        moved = h.run("control", "move", "second", "xen04", json_out=False)
+        assert moved.returncode == 0, moved.describe()
+        refused = h.run("control", "move", "first", "xen02", json_out=False)
+        assert refused.returncode == 1 and "migrating to xen03 now" in refused.stderr
+        h.run("control", "skip-stage", "first", "migrate", json_out=False)
+    finally:
+        res = h.finish(proc)
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"first": "saved", "second": "migrated"}
+    assert "second" in h.pool_guests()["xen04"]
+    report = json.loads((h.progress.parent / "last-stop.json").read_text())
+    assert {g["guest"]: g["target"] for g in report["guests"]} == {"first": "", "second": "xen04"}
+    assert any("move_guest second xen04" in c for c in report["interventions"])
