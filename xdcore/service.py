@@ -351,7 +351,8 @@ class Service:
 
     # -- several migration targets ------------------------------------------------------------------
 
-    async def target_pool(self, selected: Sequence[Domain], *, announce: bool = True) -> TargetPool | None:
+    async def target_pool(self, selected: Sequence[Domain], *, announce: bool = True,
+                          policies: Policies | None = None) -> TargetPool | None:
         """Ask every migration target for its room and place the selected guests (None: one target or none).
 
         With `announce` (a run) each answer and each placement is an event and
@@ -363,7 +364,9 @@ class Service:
         observers = self.ts.observers if announce else ()
         targets = await probe_targets(setup, self.ts.name, probe_timeout(self.cfg), observers)
         movable = [d for d in selected if not d.zombie]
-        policies = await self._placement_policies(movable)
+        if policies is None:  # xendomains_targets / xendomains_apart from each guest's config
+            policies = await self.policies([d.name for d in movable])
+        policies = policies.with_defaults_for_problems()
         from .placement import needs_from
 
         pool = TargetPool(setup, targets, needs_from(movable, policies), self.cfg.target_reserve_mib,
@@ -384,14 +387,6 @@ class Service:
                     self._warn(f"{dec.guest}: no migration target ({dec.reason}); it goes on to the next stage",
                                guest=dec.guest)
         return pool
-
-    async def _placement_policies(self, guests: Sequence[Domain]):
-        """Per-guest xendomains_targets / xendomains_apart (xdcore.policy), when that reader is present."""
-        reader = getattr(self, "policies", None)
-        if reader is None:
-            return None
-        pols = await reader([d.name for d in guests])
-        return pols.with_defaults_for_problems() if hasattr(pols, "with_defaults_for_problems") else pols
 
     # -- stop -------------------------------------------------------------------------------------
 

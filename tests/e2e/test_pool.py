@@ -66,6 +66,22 @@ def test_guests_go_largest_first_to_the_target_with_most_room_and_none_is_over_c
     assert {g["guest"]: g["target"] for g in report["guests"]} == where
 
 
+def test_pinning_and_anti_affinity_from_the_guests_config_are_honoured(tmp_path):
+    guests = [("db1", 4 * GIB, 2), ("db2", 4 * GIB, 2), ("app", 2 * GIB, 1)]
+    h = pool_of_four(tmp_path, guests, rooms=(16, 24, 8))
+    with open(h.layout.configs["app"], "a") as fh:
+        fh.write('xendomains_targets = "xen04"\n')
+    with open(h.layout.configs["db1"], "a") as fh:
+        fh.write('xendomains_apart = "db2"\n')
+    for n in ("db1", "db2", "app"):
+        (h.layout.auto_dir / f"{n}.cfg").symlink_to(h.layout.configs[n])
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    where = assert_each_guest_once(h, ["db1", "db2", "app"])
+    assert where["app"] == "xen04"  # pinned, though xen03 has the most room
+    assert where["db1"] != where["db2"]  # kept apart, though xen03 had room for both
+
+
 def test_an_unreachable_target_is_left_out_with_a_warning(tmp_path):
     guests = [("web", 2 * GIB, 1), ("db", 4 * GIB, 2)]
     h = pool_of_four(tmp_path, guests, rooms=(16, 24, 8))
