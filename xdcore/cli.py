@@ -1,6 +1,6 @@
 """`xendomains`: a drop-in for /etc/init.d/xendomains with LSB exit codes.
 
-    xendomains [--config FILE] [--json] [--parallel N] VERB [GUEST …]
+    xendomains [--config FILE] [--json] [--parallel N] [--targets HOSTS] [--deadline S] VERB [GUEST …]
 
 Verbs: start stop restart reload force-reload condrestart try-restart status
 plan [stop|start] report [stop|start] control ACTION install help.  Each verb
@@ -43,7 +43,7 @@ VERBS = ("start", "stop", "restart", "reload", "force-reload", "condrestart", "t
          "report", "control", "install")
 #: verbs with options of their own, parsed after the verb
 SUBCOMMANDS = ("install", "control")
-USAGE = "Usage: xendomains [--config FILE] [--json] [--parallel N] {start|stop|restart|reload|force-reload|condrestart|try-restart|status|plan [stop|start]|report [stop|start]|control ACTION|install|help} [GUEST ...]"
+USAGE = "Usage: xendomains [--config FILE] [--json] [--parallel N] [--targets HOSTS] [--deadline S] {start|stop|restart|reload|force-reload|condrestart|try-restart|status|plan [stop|start]|report [stop|start]|control ACTION|install|help} [GUEST ...]"
 EXIT_NOT_INSTALLED = 5
 
 HELP = f"""{USAGE}
@@ -71,6 +71,8 @@ Options:
   --config FILE   config file (default: $XENDOMAINS_CONFIG, /etc/sysconfig/xendomains, /etc/default/xendomains)
   --json          one JSON object per event on stdout instead of progress lines
   --parallel N    guests handled at once (overrides XENDOMAINS_PARALLEL)
+  --targets HOSTS migration targets placed by room, "xen02 xen03" (overrides XENDOMAINS_MIGRATE_TARGETS)
+  --deadline S    budget in seconds for the whole stop (overrides XENDOMAINS_STOP_DEADLINE)
   --version       print the version
 
 stop takes optional guest names: only those guests are evacuated.
@@ -82,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--json", action="store_true")
     p.add_argument("--parallel", type=int)
+    p.add_argument("--targets")
+    p.add_argument("--deadline")
     p.add_argument("--version", action="store_true")
     p.add_argument("--timeline", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
@@ -344,12 +348,29 @@ def print_plan(plan, out=None) -> None:
         w(f"  ERROR: {e}")
     out.flush()
 
+def _overrides(ns: argparse.Namespace) -> dict | str:
+    """--targets and --deadline as Config fields, or the usage error (read like their config keys)."""
+    from .config import KEYS
+
+    out: dict = {}
+    for opt, key in (("targets", "XENDOMAINS_MIGRATE_TARGETS"), ("deadline", "XENDOMAINS_STOP_DEADLINE")):
+        value = getattr(ns, opt)
+        if value is None:
+            continue
+        field, conv = KEYS[key]
+        try:
+            out[field] = conv(value)
+        except Exception as exc:  # config._Bad: the expectation
+            return f"--{opt}: expected {exc.args[0] if exc.args else 'a valid value'}, got {value!r}"
+    return out
+
+
 def _split_subcommand(argv: list[str]) -> tuple[list[str], list[str]]:
     """(global options + verb, the verb's own options) for verbs in SUBCOMMANDS; else (argv, [])."""
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--config", "--parallel"):
+        if a in ("--config", "--parallel", "--targets", "--deadline"):
             i += 2
             continue
         if not a.startswith("-"):
@@ -513,6 +534,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err(f"--parallel must be from 1 to {MAX_PARALLEL}")
             return EXIT_USAGE
         cfg = cfg.with_overrides(parallel=ns.parallel)
+    overrides = _overrides(ns)
+    if isinstance(overrides, str):
+        _err(overrides)
+        return EXIT_USAGE
+    cfg = cfg.with_overrides(**overrides)
     if cfg.problems and verb not in ("stop", "control", "report"):
         for p in cfg.problems:
             _err(str(p))

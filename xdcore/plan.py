@@ -527,6 +527,7 @@ async def start_plan(service) -> Plan:
     guests = await service.guests()
     running = {d.name for d in guests}
     autos = await service.auto_configs()
+    away = service.migrated_away()
     creates = []
     for a in autos:
         if a.name is None:
@@ -535,6 +536,8 @@ async def start_plan(service) -> Plan:
             skipped.append((a.name, "already running"))
         elif a.name in blocked:
             skipped.append((a.name, "has a saved image"))
+        elif a.name in away:
+            skipped.append((a.name, f"migrated to {away[a.name]} by the last stop: it runs there"))
         elif a.name not in {c.name for c in creates}:
             creates.append(a)
             out.append(GuestPlan(a.name, -1, 0, ("create",), (f"create from {a.path}",), round(estimate("create", Domain(-1, a.name)), 1)))

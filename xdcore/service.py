@@ -351,6 +351,23 @@ class Service:
 
     # -- several migration targets ------------------------------------------------------------------
 
+    def migrated_away(self) -> dict[str, str]:
+        """Guests the last stop migrated to one of several targets: guest -> target.
+
+        With XENDOMAINS_MIGRATE_TARGETS a host is one of a fleet whose guests move
+        between its members; creating such a guest from the auto directory at the
+        next start would run it twice (on its new host and here), so start skips
+        it.  The classic single XENDOMAINS_MIGRATE keeps its classic start.
+        """
+        if not self.cfg.migrate_targets:
+            return {}
+        from .report import load_last
+
+        stop = load_last(self.cfg, "stop")
+        if stop is None:
+            return {}
+        return {g.guest: g.target for g in stop.guests if g.outcome == "migrated" and g.target}
+
     async def target_pool(self, selected: Sequence[Domain], *, announce: bool = True,
                           policies: Policies | None = None) -> TargetPool | None:
         """Ask every migration target for its room and place the selected guests (None: one target or none).
@@ -857,6 +874,7 @@ class Service:
         suspended, shut-down or dying one is said so (and never created over).
         """
         running_names = {n for n, d in present.items() if d.live}
+        away = self.migrated_away()
         todo: list[AutoConfig] = []
         results: list[GuestResult] = []
         seen: set[str] = set()
@@ -883,6 +901,8 @@ class Service:
                 self.bus.emit(GuestFinished(guest=a.name, domid=d.domid, outcome=outcome_word, detail=why))
             elif a.name in blocked:
                 self.bus.emit(GuestSkipped(guest=a.name, reason="has a saved image (restored, or waiting for an administrator)"))
+            elif a.name in away:
+                self.bus.emit(GuestSkipped(guest=a.name, reason=f"migrated to {away[a.name]} by the last stop: it runs there"))
             elif a.name in seen:
                 self._warn(f"{a.path}: guest {a.name} appears twice in the auto directory; created once")
                 self.bus.emit(GuestSkipped(guest=a.name, reason=f"duplicate config {a.path}"))

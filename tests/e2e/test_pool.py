@@ -185,3 +185,29 @@ def test_the_operator_moves_a_waiting_guest_to_another_target_during_the_run(tmp
     report = json.loads((h.progress.parent / "last-stop.json").read_text())
     assert {g["guest"]: g["target"] for g in report["guests"]} == {"first": "", "second": "xen04"}
     assert any("move_guest second xen04" in c for c in report["interventions"])
+
+
+def test_start_never_creates_again_an_auto_guest_the_last_stop_migrated_to_a_target(tmp_path):
+    h = pool_of_four(tmp_path, [("web", 2 * GIB, 1), ("local", 1 * GIB, 1)], auto=["web", "local"], rooms=(16, 24, 8))
+    h.configure(XENDOMAINS_MIGRATE_TARGETS="xen02 xen03 xen04", XENDOMAINS_SAVE="")
+    with open(h.layout.configs["local"], "a") as fh:
+        fh.write('xendomains_targets = "xen09"\n')  # pinned to no target: shut down, and start creates it again
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web": "migrated", "local": "shutdown"}
+    plan = json.loads(h.run("plan", "start").stdout)
+    assert dict(map(tuple, plan["skipped"]))["web"] == "migrated to xen03 by the last stop: it runs there"
+    started = h.run("start")
+    assert started.returncode == 0, started.describe()
+    assert started.outcomes == {"local": "created"}
+    assert assert_each_guest_once(h, ["web", "local"]) == {"web": "xen03", "local": "xen01"}
+
+
+def test_targets_and_deadline_given_on_the_command_line_override_the_config(tmp_path):
+    h = pool_of_four(tmp_path, [("web", 2 * GIB, 1)], rooms=(16, 24, 8))
+    plan = json.loads(h.run("--targets=xen04", "--deadline=90", "plan").stdout)
+    assert [t["name"] for t in plan["targets"]] == ["xen04"]
+    assert {g["guest"]: g["target"] for g in plan["guests"]} == {"web": "xen04"}
+    assert any("deadline 90s" in n for n in plan["notes"])
+    bad = h.run("--targets=-s ssh", "plan", json_out=False)
+    assert bad.returncode == 2 and "--targets: expected host names" in bad.stderr
