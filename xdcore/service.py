@@ -380,10 +380,10 @@ class Service:
             return None
         observers = self.ts.observers if announce else ()
         targets = await probe_targets(setup, self.ts.name, probe_timeout(self.cfg), observers)
-        movable = [d for d in selected if not d.zombie]
         if policies is None:  # xendomains_targets / xendomains_apart from each guest's config
-            policies = await self.policies([d.name for d in movable])
+            policies = await self.policies([d.name for d in selected])
         policies = policies.with_defaults_for_problems()
+        movable = [d for d in selected if not d.zombie and policies[d.name].allows("migrate")]
         from .placement import needs_from
 
         pool = TargetPool(setup, targets, needs_from(movable, policies), self.cfg.target_reserve_mib,

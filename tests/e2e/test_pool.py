@@ -163,8 +163,8 @@ def test_the_operator_moves_a_waiting_guest_to_another_target_during_the_run(tmp
     from .helpers import read_progress
 
     h = pool_of_four(tmp_path, [("first", 2 * GIB, 1), ("second", 1 * GIB, 1)], rooms=(16, 24, 8))
-    h.configure(XENDOMAINS_PARALLEL=1)
-    h.sim("fault", "migrate", "first", "delay:30")  # holds the only slot while the operator acts
+    h.configure(XENDOMAINS_PARALLEL=1, XENDOMAINS_STOP_MAXWAIT=120)
+    h.sim("fault", "migrate", "first", "hang")  # holds the only slot while the operator acts
     proc = h.popen("stop")
     try:
         wait_for(lambda: any(isinstance(e, ev.StageStarted) and e.stage == "migrate" and e.guest == "first"
