@@ -13,6 +13,10 @@ every other operation 0; save and migrate disabled, so a stop is shutdowns):
 * `status` and `start` with M auto configs (default 200), all running:
   classic vs ours — wall time and the number of `xl` processes spawned
   (ours also with a tenth of the configs, to show the count is constant);
+* pool (bench/pool_scenario.py): 40 guests onto three targets placed by room
+  vs the single-target classic configuration (XENDOMAINS_MIGRATE="xen02"),
+  with physics (a 4000 MB/s link per target, a 1000 MB/s save disk) — guests
+  kept running (migrated rather than saved) and makespan, side by side;
 * our orchestration's own CPU time per guest (getrusage of the `xendomains`
   process, children excluded; see bench/_ours.py);
 * the mixed host (bench/_mixed.py): 40 guests of 0.5–32 GiB sharing one disk
@@ -507,8 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="16 guests of 0.5 s to stop, 20 configs, classic budget 20 s (about a minute)")
-    ap.add_argument("--only", default="stop,status,cost,mixed",
-                    help="comma list of: stop, status (= status and start), cost, mixed")
+    ap.add_argument("--only", default="stop,status,cost,mixed,pool",
+                    help="comma list of: stop, status (= status and start), cost, mixed, pool (40 guests onto 3 targets vs 1)")
     ap.add_argument("--stop-guests", type=int)
     ap.add_argument("--shutdown", type=float, help="seconds each guest takes to shut down (1; quick: 0.5)")
     ap.add_argument("--configs", type=int)
@@ -543,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     b = Bench(work, classic_script)
     res = Results()
     mixed_text = ""
+    pool_runs: list = []
     started = time.time()
     load0 = os.getloadavg()
     try:
@@ -554,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
             measure_sim_call(b, res)
         if "mixed" in only:
             mixed_text = bench_mixed(b, args, classic_script)
+        if "pool" in only:
+            import pool_scenario
+
+            log("pool: 40 guests onto one target, then onto three")
+            pool_runs = pool_scenario.run(work)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -562,9 +572,13 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.time() - started
     load1 = os.getloadavg()
 
-    text = table(rows(res, stop_guests, seconds, configs)) if only - {"mixed"} else ""
+    text = table(rows(res, stop_guests, seconds, configs)) if only - {"mixed", "pool"} else ""
     if mixed_text:
         text = (text + "\n\n" if text else "") + mixed_text
+    if pool_runs:
+        import pool_scenario
+
+        text = (text + "\n\n" if text else "") + pool_scenario.table(pool_runs)
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     head = (f"Run {when} on {machine()}; {'quick' if args.quick else 'full'} run, {elapsed:.0f} s in all; "
             f"load average {load0[0]:.1f} before, {load1[0]:.1f} after.")
@@ -582,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
                         "Produced by `python bench/evacuate.py` (see its docstring for the set-up).\n\n"
                         f"{head}\n\n{text}\n\n" + "".join(f"- {n}\n" for n in extra) + "\n" + READING)
         log(f"table written to {dest}")
-    failed = any(r.problem for r in res.runs) or "| NO" in mixed_text
+    failed = any(r.problem for r in res.runs) or "| NO" in mixed_text or any(r.problem for r in pool_runs)
     return 1 if failed else 0
 
 
