@@ -201,3 +201,13 @@ def test_the_report_keeps_each_guests_slot_and_draws_planned_beside_actual(tmp_p
     bars = report_bars(rep)
     assert [(b.kind, b.resource, b.start, b.finish) for b in bars] == [("planned", "disk", 0.0, 8.0),
                                                                         ("actual", "disk", 0.0, 9.0)]
+
+
+def test_a_deadline_over_hundreds_of_guests_is_planned_by_budget_and_still_uses_both_resources():
+    rng = random.Random(3)
+    tasks = [Task(f"g{i:03d}", round(256 * 2 ** rng.uniform(0, 5)), BOTH) for i in range(300)]
+    s = plan_schedule(MODEL, tasks, target="b", deadline=60.0)
+    stages = [sl.stage for sl in s.slots]
+    assert stages.count("migrate") and stages.count("save")  # the disk takes what the link cannot
+    on_time = [sl for sl in s.slots if sl.stage in ("migrate", "save") and sl.finish <= 60.0]
+    assert len(on_time) >= 0.8 * (stages.count("migrate") + stages.count("save"))

@@ -36,6 +36,8 @@ from ..sim import physics
 #: the stages that move a guest's memory over a shared resource
 TRANSFER_STAGES = ("migrate", "save")
 MAX_AUTO = 8
+#: up to this many guests, each deadline placement is checked by playing the whole schedule
+GREEDY_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -178,24 +180,41 @@ def plan_schedule(model: HostModel, tasks: Sequence[Task], *, target: str = "",
     if deadline is not None and not keep_order:
         # greedy: keep each guest (priority, then shortest first) where it still ends before the deadline
         kept: list[Task] = []
+        # each placement is checked by playing the schedule so far (exact, O(n²) plays); past GREEDY_MAX
+        # guests a resource's budget (its rate × the deadline) stands in for the play, then one play at the end
+        budget = {r: float(model.rates.get(r) or 0.0) * deadline for r in fixed_caps}
+        used: dict[str, float] = {}
+        exact = len(tasks) <= GREEDY_MAX
         for t in order:
             options = [s for s in t.stages if s in TRANSFER_STAGES] + [s for s in t.stages if s not in TRANSFER_STAGES]
             first = t.stages[0] if t.stages else ""
             placed = False
             for s in options:
                 stage_of[t.guest] = s
-                trial = jobs_for(kept + [t])
-                got = _play(model, trial, choose_caps(trial), lanes)
-                if all(got[k.guest][1] <= deadline for k in kept + [t] if k.guest in got and _graceful(stage_of[k.guest])):
+                if not exact:
+                    res = model.resource(s, target) if s in TRANSFER_STAGES else None
+                    alone = model.alone(s, t.memory_mib, target)
+                    if res is None or (used.get(res, 0.0) + t.memory_mib <= budget.get(res, 0.0) and alone <= deadline):
+                        if res is not None:
+                            used[res] = used.get(res, 0.0) + t.memory_mib
+                        ok = True
+                    else:
+                        ok = False
+                else:
+                    trial = jobs_for(kept + [t])
+                    got = _play(model, trial, choose_caps(trial), lanes)
+                    ok = all(got[k.guest][1] <= deadline for k in kept + [t]
+                             if k.guest in got and _graceful(stage_of[k.guest]))
+                if ok:
                     placed = True
                     if s != first:
-                        reason[t.guest] = (f"{first} would not end before the {deadline:g}s deadline"
+                        reason[t.guest] = (f"{first} would not end before the {deadline:.0f}s deadline"
                                            f" ({s} does)" if s in TRANSFER_STAGES else
-                                           f"no transfer ends before the {deadline:g}s deadline")
+                                           f"no transfer ends before the {deadline:.0f}s deadline")
                     break
             if not placed:
                 stage_of[t.guest] = next((s for s in t.stages if s not in TRANSFER_STAGES), first)
-                reason[t.guest] = f"nothing ends before the {deadline:g}s deadline; tried last"
+                reason[t.guest] = f"nothing ends before the {deadline:.0f}s deadline; tried last"
             kept.append(t)
         # what the deadline cannot save anyway goes last, in the order chosen
         order = [t for t in kept if t.guest not in reason or "tried last" not in reason[t.guest]] + \
