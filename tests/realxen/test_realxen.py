@@ -232,3 +232,17 @@ def _mask(text: str) -> str:
     text = re.sub(r"(Saving to|Loading new save file) \S+", r"\1 IMG", text)
     text = re.sub(r"info 0x3/0x0/\d+", "info 0x3/0x0/LEN", text)
     return re.sub(r"[Dd]omain \d+", "domain N", text)
+
+
+@pytest.mark.realxen("killsave")
+def test_a_stop_killed_mid_save_loses_nothing_the_next_start_restores_the_guest(realxen):
+    f = facts(realxen, "killsave")
+    assert f["written_at_kill"] > 20 * MIB
+    # real xl outlived the SIGKILLed xendomains (its own session, output to a file) and finished the save
+    assert f["xl_save_outlived"] == "ended"
+    assert "victim" not in names(f["xl_list"]["after_kill"]), f["xl_list"]["after_kill"]
+    ok(f["start"], f)
+    assert "victim" in names(f["xl_list"]["after_start"])
+    assert f["boots_after"] == f["boots_before"]  # restored: the same boot goes on
+    assert f["heartbeat_after"] and f["heartbeat_after"] > f["heartbeat_before"]
+    assert [n for n in f["save_dir_after_start"] if not n.startswith(".")] == []

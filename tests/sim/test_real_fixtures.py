@@ -33,6 +33,13 @@ def guest(tmp_path):
     return cfg
 
 
+def test_save_prints_the_real_progress_lines(sim_env, tmp_path):
+    guest(tmp_path)
+    done = run("xl", "save", "guest", str(tmp_path / "img"))
+    rc, _, err = real("xl_save")
+    assert (done.returncode, mask(done.stderr.decode())) == (rc, mask(err))
+
+
 def test_restore_prints_what_the_real_one_printed(sim_env, tmp_path):
     guest(tmp_path)
     assert run("xl", "save", "guest", str(tmp_path / "img")).returncode == 0

@@ -35,7 +35,7 @@ XENDOMAINS = "/usr/local/bin/xendomains"
 OPTIONS: dict = {}  # request.json's "options"
 
 #: every scenario, in the order one boot runs them (start → stop → sysrq chain the same three guests)
-ORDER = ["xlsave", "start", "stop", "sysrq", "watchdog", "badsave", "parallel", "migrate"]
+ORDER = ["xlsave", "start", "stop", "sysrq", "watchdog", "badsave", "killsave", "parallel", "migrate"]
 
 
 def uptime() -> float:
