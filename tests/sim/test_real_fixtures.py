@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import shutil
 
+from xdcore.sim import host
+
 from .helpers import FIXTURES, run
 
 REAL = FIXTURES / "real-4.17"
@@ -71,3 +73,15 @@ def test_list_header_and_info_keys(sim_env, tmp_path):
     assert run("xl", "list").stdout.decode().splitlines()[0] == real("xl_list")[1].splitlines()[0]
     keys = [line.split(":")[0].strip() for line in run("xl", "info").stdout.decode().splitlines()]
     assert keys == [line.split(":")[0].strip() for line in real("xl_info")[1].splitlines()]
+
+
+def test_save_onto_a_full_file_system_fails_as_the_real_one(sim_env, sim_state, tmp_path):
+    guest(tmp_path)
+    with host.transaction(sim_state) as st:
+        st.faults.append(host.Fault("save", "guest", "enospc"))
+    done = run("xl", "save", "guest", str(tmp_path / "img"))
+    rc, _, err = real("xl_save_enospc")
+    # real xl reported one progress line before the disk filled: the simulated one fails before any
+    real_lines = [line for line in mask(err).splitlines(True) if not line.startswith("xc: progress:")]
+    assert (done.returncode, mask(done.stderr.decode())) == (rc, "".join(real_lines))
+    assert b"guest" in run("xl", "list").stdout  # resumed, as on real Xen

@@ -669,20 +669,22 @@ def cmd_save(run: Run, args: list[str]) -> Command:
         yield HANG
     body = images.payload(mem)
     if fault and fault.kind in ("fail", "enospc"):
+        run.stderr(f"xc: info: Saving domain {domid}, type x86 PV\n")
         if seconds > 0:
             yield seconds / 2
         with open(path, "ab") as fh:
             fh.write(body[: len(body) // 2])
         resume()
         run.done_with(resume)
-        if fault.kind == "enospc":
+        if fault.kind == "enospc":  # as real xl 4.17.7 (tests/fixtures/xen/real-4.17/xl_save_enospc)
             raise SimExit(1, "xc: error: Failed to write page data to stream (28 = No space left on device): "
                              "Internal error\n"
-                             f"libxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain {domid}:"
-                             "saving domain: domain did not respond to suspend request: "
+                             "xc: error: Save failed (28 = No space left on device): Internal error\n"
+                             f"libxl: error: libxl_stream_write.c:347:libxl__xc_domain_save_done: Domain {domid}:"
+                             "saving domain: domain responded to suspend request: "
                              "No space left on device\n"
                              "Failed to save domain, resuming domain\n")
-        raise SimExit(1, f"libxl: error: libxl_stream_write.c:350:libxl__xc_domain_save_done: Domain {domid}:"
+        raise SimExit(1, f"libxl: error: libxl_stream_write.c:347:libxl__xc_domain_save_done: Domain {domid}:"
                          "saving domain: domain responded to suspend request: Input/output error\n"
                          "Failed to save domain, resuming domain\n")
     if res is not None:  # the suspend, then the pages over the shared disk, with progress lines all along
