@@ -671,6 +671,9 @@ def scn_migrate(sc: Scenario) -> None:
         f["heartbeat_after"] = None
     f["boots_after"] = boots("wanderer")
     f["console_files"] = sorted(os.listdir(CONSOLE_DIR))
+    f["migrate_stderr"] = "".join(json.loads(line).get("stderr", "") for line in
+                                  (sc.dir / "run/progress.jsonl").read_text().splitlines()
+                                  if '"migrate"' in line and '"command_finished"' in line)
 
 
 SCENARIOS = {"xlsave": scn_xlsave, "start": scn_start, "stop": scn_stop, "sysrq": scn_sysrq,
