@@ -140,7 +140,8 @@ class Throughputs:
         if target:
             rates[f"link:{target}"] = self.link_mbps(target)
         sysrq = self.estimate("sysrq", Domain(-1, ""), cfg) if (cfg and cfg.sysrq) else 0.0
-        return HostModel(rates, dict(self.fixed), shutdown_s=self.shutdown_s, sysrq_s=sysrq)
+        return HostModel(rates, dict(self.fixed), shutdown_s=self.shutdown_s, sysrq_s=sysrq,
+                         default_link=self.migrate_mbps)
 
     def observe(self, stage: str, memory_mib: int, elapsed: float) -> None:
         """Fold one measured duration (shutdown, create, sysrq) into the averages (exponential smoothing)."""
@@ -432,7 +433,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         target = (pool.target_of(d.name) or "") if pool is not None else ""
         out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note,
                              gindex.get(d.name, 0), pol.describe(), target=target))
-    sched = _schedule_for(service, selected, no_room, pols, order)
+    sched = _schedule_for(service, selected, no_room, pols, order, pool)
     if sched is not None:
 
         by_name = {sl.guest: sl for sl in sched.slots}
@@ -494,14 +495,15 @@ def _order_dict(order, verb: str) -> dict | None:
     return d
 
 
-def _schedule_for(service, selected: Sequence[Domain], no_room: frozenset[str], pols, order):
+def _schedule_for(service, selected: Sequence[Domain], no_room: frozenset[str], pols, order, pool=None):
     """The schedule the stop runner will follow for `selected` (its predictions too under XENDOMAINS_SCHEDULE=listing)."""
     from .events import EventBus
     from .pipeline.runner import Deadline, StopRunner
 
     cfg: Config = service.cfg
     runner = StopRunner(cfg, service.ts, EventBus(), service.control, estimate=_estimate_of(service),
-                        deadline=Deadline(cfg.stop_deadline), no_room=no_room, policies=pols, order=order)
+                        deadline=Deadline(cfg.stop_deadline), no_room=no_room, policies=pols, order=order,
+                        pool=pool)
     return runner.make_schedule(selected)
 
 

@@ -211,3 +211,12 @@ def test_a_deadline_over_hundreds_of_guests_is_planned_by_budget_and_still_uses_
     assert stages.count("migrate") and stages.count("save")  # the disk takes what the link cannot
     on_time = [sl for sl in s.slots if sl.stage in ("migrate", "save") and sl.finish <= 60.0]
     assert len(on_time) >= 0.8 * (stages.count("migrate") + stages.count("save"))
+
+
+def test_guests_placed_on_several_targets_each_use_their_own_link():
+    tasks = [Task("a", 1000, BOTH, target="b"), Task("c", 1000, BOTH, target="c"), Task("d", 1000, BOTH, target="b")]
+    model = HostModel({"disk": 100.0, "link:b": 200.0}, {"migrate": 0.0}, default_link=100.0)  # link:c never measured
+    s = plan_schedule(model, tasks, target="b", caps={"link:b": 2, "link:c": 1})
+    assert {sl.guest: sl.resource for sl in s.slots} == {"a": "link:b", "c": "link:c", "d": "link:b"}
+    assert s.slot("c").finish == pytest.approx(10.0)  # 1000 MB at the default 100 MB/s, alone on its link
+    assert s.slot("a").finish == pytest.approx(10.0) and s.makespan == pytest.approx(10.0)  # two share 200 MB/s

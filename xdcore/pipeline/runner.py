@@ -318,8 +318,12 @@ class StopRunner:
                 continue
             stages = tuple(s.name for s in self.stages_for(d) if s.terminal)
             prio = self.policies[d.name].priority
-            tasks.append(Task(d.name, float(max(d.memory_mib, 1)), stages, prio))
+            placed = (self.pool.target_of(d.name) or "") if self._pooled() else ""  # type: ignore[union-attr]
+            tasks.append(Task(d.name, float(max(d.memory_mib, 1)), stages, prio, placed))
         caps = {"disk": self.cfg.parallel_save, f"link:{migrate_target(words)}": self.cfg.parallel_migrate}
+        for t in tasks:  # several targets: XENDOMAINS_PARALLEL_MIGRATE bounds each target's link
+            if t.target:
+                caps[f"link:{t.target}"] = self.cfg.parallel_migrate
         lanes = self.control.parallel or None
         if listing:
             caps = {res: c or lanes or max(1, len(tasks)) for res, c in caps.items()}

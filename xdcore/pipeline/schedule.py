@@ -48,6 +48,11 @@ class HostModel:
     fixed: Mapping[str, float]  # "save", "migrate", "restore" -> seconds outside the transfer
     shutdown_s: float = 15.0
     sysrq_s: float = 0.0
+    default_link: float = 0.0  # MB/s of a link never measured (0: none known)
+
+    def rate(self, res: str) -> float:
+        r = float(self.rates.get(res) or 0.0)
+        return r if r > 0 or not res.startswith("link:") else float(self.default_link)
 
     def resource(self, stage: str, target: str = "") -> str | None:
         if stage == "migrate":
@@ -61,7 +66,7 @@ class HostModel:
         res = self.resource(stage, target)
         if res is None:
             return self.shutdown_s if stage == "shutdown" else 0.0
-        rate = float(self.rates.get(res) or 0.0)
+        rate = self.rate(res)
         return float(self.fixed.get(stage, 0.0)) + (memory_mib / rate if rate > 0 else 0.0)
 
 
@@ -73,6 +78,7 @@ class Task:
     memory_mib: float
     stages: tuple[str, ...]  # e.g. ("migrate", "save", "shutdown"); sysrq excluded
     priority: int = 0
+    target: str = ""  # its own migration target (several targets, placed), else the schedule's
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class Schedule:
 
 
 def _job(model: HostModel, t: Task, stage: str, target: str, sysrq: float) -> dict:
+    target = t.target or target
     res = model.resource(stage, target) if stage in TRANSFER_STAGES else None
     if res is None:
         return {"id": t.guest, "res": None, "mb": 0.0, "fixed": sysrq + model.alone(stage, t.memory_mib)}
@@ -114,6 +121,9 @@ def _job(model: HostModel, t: Task, stage: str, target: str, sysrq: float) -> di
 def _play(model: HostModel, jobs: list[dict], caps: Mapping[str, int | None],
           lanes: int | None = None) -> dict[str, tuple[float, float]]:
     rates = {k: float(v) for k, v in model.rates.items()}
+    for j in jobs:
+        if j.get("res") and j["res"] not in rates:
+            rates[j["res"]] = model.rate(j["res"])
     return physics.simulate(jobs, rates, {**caps, None: None}, lanes=lanes)
 
 
@@ -168,12 +178,12 @@ def plan_schedule(model: HostModel, tasks: Sequence[Task], *, target: str = "",
         return {res: c for res, c in fixed_caps.items() if any(j["res"] == res for j in jobs)}
 
     def work(t: Task) -> float:
-        return model.alone(stage_of[t.guest] or "shutdown", t.memory_mib, target)
+        return model.alone(stage_of[t.guest] or "shutdown", t.memory_mib, t.target or target)
 
     if keep_order:
         order = list(tasks)
     elif deadline is None:
-        order = _longest_first(tasks, work, lambda t: stage_of[t.guest])
+        order = _longest_first(tasks, work, lambda t: stage_of[t.guest] + (":" + t.target if stage_of[t.guest] == "migrate" else ""))
     else:
         order = sorted(tasks, key=lambda t: (-t.priority, work(t)))
     notes: list[str] = []
@@ -182,7 +192,7 @@ def plan_schedule(model: HostModel, tasks: Sequence[Task], *, target: str = "",
         kept: list[Task] = []
         # each placement is checked by playing the schedule so far (exact, O(n²) plays); past GREEDY_MAX
         # guests a resource's budget (its rate × the deadline) stands in for the play, then one play at the end
-        budget = {r: float(model.rates.get(r) or 0.0) * deadline for r in fixed_caps}
+        budget = {r: model.rate(r) * deadline for r in fixed_caps}
         used: dict[str, float] = {}
         exact = len(tasks) <= GREEDY_MAX
         for t in order:
@@ -192,8 +202,8 @@ def plan_schedule(model: HostModel, tasks: Sequence[Task], *, target: str = "",
             for s in options:
                 stage_of[t.guest] = s
                 if not exact:
-                    res = model.resource(s, target) if s in TRANSFER_STAGES else None
-                    alone = model.alone(s, t.memory_mib, target)
+                    res = model.resource(s, t.target or target) if s in TRANSFER_STAGES else None
+                    alone = model.alone(s, t.memory_mib, t.target or target)
                     if res is None or (used.get(res, 0.0) + t.memory_mib <= budget.get(res, 0.0) and alone <= deadline):
                         if res is not None:
                             used[res] = used.get(res, 0.0) + t.memory_mib
@@ -226,7 +236,7 @@ def plan_schedule(model: HostModel, tasks: Sequence[Task], *, target: str = "",
     position: dict[str, int] = {}
     for t in order:
         s = stage_of[t.guest]
-        res = model.resource(s, target) if s in TRANSFER_STAGES else None
+        res = model.resource(s, t.target or target) if s in TRANSFER_STAGES else None
         key = res or ""
         idx = position.get(key, 0)
         position[key] = idx + 1
@@ -296,7 +306,7 @@ def lower_bound(model: HostModel, slots: Sequence[Slot], memory: Mapping[str, fl
             continue
         per[s.resource] = per.get(s.resource, 0.0) + memory[s.guest]
         longest = max(longest, model.alone(s.stage, memory[s.guest], s.resource.partition(":")[2]))
-    return max([longest] + [mb / float(model.rates[r]) for r, mb in per.items() if model.rates.get(r)])
+    return max([longest] + [mb / model.rate(r) for r, mb in per.items() if model.rate(r) > 0])
 
 
 __all__ = ["HostModel", "Schedule", "Slot", "Task", "auto_cap", "lower_bound", "plan_schedule", "restore_schedule"]
