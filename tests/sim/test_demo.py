@@ -30,3 +30,18 @@ def test_demo_host_is_laid_out_and_xl_list_shows_it(tmp_path, capsys):
     assert "intranet" not in out
     restore = run(str(state / "bin" / "xl"), "restore", str(state / "save" / "wiki"))
     assert restore.returncode == 0, restore.stderr
+
+
+def test_the_demo_has_two_migration_targets_beside_it_reachable_by_ssh(tmp_path, capsys):
+    from xdcore.sim import host, pool
+
+    state = tmp_path / "demo"
+    assert xdsim(["--state", str(state), "demo", "--fast"]) == 0
+    hosts = pool.read(host.load(state).pool)
+    assert sorted(hosts) == ["xen-demo-01", "xen-demo-02", "xen-demo-03"]
+    env = {"PATH": f"{state / 'bin'}:/usr/bin:/bin"}
+    info = run("ssh", "xen-demo-03", "xl", "info", env=env)
+    assert info.returncode == 0 and b"total_memory           : 16384" in info.stdout
+    assert 'XENDOMAINS_MIGRATE_TARGETS="xen-demo-02 xen-demo-03"' in (state / "xendomains.conf").read_text()
+    assert xdsim(["--state", str(state), "demo", "--fast"]) == 0  # laid out again over itself
+    assert sorted(pool.read(host.load(state).pool)) == ["xen-demo-01", "xen-demo-02", "xen-demo-03"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import host
+from . import host, pool
 from .testing import HostLayout, add_domain, config_of, guest_config_text, make_host
 
 RUNNING = [  # name, MiB, vCPUs
@@ -31,7 +31,9 @@ DEMO_LATENCY = {"create": 1.5, "restore": 1.0, "save": 0.5, "migrate": 1.0, "shu
                 "ack_timeout": 60.0, "destroy": 0.3, "sysrq": 0.1}
 DEMO_RATE = {"save": 600.0, "migrate": 400.0, "restore": 1200.0}
 #: shared bandwidths (MB/s): a disk that writes 500 MB/s, and 10 GbE to the peer host
-DEMO_RESOURCES = {"disk": 500.0, "link:xen-demo-02": 1250.0}
+DEMO_RESOURCES = {"disk": 500.0, "link:xen-demo-02": 1250.0, "link:xen-demo-03": 1250.0}
+#: two more simulated hosts beside the demo host: migration targets (MiB of memory)
+DEMO_TARGETS = {"xen-demo-02": 32768, "xen-demo-03": 16384}
 DEMO_DIRTY = {"db-primary": 120.0, "build-ci": 60.0}
 
 
@@ -44,6 +46,8 @@ def xendomains_conf(state_dir: Path, fast: bool) -> str:
         "XENDOMAINS_RESTORE=true\n"
         "XENDOMAINS_AUTO_ONLY=false\n"
         'XENDOMAINS_MIGRATE=""\n'
+        "# two simulated targets beside this host; to evacuate onto them by room, uncomment (or pass --targets):\n"
+        f'#XENDOMAINS_MIGRATE_TARGETS="{" ".join(DEMO_TARGETS)}"\n'
         'XENDOMAINS_SYSRQ=""\n'
         'XENDOMAINS_SHUTDOWN="--wait"\n'
         'XENDOMAINS_SHUTDOWN_ALL="--all --wait"\n'
@@ -61,9 +65,10 @@ def build_demo(state_dir: str | Path, fast: bool = False) -> HostLayout:
     """Lay out the demo host in state_dir (which must not hold a host yet, or is reset)."""
     sdir = Path(state_dir)
     if (sdir / host.STATE_FILE).exists():
-        for sub in ("auto", "save", "configs", "bin", "lock", "run"):
+        for sub in ("auto", "save", "configs", "bin", "lock", "run", "pool"):
             shutil.rmtree(sdir / sub, ignore_errors=True)
-        (sdir / host.STATE_FILE).unlink()
+        for name in (host.STATE_FILE, pool.REGISTRY, pool.REGISTRY + ".lock"):
+            (sdir / name).unlink(missing_ok=True)
     layout = make_host(sdir, RUNNING, saved=SAVED, auto=AUTO_LINKS, fast=fast)
     with host.transaction(sdir) as st:
         st.total_memory_mib = 65536
@@ -93,6 +98,8 @@ def build_demo(state_dir: str | Path, fast: bool = False) -> HostLayout:
     for sub in ("lock", "run"):
         (sdir / sub).mkdir(exist_ok=True)
     layout.save_dir.chmod(0o700)
+    for name, mib in DEMO_TARGETS.items():
+        pool.add_member(sdir, name, mib)
     (sdir / "xendomains.conf").write_text(xendomains_conf(sdir, fast))
     return layout
 
@@ -109,6 +116,8 @@ def usage_text(layout: HostLayout) -> str:
         f"  xendomains --config {d}/xendomains.conf status\n"
         f"  xendomains --config {d}/xendomains.conf stop      # evacuate: about a minute\n"
         f"  xendomains --config {d}/xendomains.conf start\n"
+        f"  xendomains --config {d}/xendomains.conf --targets \"{' '.join(DEMO_TARGETS)}\" plan   # onto two targets by room\n"
+        f"  xdsim --state {d} pool                           # the three hosts and their guests\n"
         f"  xdtui --config {d}/xendomains.conf\n\n"
         f"Faults and timing: xdsim --state {d} fault save web01 enospc | latency shutdown 5 | clear\n"
     )
