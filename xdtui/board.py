@@ -34,10 +34,12 @@ from xdcore.events import (
     GateWaiting,
     GroupStarted,
     GuestFinished,
+    GuestPlaced,
     GuestPlanned,
     GuestSkipped,
     RunFinished,
     RunStarted,
+    TargetProbed,
     StageDowngraded,
     StageFinished,
     StageStarted,
@@ -111,6 +113,18 @@ class GuestRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetView:
+    """A migration target of the run (XENDOMAINS_MIGRATE_TARGETS): its room and what goes there."""
+
+    name: str
+    free_mib: int = 0
+    room_left_mib: int = 0
+    error: str = ""
+    guests: tuple[tuple[str, int], ...] = ()  # (guest, MiB) placed on it
+    in_flight: tuple[str, ...] = ()  # guests migrating to it now
+
+
+@dataclass(frozen=True, slots=True)
 class BoardState:
     """A run (or runs) as the board shows it."""
 
@@ -131,6 +145,7 @@ class BoardState:
     aborted: bool = False
     migrate_target: str = ""
     lock_path: str = ""
+    targets: Mapping[str, TargetView] = field(default_factory=lambda: _EMPTY)
 
     @property
     def active(self) -> bool:
@@ -194,7 +209,46 @@ def _close_pending(row: GuestRow, to: str) -> GuestRow:
     return dataclasses.replace(row, cells=MappingProxyType(cells))
 
 
-def reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of cases, read top to bottom
+def reduce(b: BoardState, e: Event) -> BoardState:
+    """The board after `e` (the same object when `e` changes nothing on the board)."""
+    out = _reduce(b, e)
+    if isinstance(e, (TargetProbed, GuestPlaced)) or (
+            isinstance(e, (StageStarted, StageFinished)) and e.stage == "migrate" and e.guest and out.targets):
+        out = _targets(out, e)
+    return out
+
+
+def _targets(b: BoardState, e: Event) -> BoardState:
+    """Several migration targets: their room (from the probe and each placement) and the migrations in flight."""
+    ts = dict(b.targets)
+    if isinstance(e, TargetProbed):
+        ts[e.target] = TargetView(e.target, e.free_mib, max(0, e.free_mib - e.reserve_mib) if not e.error else 0, e.error)
+    elif isinstance(e, GuestPlaced):
+        mib = e.memory_mib
+        for name, t in ts.items():  # give back the room it held elsewhere
+            held = [m for g, m in t.guests if g == e.guest]
+            if held:
+                mib = mib or held[0]
+                ts[name] = dataclasses.replace(t, guests=tuple(x for x in t.guests if x[0] != e.guest),
+                                               room_left_mib=t.room_left_mib + held[0])
+        t = ts.get(e.target)
+        if t is not None:
+            ts[e.target] = dataclasses.replace(t, guests=t.guests + ((e.guest, mib),), room_left_mib=t.room_left_mib - mib)
+    elif isinstance(e, StageStarted):
+        t = ts.get(e.detail)
+        if t is None or e.guest in t.in_flight:
+            return b
+        ts[e.detail] = dataclasses.replace(t, in_flight=t.in_flight + (e.guest,))
+    elif isinstance(e, StageFinished):
+        hit = {n: t for n, t in ts.items() if e.guest in t.in_flight}
+        if not hit:
+            return b
+        for n, t in hit.items():
+            ts[n] = dataclasses.replace(t, in_flight=tuple(g for g in t.in_flight if g != e.guest))
+    return dataclasses.replace(b, targets=MappingProxyType(ts))
+
+
+def _reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of cases, read top to bottom
     """The board after `e` (the same object when `e` changes nothing on the board)."""
     if isinstance(e, RunStarted):
         if b.active and e.run not in b.active_runs:  # a second run beside an active one: join it

@@ -46,6 +46,8 @@ HOST_COMMANDS: tuple[Command, ...] = (
     Command("4", "toggle_stage('shutdown')", "Toggle stage: Shutdown", "Turn the Shutdown stage on or off"),
     Command("5", "toggle_stage('shutdown_all')", "Toggle stage: Shutdown all", "Turn the final shutdown --all on or off"),
     Command("o", "migrate_target", "Set migration target", "Override the migration target (host and options) for this run"),
+    Command("t", "move_target", "Move guest to target",
+            "Send the guest under the cursor to another of the run's migration targets (before its migration begins)"),
     Command("p", "parallel", "Set parallelism", "How many guests are handled at once"),
     Command("plus", "parallel_step(1)", "More parallel", "One more guest at once"),
     Command("minus", "parallel_step(-1)", "Less parallel", "One guest fewer at once"),
@@ -63,7 +65,7 @@ ATTACH_COMMANDS: tuple[Command, ...] = (
 
 #: the interventions attach offers over the headless run's control socket: the host view's own
 #: keys and titles, so a run is steered the same way whoever started it
-STEER_ACTIONS = frozenset({"skip_stage", "skip_guest", "abort", "abort_now", "toggle_stage", "migrate_target",
+STEER_ACTIONS = frozenset({"skip_stage", "skip_guest", "abort", "abort_now", "toggle_stage", "migrate_target", "move_target",
                            "parallel", "parallel_step"})
 _STEER_HELP = {
     "skip_guest": "Leave the guest under the board's cursor out of the run (a running stage is stopped)",

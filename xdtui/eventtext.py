@@ -19,6 +19,7 @@ from xdcore.events import (
     GateWaiting,
     GroupStarted,
     GuestFinished,
+    GuestPlaced,
     GuestPlanned,
     GuestSkipped,
     LockHeld,
@@ -30,6 +31,7 @@ from xdcore.events import (
     StageDowngraded,
     StageFinished,
     StageStarted,
+    TargetProbed,
 )
 from xdcore.pipeline.stages import STAGES
 
@@ -60,6 +62,13 @@ def describe(e: Event) -> Line | None:  # noqa: C901 - a table of cases
         return "info", f"lock {e.path} {word}"
     if isinstance(e, GuestPlanned):
         return None
+    if isinstance(e, TargetProbed):
+        if e.error:
+            return "warning", f"target {e.target} left out: {e.error}"
+        return "info", f"target {e.target}: {e.free_mib} MiB free of {e.total_mib} (Xen {e.xen_version or '?'})"
+    if isinstance(e, GuestPlaced):
+        where = f"→ {e.target}" if e.target else "no migration target"
+        return ("info" if e.target else "warning"), f"{e.guest}: {where}" + (f" ({e.reason})" if e.reason else "")
     if isinstance(e, GuestSkipped):
         return "warning", f"{e.guest}: skipped — {e.reason}"
     if isinstance(e, StageStarted):

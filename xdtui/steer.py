@@ -105,6 +105,10 @@ def set_migrate_target(words: Sequence[str] | None) -> Request:
                    f"migrate to {' '.join(words)}" if words else "go back to XENDOMAINS_MIGRATE")
 
 
+def move_guest(guest: str, target: str) -> Request:
+    return Request("move_guest", (("guest", guest), ("target", target)), f"move {guest} to {target}")
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What became of a request: `text` is for the operator (a toast)."""
@@ -124,4 +128,4 @@ async def send(path: Path, req: Request, timeout: float = 5.0) -> Answer:
 
 
 __all__ = ["Answer", "CHECKING", "FINISHED", "NO_RUN", "Request", "Steering", "abort", "probe", "send",
-           "set_migrate_target", "set_parallel", "set_stage", "skip_guest", "skip_stage"]
+           "move_guest", "set_migrate_target", "set_parallel", "set_stage", "skip_guest", "skip_stage"]

@@ -156,3 +156,26 @@ def test_rows_are_grouped_by_order_and_show_each_gate():
     assert b.order == ("db", "app", "web") and b.rows["db"].gate == "not ready"
     assert row_specs(b.rows["db"], b.columns, 400.0)[-1][0] == "up, not ready"
     assert describe(GateFinished(run="r1", guest="db", outcome="open", elapsed=2.0))[0] == "success"
+
+
+def test_the_board_keeps_each_migration_targets_room_and_the_migrations_in_flight():
+    from xdcore.events import GuestPlaced, StageFinished, StageStarted, TargetProbed
+    from xdtui.widgets.stage_board import host_line
+
+    b = B.reduce_all(B.EMPTY_BOARD, [
+        stop_run(),
+        TargetProbed(run="r1", target="xen02", free_mib=16384, total_mib=18432, reserve_mib=1024),
+        TargetProbed(run="r1", target="xen03", error="ssh: connect to host xen03 port 22: No route to host"),
+        GuestPlaced(run="r1", guest="web", target="xen02", memory_mib=2048),
+        GuestPlaced(run="r1", guest="db", target="xen02", memory_mib=4096),
+        StageStarted(run="r1", stage="migrate", guest="web", detail="xen02"),
+    ])
+    t = b.targets["xen02"]
+    assert t.room_left_mib == 15360 - 6144 and t.in_flight == ("web",) and b.targets["xen03"].error
+    assert "xen02 9.0G left ▶1" in host_line(b, 200.0).plain and "xen03 left out" in host_line(b, 200.0).plain
+    moved = B.reduce_all(b, [GuestPlaced(run="r1", guest="db", target="", by="operator"),
+                             StageFinished(run="r1", stage="migrate", guest="web", outcome="done", detail="xen02")])
+    assert moved.targets["xen02"].room_left_mib == 15360 - 2048 and moved.targets["xen02"].in_flight == ()
+    assert describe(TargetProbed(target="xen03", error="No route to host")) == (
+        "warning", "target xen03 left out: No route to host")
+    assert describe(GuestPlaced(guest="huge", target="", reason="no target can take 30720 MiB"))[0] == "warning"

@@ -205,3 +205,40 @@ async def test_the_header_says_why_a_run_cannot_be_steered(tmp_path):
             assert await asyncio.to_thread(steer.probe, progress) == want
         finally:
             await server.aclose()
+
+
+async def test_moving_a_waiting_guest_to_another_target_from_attach_reaches_the_headless_run(tmp_path):
+    from xdtui.screens.dialogs import PromptDialog
+
+    h = E2EHost.make(tmp_path / "h", guests=[("first", 2048, 1), ("second", 1024, 1)], XENDOMAINS_STOP_MAXWAIT=300,
+                     XENDOMAINS_PARALLEL=1)
+    for name, gib in (("xen02", 16), ("xen03", 24)):
+        h.add_peer(name, 2048 + gib * 1024)
+    h.configure(XENDOMAINS_MIGRATE_TARGETS="xen02 xen03")
+    h.sim("fault", "migrate", "first", "hang")  # holds the only slot while the operator moves `second`
+    proc = await start_headless(h)
+    try:
+        app = make_app(console_for(h), Providers(), attach="auto", attach_poll=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await attached(pilot, app)
+            assert "Move guest to target" in {c.title for c in screen.palette_commands()}
+            await wait_for(pilot, lambda: (t := screen.board_state.targets.get("xen03")) and t.in_flight == ("first",),
+                           timeout=30, what="first's migration to xen03 to be shown in flight")
+            board = screen.query_one(BoardTable)
+            board.move_cursor(row=board.get_row_index("second"))
+            await pilot.press("t")
+            await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog), what="the target prompt")
+            await pilot.press(*"xen02", "enter")
+            await wait_for(pilot, lambda: screen.answers, what="the run's answer")
+            assert [(a.ok, a.request.wire()) for a in screen.answers] == [
+                (True, {"op": "move_guest", "guest": "second", "target": "xen02"})]
+            await wait_for(pilot, lambda: ("second", 1024) in screen.board_state.targets["xen02"].guests,
+                           what="the board to show second on xen02")
+            ControlClient(socket_path(h.progress)).skip_stage("first", "migrate")
+            await wait_for(pilot, lambda: screen.board_state.finished is not None, timeout=60, what="the run to finish")
+        res = h.finish(proc)
+    finally:
+        stop_headless(h, proc)
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"first": "saved", "second": "migrated"}
+    assert "second" in h.pool_guests()["xen02"]

@@ -154,7 +154,9 @@ class RunControl:
             return "this run has no migration targets (XENDOMAINS_MIGRATE_TARGETS)"
         problem = self.pool.move(guest, target)
         if problem is None:
-            self._emit(GuestPlaced(guest=guest, target=target, reason="moved by the operator", by="operator"))
+            need = self.pool.ledger.needs.get(guest)
+            self._emit(GuestPlaced(guest=guest, target=target, reason="moved by the operator", by="operator",
+                                   memory_mib=need.memory_mib if need else 0))
             self._emit(ControlApplied(action="move_guest", guest=guest, value=target))
         return problem
 

@@ -36,7 +36,8 @@ from ..messages import ControlAnswered, EventsArrived, SteeringChecked
 from ..runs import TOGGLABLE
 from ..widgets.event_log import EventLog
 from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
-from .dialogs import ask_migration_target, ask_parallelism, confirm_abort, confirm_skip_guest, confirm_skip_stage
+from .dialogs import (ask_migration_target, ask_move_target, ask_parallelism, confirm_abort, confirm_skip_guest,
+                      confirm_skip_stage)
 
 if TYPE_CHECKING:
     from ..app import XdApp
@@ -284,6 +285,15 @@ class AttachScreen(Screen):
     def action_parallel_step(self, delta: int) -> None:
         if self._may_steer():
             self.send_request(steer.set_parallel(max(1, self._parallel_now() + delta)))
+
+    def action_move_target(self) -> None:
+        if not self._may_steer():
+            return
+        guest = self.selected_guest()
+        if not guest:
+            self.notify("No guest under the board's cursor.", severity="warning")
+            return
+        ask_move_target(self, guest, self.board_state, lambda t: self.send_request(steer.move_guest(guest, t)))
 
     def action_migrate_target(self) -> None:
         if self._may_steer():

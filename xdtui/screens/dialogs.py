@@ -120,6 +120,21 @@ def ask_parallelism(screen: Screen, current: int, help_text: str, apply: Callabl
     screen.app.push_screen(PromptDialog("Parallelism", help_text, str(current)), done)
 
 
+def ask_move_target(screen: Screen, guest: str, board, apply: Callable[[str], None]) -> None:
+    """Prompt for the migration target `guest` should go to, among the run's targets (board.targets)."""
+    names = [t.name for t in board.targets.values() if not t.error]
+    if not names:
+        screen.notify("This run has no migration targets (XENDOMAINS_MIGRATE_TARGETS).", severity="warning")
+        return
+    rooms = ", ".join(f"{t.name} {t.room_left_mib} MiB left" for t in board.targets.values() if not t.error)
+
+    def done(value: str | None) -> None:
+        if value:
+            apply(value.strip())
+
+    screen.app.push_screen(PromptDialog(f"Move {guest} to target", f"One of: {rooms}.", "", names[0]), done)
+
+
 def ask_migration_target(screen: Screen, current: str, for_what: str,
                          apply: Callable[[tuple[str, ...] | None], None]) -> None:
     """Prompt for a migration target (host and xl migrate options, shell words); empty = back to the config."""

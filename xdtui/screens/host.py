@@ -35,7 +35,8 @@ from ..widgets.event_log import EventLog
 from ..widgets.host_figures import HostFigures
 from ..widgets.host_lists import AutoList, SavedList
 from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
-from .dialogs import ask_migration_target, ask_parallelism, confirm_abort, confirm_skip_guest, confirm_skip_stage
+from .dialogs import (ask_migration_target, ask_move_target, ask_parallelism, confirm_abort, confirm_skip_guest,
+                      confirm_skip_stage)
 from .plan_dialog import PlanDialog
 
 if TYPE_CHECKING:
@@ -357,6 +358,21 @@ class HostScreen(Screen):
             self.notify(f"{stage_title(name)} cannot be turned on: {why}.", severity="warning")
             return
         app.set_stage(name, enabled=(state == "off"))
+
+    def action_move_target(self) -> None:
+        guests = self._run_guests()
+        session = self.app.session
+        if not guests or session is None or not self.app.run_active:
+            self.notify("Moving a guest to another target works during an evacuation with several targets.",
+                        severity="warning")
+            return
+
+        def apply(target: str) -> None:
+            problem = session.control.move_guest(guests[0], target)
+            if problem:
+                self.notify(f"Could not move {guests[0]}: {problem}", severity="error")
+
+        ask_move_target(self, guests[0], self.board_state, apply)
 
     def action_migrate_target(self) -> None:
         cur = " ".join(self.app.prefs.migrate_target or self.app.host.cfg.migrate)

@@ -101,6 +101,18 @@ def host_line(b: BoardState, now: float) -> Text:
         t.append(text or c.status, style=style)
     if b.aborted:
         t.append("  ABORTED", style="bold red")
+    if b.targets:  # several migration targets: room left and migrations in flight
+        t.append("  │ ", style="dim")
+        for i, tv in enumerate(b.targets.values()):
+            if i:
+                t.append(" · ", style="dim")
+            t.append(tv.name + " ", style="cyan")
+            if tv.error:
+                t.append("left out", style="red")
+                continue
+            t.append(f"{tv.room_left_mib / 1024:.1f}G left", style="dim")
+            if tv.in_flight:
+                t.append(f" ▶{len(tv.in_flight)}", style="bold yellow")
     return t
 
 
