@@ -39,11 +39,11 @@ from .service import (
 if TYPE_CHECKING:
     from .plan import ThroughputRecorder
 
-VERBS = ("start", "stop", "restart", "reload", "force-reload", "condrestart", "try-restart", "status", "plan", "help",
+VERBS = ("resume", "start", "stop", "restart", "reload", "force-reload", "condrestart", "try-restart", "status", "plan", "help",
          "report", "control", "install")
 #: verbs with options of their own, parsed after the verb
-SUBCOMMANDS = ("install", "control")
-USAGE = "Usage: xendomains [--config FILE] [--json] [--parallel N] [--targets HOSTS] [--deadline S] {start|stop|restart|reload|force-reload|condrestart|try-restart|status|plan [stop|start]|report [stop|start]|control ACTION|install|help} [GUEST ...]"
+SUBCOMMANDS = ("install", "control", "resume")
+USAGE = "Usage: xendomains [--config FILE] [--json] [--parallel N] [--targets HOSTS] [--deadline S] {start|stop|restart|reload|force-reload|condrestart|try-restart|status|plan [stop|start]|report [stop|start]|control ACTION|resume GUEST [--recreate]|install|help} [GUEST ...]"
 EXIT_NOT_INSTALLED = 5
 
 HELP = f"""{USAGE}
@@ -63,6 +63,9 @@ Start Xen guests at boot and evacuate them at shutdown.
                 skip-stage GUEST [STAGE], set-parallel N, disable-stage STAGE,
                 enable-stage STAGE, migrate-target "HOST [OPTIONS]" (empty: back to the config),
                 move GUEST TARGET (several migration targets: before its migration begins)
+  resume GUEST [--recreate]
+                bring back a guest a dead save left SUSPENDED: save it again and restore it
+                (keeps its memory); --recreate: destroy it and create it from its auto config
   install [--systemd|--sysv] [--prefix DIR] [--force] [--guests N] [--exe PATH]
                 write the systemd unit or the SysV init script (timeouts from the config)
   help          this text
@@ -247,6 +250,8 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, time
     try:
         if verb == "start":
             code = (await svc.start()).exit_code
+        elif verb == "resume":
+            code = (await svc.resume(args[0], recreate="--recreate" in args[1:])).exit_code
         elif verb == "stop":
             code = (await svc.stop(args or None)).exit_code
         else:
@@ -568,6 +573,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except _UsageError as exc:
             _err(str(exc))
             return EXIT_USAGE
+    if verb == "resume":
+        if len(sub) not in (1, 2) or sub[0].startswith("-") or sub[1:] not in ([], ["--recreate"]):
+            _err("resume takes one guest name and optionally --recreate")
+            sys.stderr.write(USAGE + "\n")
+            return EXIT_USAGE
+        return run(verb, sub)
     if verb in ("start", "stop", "status", "plan", "report"):
         return run(verb, ns.args)
     if verb in ("condrestart", "try-restart"):

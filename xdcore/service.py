@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import savedir
 from .config import Config
-from .errors import CommandTimedOut, LockError, LockUnusable, ToolstackError
+from .errors import CommandTimedOut, LockError, LockUnusable, ToolstackError, XendomainsError
 from .events import (
     EventBus,
     GateFinished,
@@ -573,6 +573,82 @@ class Service:
                                     detail=f"{'keep' if only else 'remove'} {self.lock_path}" if lock_usable
                                     else f"{self.lock_path} left alone (it cannot hold a lock)"))
         return outcome
+
+    # -- resume: the way out for a guest a dead save left suspended ---------------------------------
+
+    async def resume(self, name: str, recreate: bool = False) -> RunOutcome:
+        """Bring back a guest left suspended (`---ss-`) by a save that did not finish.
+
+        Default (keeps the guest's memory): save it again — real xl 4.17 saves a
+        suspended domain after libxl's 60 s wait for a suspend acknowledgement it
+        can no longer get — then restore that image.  `recreate=True`, by the
+        admin's explicit choice only: `destroy` it and `create` it afresh from
+        its auto config (its memory state is lost).  The quarantined partial
+        image is never touched.
+        """
+        lock = RunLock(self.lock_path)
+        outcome = RunOutcome("resume", EXIT_OK)
+        existed = lock.exists()
+        try:
+            lock.acquire_for_stop(wait=60)
+        except (LockError, OSError) as exc:
+            outcome.exit_code = self._lock_failed(exc)
+            return outcome
+        detach = attach_command_events(self.ts, self.bus)
+        self._begin("resume", ("resume",), lock, True)
+        res = GuestResult(name, -1)
+        t0 = time.monotonic()
+        try:
+            d = next((g for g in await self.guests() if g.name == name), None)
+            if d is None or not d.suspended:
+                what = "no such guest" if d is None else f"{d.state.words if d.state else 'present'}, not suspended"
+                raise XendomainsError(f"{name}: {what}; resume is only for a guest a dead save left suspended")
+            res.domid = d.domid
+            if recreate:
+                auto = next((a for a in await self.auto_configs() if a.name == name), None)
+                if auto is None:
+                    raise XendomainsError(f"{name}: no config in the auto directory {self.cfg.auto_dir} to create it from")
+                await self._step("destroy", name, d.domid, self.ts.destroy(d.domid, timeout=60))
+                await self._step("create", name, d.domid,
+                                 self.ts.create(auto.path, timeout=float(self.cfg.start_maxwait) or None))
+                res.outcome, res.detail = "created", f"destroyed (memory state lost) and created from {auto.path}"
+            else:
+                if self.cfg.save_dir is None:
+                    raise XendomainsError(f"{name}: XENDOMAINS_SAVE is empty: nowhere to save it again (use --recreate)")
+                wait = max(120.0, float(self.cfg.stop_maxwait or 0))  # libxl waits 60 s for the suspend ack first
+                runner = StopRunner(self.cfg, self.ts, self.bus, self.control)
+                image = Path(await self._step("save", name, d.domid, runner._save(d, wait)))
+                await self._step("restore", name, d.domid,
+                                 self.ts.restore(image, timeout=max(120.0, float(self.cfg.start_maxwait or 0))))
+                os.unlink(image)
+                res.outcome, res.detail = "restored", "saved again and restored: running on from where it was"
+        except (XendomainsError, OSError) as exc:
+            res.outcome, res.detail = "failed", str(exc)
+            self._error(f"resume of {name} failed: {exc}", guest=name)
+            outcome.exit_code = EXIT_FAILED
+        finally:
+            res.elapsed = time.monotonic() - t0
+            self.bus.emit(GuestFinished(guest=name, domid=res.domid, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
+            outcome.guests = [res]
+            outcome.summary = f"{name}: {res.outcome}"
+            detach()
+            self._release(lock, remove=not existed)
+            self._end(outcome)
+        return outcome
+
+    async def _step(self, stage: str, guest: str, domid: int, work):
+        self.bus.emit(StageStarted(stage=stage, guest=guest, domid=domid))
+        t0 = time.monotonic()
+        token = current_step.set((guest, stage))
+        try:
+            result = await work
+        except BaseException as exc:
+            self.bus.emit(StageFinished(stage=stage, guest=guest, domid=domid, outcome="failed", elapsed=time.monotonic() - t0, detail=str(exc)))
+            raise
+        finally:
+            current_step.reset(token)
+        self.bus.emit(StageFinished(stage=stage, guest=guest, domid=domid, outcome="done", elapsed=time.monotonic() - t0))
+        return result
 
     # -- start ---------------------------------------------------------------------------------------
 

@@ -720,3 +720,41 @@ def test_a_hung_xl_list_ends_within_its_watchdog_with_a_clear_message(tmp_path, 
     no_traceback(res)
     assert "xl list killed by the watchdog after 5s" in res.text()
     assert not os.path.lexists(h.lock) or verb == "status"
+
+
+# -- the way out for a guest left suspended -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["resave", "recreate"])
+def test_resume_brings_back_a_guest_a_dead_save_left_suspended_only_when_asked(tmp_path, how):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], auto=["web01"], XENDOMAINS_STOP_MAXWAIT=1)
+    h.sim("latency", "ack_timeout", "0.2")
+    h.sim("fault", "save", "web01", "hang")
+    assert h.run("stop").outcomes == {"web01": "suspended"}
+    h.sim("clear")
+    before = [x for x in h.history() if x["argv"][1] in ("destroy", "create")]
+    quarantined = sorted((h.save_dir / QUARANTINE).iterdir())
+    uuid = h.domains()["web01"].uuid
+
+    res = h.run("resume", "web01", *(["--recreate"] if how == "recreate" else []))
+
+    assert res.returncode == 0, res.describe()
+    assert h.running() == {"web01"} and h.domains()["web01"].flags != "---ss-"
+    if how == "resave":  # the same guest (same UUID), its memory kept: saved again, then restored
+        assert res.outcomes == {"web01": "restored"}
+        assert h.domains()["web01"].uuid == uuid
+        assert [x["argv"][1] for x in h.history()[-2:]] == ["save", "restore"]
+        assert [x for x in h.history() if x["argv"][1] in ("destroy", "create")] == before
+    else:  # only by explicit choice: destroyed and created afresh
+        assert res.outcomes == {"web01": "created"}
+        assert [x["argv"][1] for x in h.history()[-2:]] == ["destroy", "create"]
+    assert sorted((h.save_dir / QUARANTINE).iterdir()) == quarantined  # the partial is never touched
+    assert h.partials() == [] and not h.image_of("web01").exists()
+
+
+def test_resume_refuses_a_guest_that_is_not_suspended(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)])
+    res = h.run("resume", "web01")
+    assert res.returncode == 1 and "not suspended" in res.text()
+    assert h.run("resume").returncode == 2
+    assert h.history() == []

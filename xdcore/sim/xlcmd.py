@@ -646,6 +646,7 @@ def cmd_save(run: Run, args: list[str]) -> Command:
         domid, name, mem = dom.domid, dom.name, dom.memory_kib
         busy_other = dom.busy is not None
         dying = dom.dying
+        already_suspended = dom.flags[3:5] == "ss" and not busy_other  # left so by a save that died
         fault = st.fault("save", name, domid)
         seconds = st.transfer_time("save", mem) + st.delay("save", name, domid)
         res = st.resource_for("save")
@@ -664,6 +665,11 @@ def cmd_save(run: Run, args: list[str]) -> Command:
         raise SimExit(1, f"libxl: error: libxl_dom_suspend.c:382:suspend_common_wait_guest_timeout: "
                          f"Domain {domid}:guest did not suspend, timed out\n"
                          "Failed to save domain, resuming domain\n")
+    if already_suspended:  # real 4.17: libxl waits 60 s for an ack the suspended guest cannot give, then saves
+        if st.lat("ack_timeout") > 0:
+            yield st.lat("ack_timeout")
+        run.stderr(f"libxl: error: libxl_dom_suspend.c:269:domain_suspend_common_pvcontrol_suspending: Domain {domid}:"
+                   "guest didn't acknowledge suspend, cancelling request\n")
     resume = _suspend(run, domid, "save")
     if fault and fault.kind == "hang":
         yield HANG
