@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import savedir
 from .config import Config
-from .errors import CommandTimedOut, LockError, LockUnusable, ToolstackError, XendomainsError
+from .errors import CommandFailed, CommandTimedOut, LockError, LockUnusable, ToolstackError, XendomainsError
 from .events import (
     EventBus,
     GateFinished,
@@ -863,10 +863,12 @@ class Service:
             try:
                 try:
                     await self.ts.restore(im.path, timeout=float(self.cfg.start_maxwait) or None)
-                except CommandTimedOut as exc:
-                    # killed by the watchdog: the image is quarantined only if the guest did not come up
-                    if await self._came_up(name):
-                        self._warn(f"restore of {name} timed out but the guest is running: taken as restored", guest=name)
+                except CommandFailed as exc:
+                    # killed (watchdog, a signal): the image is quarantined only if the guest did not come up
+                    killed = isinstance(exc, CommandTimedOut) or exc.returncode is None or exc.returncode < 0
+                    if killed and await self._came_up(name):
+                        self._warn(f"xl restore of {name} was killed ({exc.title}) but the guest is running: "
+                                   "taken as restored", guest=name)
                     else:
                         raise exc
             except ToolstackError as exc:

@@ -270,7 +270,8 @@ def _kill_mid_second_save(h: E2EHost) -> subprocess.Popen:
             evs = read_progress(h.progress)
             done = [e for e in evs if isinstance(e, ev.GuestFinished) and e.outcome == "saved"]
             started = [e for e in evs if isinstance(e, ev.CommandStarted) and "save" in e.argv]
-            return len(done) == 1 and len(started) == 2 and h.partials()
+            suspended = any(d.flags == "---ss-" for d in h.domains().values())  # xl is past its suspend point
+            return len(done) == 1 and len(started) == 2 and h.partials() and suspended
         wait_for(second_save_running, what="the first guest saved and the second save started")
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)

@@ -179,6 +179,10 @@ def test_kill_matrix_no_guest_is_ever_lost(tmp_path, capsys, signame, scope):
             assert "Traceback" not in recovery.stderr, recovery.describe()
             for g, v in _verdicts(h, recovery).items():
                 verdicts[v if not v.startswith("LOST") else "LOST"] += 1
+                if os.environ.get("XD_KILL_VERBOSE") and v not in ("running", "restored"):
+                    with capsys.disabled():
+                        print(f"\ntrial {i} {g}: {v}; moments {dict(moments)}\n" + "\n".join(
+                            f"  [{m.level}] {m.text}" for m in recovery.messages("warning", "error")))
                 if v.startswith("LOST"):
                     lost.append(f"trial {i} (PARALLEL={parallel}) {g}: {v}\n{recovery.describe()}")
             _reset(h)
