@@ -73,7 +73,7 @@ Start Xen guests at boot and evacuate them at shutdown.
 Options:
   --config FILE   config file (default: $XENDOMAINS_CONFIG, /etc/sysconfig/xendomains, /etc/default/xendomains)
   --json          one JSON object per event on stdout instead of progress lines
-  --parallel N    guests handled at once (overrides XENDOMAINS_PARALLEL)
+  --parallel N    guests handled at once, or auto (overrides XENDOMAINS_PARALLEL)
   --targets HOSTS migration targets placed by room, "xen02 xen03" (overrides XENDOMAINS_MIGRATE_TARGETS)
   --deadline S    budget in seconds for the whole stop (overrides XENDOMAINS_STOP_DEADLINE)
   --version       print the version
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xendomains", add_help=False, usage=USAGE)
     p.add_argument("--config")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--parallel", type=int)
+    p.add_argument("--parallel", type=_parallel_arg)
     p.add_argument("--targets")
     p.add_argument("--deadline")
     p.add_argument("--version", action="store_true")
@@ -99,6 +99,19 @@ def _parser() -> argparse.ArgumentParser:
 
 class _UsageError(Exception):
     pass
+
+
+def _parallel_arg(text: str) -> int:
+    """--parallel N, or auto (0: no overall cap, the per-resource caps decide)."""
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 1:  # 0 means auto only when spelled so
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 1 or auto, got {text!r}")
+    return n
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -417,7 +430,7 @@ def _install(ns: argparse.Namespace, sub: list[str]) -> int:
         _err("refusing to install with a malformed config (the timeouts are computed from it)")
         return EXIT_NOT_CONFIGURED
     if ns.parallel is not None:
-        cfg = cfg.with_overrides(parallel=min(MAX_PARALLEL, max(1, ns.parallel)))
+        cfg = cfg.with_overrides(parallel=0 if ns.parallel == 0 else min(MAX_PARALLEL, max(1, ns.parallel)))
     kind = opts.kind or default_kind()
     config = Path(ns.config).absolute() if ns.config else None
     exe = [os.path.abspath(opts.exe)] if opts.exe else None
@@ -535,8 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in cfg.warnings:
         _err(f"warning: {w}")
     if ns.parallel is not None:
-        if not 1 <= ns.parallel <= MAX_PARALLEL:
-            _err(f"--parallel must be from 1 to {MAX_PARALLEL}")
+        if not (ns.parallel == 0 or 1 <= ns.parallel <= MAX_PARALLEL):
+            _err(f"--parallel must be from 1 to {MAX_PARALLEL}, or auto")
             return EXIT_USAGE
         cfg = cfg.with_overrides(parallel=ns.parallel)
     overrides = _overrides(ns)

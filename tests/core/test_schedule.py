@@ -220,3 +220,14 @@ def test_guests_placed_on_several_targets_each_use_their_own_link():
     assert {sl.guest: sl.resource for sl in s.slots} == {"a": "link:b", "c": "link:c", "d": "link:b"}
     assert s.slot("c").finish == pytest.approx(10.0)  # 1000 MB at the default 100 MB/s, alone on its link
     assert s.slot("a").finish == pytest.approx(10.0) and s.makespan == pytest.approx(10.0)  # two share 200 MB/s
+
+
+def test_the_command_line_takes_parallel_auto_and_refuses_zero(tmp_path, capsys):
+    from xdcore.cli import main
+
+    conf = tmp_path / "xd.conf"
+    conf.write_text(f'XENDOMAINS_SAVE="{tmp_path}/save"\nXENDOMAINS_AUTO="{tmp_path}/auto"\n'
+                    f'XENDOMAINS_PROGRESS="{tmp_path}/progress.jsonl"\nXENDOMAINS_LOCKFILE="{tmp_path}/lock"\n')
+    assert main(["--config", str(conf), "--parallel", "0", "report"]) == 2
+    assert "at least 1 or auto" in capsys.readouterr().err
+    assert main(["--config", str(conf), "--parallel", "auto", "report"]) != 2  # no report yet, but accepted
