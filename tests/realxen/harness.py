@@ -391,10 +391,20 @@ class Boot:
         return json.loads(p.read_text()) if p.exists() else None
 
 
-def _precompile_checkout() -> None:
-    """Byte-compile the shared checkout with dom0's python3.11 (on the host: fast; in dom0: seconds per module)."""
-    subprocess.run([str(DOM0_PYTHON), "-m", "compileall", "-q", "-j", "0", "xdcore", "xdtui",
-                    "tests/realxen/dom0"], cwd=CHECKOUT, capture_output=True)
+#: what dom0 gets of the checkout (dom0-init unpacks it into /opt/xendomains/src, on sys.path there)
+PROJECT_DIRS = ("xdcore", "xdtui", "tests/realxen/dom0")
+
+
+def _pack_checkout(out: Path) -> None:
+    """Byte-compile the checkout with dom0's python3.11 (on the host: fast; in dom0: seconds per module) and
+    pack it for dom0 into the output share."""
+    subprocess.run([str(DOM0_PYTHON), "-m", "compileall", "-q", "-j", "0", *PROJECT_DIRS], cwd=CHECKOUT,
+                   capture_output=True)
+    import tarfile
+
+    with tarfile.open(out / "project.tar", "w") as tar:
+        for d in PROJECT_DIRS:
+            tar.add(CHECKOUT / d, arcname=d)
 
 
 def boot(scenarios: list[str], out: Path | None = None, timeout: float = BOOT_TIMEOUT_S,
@@ -407,10 +417,10 @@ def boot(scenarios: list[str], out: Path | None = None, timeout: float = BOOT_TI
     if missing:
         raise RuntimeError(f"missing host packages: {' '.join(missing)} (.ci/run installs them with apt-get)")
     img = images()
-    _precompile_checkout()
     out = out or CACHE / "runs" / time.strftime("%Y%m%dT%H%M%S")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    _pack_checkout(out)
     latest = CACHE / "runs" / "latest"
     if latest.is_symlink() or latest.exists():
         latest.unlink()
