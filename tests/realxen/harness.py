@@ -4,11 +4,12 @@ Debian 12's Xen 4.17 hypervisor, Debian's 6.1 kernel as a PV dom0 and Debian's
 own `xl` run inside `qemu-system-x86_64` under TCG (KVM does not work on the
 machines we run on).  Nothing Xen is installed on the host: the packages are
 `apt-get download`ed and `dpkg-deb -x`tracted into the cache.  dom0 gets
-Debian's python3.11, the project's dependencies (installed for it into a cached
-target directory) and this checkout shared in over 9p (read-only, at
-/mnt/src); it runs tests/realxen/dom0/scenarios.py, which writes one
-result.json per scenario (and the logs they looked at) to a second, writable
-9p share.
+Debian's python3.11 and the project's dependencies (installed for it into a
+cached target directory) in its initramfs, and this checkout (byte-compiled,
+packed as project.tar) through the writable 9p share of the run's directory
+(the checkout itself is also shared read-only at /mnt/src); it runs
+tests/realxen/dom0/scenarios.py, which writes one result.json per scenario (and
+the logs they looked at) back into that share.
 
 Everything downloaded or built is cached under ~/.cache/xendomains-realxen
 ($XENDOMAINS_REALXEN_CACHE): a second run costs only the QEMU time.
