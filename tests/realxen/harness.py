@@ -239,8 +239,9 @@ def images() -> Images:
     if (b / "images.json").exists():
         meta = json.loads((b / "images.json").read_text())
         return Images(b / "xen.bin", b / "vmlinux", b / "dom0.cpio", kver, meta["versions"])
-    for old in CACHE.glob("build-*"):
-        shutil.rmtree(old, ignore_errors=True)
+    for old in CACHE.glob("build-*"):  # never one another run may be booting from (CI may share the cache)
+        if old.is_dir() and time.time() - old.stat().st_mtime > 2 * 86400:
+            shutil.rmtree(old, ignore_errors=True)
     t0 = time.monotonic()
     tmp = CACHE / f"build-{key}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -589,7 +589,7 @@ def scn_parallel(sc: Scenario) -> None:
             sc.create(n, wait_up=False)
         for n in names:
             sc.wait_booted(n)
-        conf = sc.conf(XENDOMAINS_PARALLEL="4")
+        conf = sc.conf(XENDOMAINS_PARALLEL="4", XENDOMAINS_PARALLEL_SAVE="4")  # (auto would cap saves at 2)
         sc.snapshot("before")
         f["xl_list_l_with_zombie"] = sc.xl("list", "-l")
         with ProcSampler(0.05) as ps:
