@@ -873,11 +873,18 @@ class Service:
                         raise exc
             except ToolstackError as exc:
                 res.elapsed = time.monotonic() - t0
-                try:
-                    dest = savedir.quarantine(im.path, self.cfg.save_dir)  # type: ignore[arg-type]
-                    where = f"image moved to {dest}"
-                except OSError as qexc:
-                    where = f"image left at {im.path} (cannot quarantine: {qexc.strerror})"
+                signalled = (isinstance(exc, CommandFailed) and not isinstance(exc, CommandTimedOut)
+                             and (exc.returncode is None or exc.returncode < 0))
+                if signalled and self.interrupted_by:
+                    # xl was killed with this interrupted run (not a restore that failed): nothing says the
+                    # image is bad, so it stays for the next start
+                    where = f"image left at {im.path} for the next start (xl was killed, the image not tried to the end)"
+                else:
+                    try:
+                        dest = savedir.quarantine(im.path, self.cfg.save_dir)  # type: ignore[arg-type]
+                        where = f"image moved to {dest}"
+                    except OSError as qexc:
+                        where = f"image left at {im.path} (cannot quarantine: {qexc.strerror})"
                 res.outcome, res.detail = "failed", f"restore failed: {exc}; {where}"
                 self.bus.emit(StageFinished(stage="restore", guest=name, outcome="failed", elapsed=res.elapsed, detail=str(exc)))
                 self._error(f"An error occurred while restoring domain {name}: {exc}; {where}", guest=name)
