@@ -38,6 +38,7 @@ from .service import (
 
 if TYPE_CHECKING:
     from .plan import ThroughputRecorder
+    from .run_options import RunOptions
 
 VERBS = ("resume", "start", "stop", "restart", "reload", "force-reload", "condrestart", "try-restart", "status", "plan", "help",
          "report", "control", "install")
@@ -78,6 +79,13 @@ Options:
   --deadline S    budget in seconds for the whole stop (overrides XENDOMAINS_STOP_DEADLINE)
   --version       print the version
 
+Options of start and stop (the console passes its choices this way):
+  --stage STAGE           stop: only this stage (migrate, save or shutdown) for the named guests
+  --disable-stage STAGE   turn a stage off for this run (repeatable)
+  --leave-out GUEST       leave a guest out of this run (repeatable)
+  --migrate-target "HOST [OPTIONS]"  override XENDOMAINS_MIGRATE for this run
+  --on-hangup continue|stop  a run started from the console: what to do if its terminal goes away
+
 stop takes optional guest names: only those guests are evacuated.
 """
 
@@ -89,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=_parallel_arg)
     p.add_argument("--targets")
     p.add_argument("--deadline")
+    p.add_argument("--stage")
+    p.add_argument("--disable-stage", action="append", default=[])
+    p.add_argument("--leave-out", action="append", default=[])
+    p.add_argument("--migrate-target")
+    p.add_argument("--on-hangup")
     p.add_argument("--version", action="store_true")
     p.add_argument("--timeline", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
@@ -207,7 +220,8 @@ def make_service(cfg: Config, bus: EventBus) -> tuple[Service, "ThroughputRecord
     return Service(cfg, ts, bus, estimate=estimator(cfg, recorder.t)), recorder
 
 
-async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, timeline: bool = False) -> int:
+async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, timeline: bool = False,
+                    opts: "RunOptions | None" = None) -> int:
     from .plan import start_plan, stop_plan
 
     if verb == "report":
@@ -241,6 +255,8 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, time
         for e in plan.errors:
             _err(f"error: {e}")
         return EXIT_FAILED if plan.errors else EXIT_OK
+    if opts is not None:
+        opts.apply(svc.control)
     from .control_socket import ControlServer, socket_path
     from .report import RunReportWriter
     from .syslog import SyslogSink, syslog_wanted
@@ -383,12 +399,15 @@ def _overrides(ns: argparse.Namespace) -> dict | str:
     return out
 
 
+_VALUE_OPTIONS = ("--config", "--parallel", "--targets", "--deadline", "--stage", "--disable-stage", "--leave-out", "--migrate-target", "--on-hangup")
+
+
 def _split_subcommand(argv: list[str]) -> tuple[list[str], list[str]]:
     """(global options + verb, the verb's own options) for verbs in SUBCOMMANDS; else (argv, [])."""
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--config", "--parallel", "--targets", "--deadline"):
+        if a in _VALUE_OPTIONS:
             i += 2
             continue
         if not a.startswith("-"):
@@ -458,12 +477,12 @@ _CONTROL_USAGE = ("control takes: status | abort [--now] | skip-guest GUEST | sk
 
 
 def _control(cfg: Config, sub: list[str], as_json: bool) -> int:
-    from .control_socket import ControlClient, ControlError, socket_path
+    from .control_socket import ControlClient, ControlError, own_tty, socket_path
 
     if not sub:
         raise _UsageError(_CONTROL_USAGE)
     action, rest = sub[0], sub[1:]
-    c = ControlClient(socket_path(cfg.progress))
+    c = ControlClient(socket_path(cfg.progress), tty=own_tty())
     calls = {
         ("status", 0): lambda: c.status(),
         ("abort", 0): lambda: c.abort(False),
@@ -563,9 +582,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"refusing to {verb} with a malformed config (fix it; stop would use the defaults)")
         return EXIT_NOT_CONFIGURED
 
+    opts = None
+    run_opts_given = bool(ns.stage or ns.disable_stage or ns.leave_out or ns.migrate_target is not None or ns.on_hangup)
+    if run_opts_given and verb not in ("start", "stop"):
+        _err(f"--stage, --disable-stage, --leave-out, --migrate-target and --on-hangup are options of start and stop, not {verb}")
+        sys.stderr.write(USAGE + "\n")
+        return EXIT_USAGE
+    if verb in ("start", "stop") and (ns.stage or ns.disable_stage or ns.leave_out or ns.migrate_target is not None
+                                      or ns.on_hangup):
+        from .run_options import RunOptions, RunOptionsError
+
+        try:
+            opts = RunOptions.from_args(stage=ns.stage, disabled=ns.disable_stage, leave_out=ns.leave_out,
+                                        migrate_target=ns.migrate_target, on_hangup=ns.on_hangup)
+            opts.check_guests(verb, ns.args)
+        except RunOptionsError as exc:
+            _err(str(exc))
+            sys.stderr.write(USAGE + "\n")
+            return EXIT_USAGE
+        cfg = opts.config(cfg)
+
     def run(v: str, args: list[str]) -> int:
         try:
-            return asyncio.run(_run_verb(v, args, cfg, ns.json, ns.timeline))
+            return asyncio.run(_run_verb(v, args, cfg, ns.json, ns.timeline, opts))
         except ToolstackMissing as exc:
             _err(str(exc))
             # LSB: 5 "program is not installed"; status reports 3 ("not running")

@@ -25,6 +25,9 @@ Protocol: one JSON object per line, one JSON reply per line.
   {"op": "set_stage", "stage": "migrate", "enabled": false}
   {"op": "set_migrate_target", "value": "host2 -s ssh" | null}
   {"op": "move_guest", "guest": "web01", "target": "xen03"}   (several migration targets)
+  {"op": "hangup"}         the terminal of the console that started the run went away
+Any request may carry "tty": "/dev/pts/3" (the client's terminal).  Each
+intervention is logged with who sent it: the uid from SO_PEERCRED and that tty.
 Errors: {"ok": false, "error": "…"}.
 
 Whatever a client does, the run is not disturbed and nothing is logged as a
@@ -246,7 +249,7 @@ class ControlServer:
                 return
             if not line.strip():
                 continue
-            await self._reply(writer, self.handle_line(line))
+            await self._reply(writer, self.handle_line(line, peer))
             if not line.endswith(b"\n"):  # the client half-closed after its last request
                 return
 
@@ -257,7 +260,7 @@ class ControlServer:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def handle_line(self, line: bytes) -> dict[str, Any]:
+    def handle_line(self, line: bytes, peer: PeerCred | None = None) -> dict[str, Any]:
         if len(line) > MAX_REQUEST:
             return {"ok": False, "error": f"request too long (at most {MAX_REQUEST} bytes)"}
         if _depth(line) > MAX_DEPTH:
@@ -271,7 +274,7 @@ class ControlServer:
         if not isinstance(req, dict):
             return {"ok": False, "error": "not a JSON object"}
         try:
-            return self.handle(req)
+            return self.handle(req, sender(peer, req.get("tty")))
         except _Bad as bad:
             return {"ok": False, "error": str(bad)}
 
@@ -285,34 +288,37 @@ class ControlServer:
             "targets": c.pool.status() if c.pool is not None else None,
         }
 
-    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, req: dict[str, Any], by: str = "") -> dict[str, Any]:
         op = req.get("op")
         c = self.control
         if op == "status":
             return self.status()
+        if op == "hangup":
+            c.hangup(by=by)
+            return {"ok": True, "on_hangup": c.on_hangup or "continue"}
         if op == "skip_stage":
             guest = _str(req, "guest")
             stage = req.get("stage") or None
             if stage is not None:
                 _stage_name(stage)
-            if not c.skip_stage(guest, stage):
+            if not c.skip_stage(guest, stage, by=by):
                 raise _Bad(f"{guest} is running no stage now; name the stage to skip")
             return {"ok": True, "guest": guest, "stage": stage or c.running_stage(guest) or ""}
         if op == "skip_guest":
             guest = _str(req, "guest")
-            c.skip_guest(guest)
+            c.skip_guest(guest, by=by)
             return {"ok": True, "guest": guest}
         if op == "abort":
             now = req.get("now", False)
             if not isinstance(now, bool):
                 raise _Bad("'now' must be true or false")
-            c.abort(now=now)
+            c.abort(now=now, by=by)
             return {"ok": True, "now": now}
         if op == "set_parallel":
             v = req.get("value")
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_PARALLEL:
                 raise _Bad(f"'value' must be an integer from 1 to {MAX_PARALLEL}")
-            c.set_parallel(v)
+            c.set_parallel(v, by=by)
             return {"ok": True, "parallel": c.parallel}
         if op == "set_stage":
             stage = _stage_name(_str(req, "stage"))
@@ -321,12 +327,12 @@ class ControlServer:
                 raise _Bad("'enabled' must be true or false")
             if STAGES[stage].required and not enabled:
                 raise _Bad(f"stage {stage} is required and cannot be turned off")
-            c.set_stage(stage, enabled)
+            c.set_stage(stage, enabled, by=by)
             return {"ok": True, "stage": stage, "enabled": enabled}
         if op == "set_migrate_target":
             v = req.get("value")
             if v is None or v == "":
-                c.set_migrate_target(None)
+                c.set_migrate_target(None, by=by)
                 return {"ok": True, "migrate_target": None}
             if not isinstance(v, str):
                 raise _Bad("'value' must be a string of shell words or null")
@@ -334,11 +340,11 @@ class ControlServer:
                 words = tuple(shlex.split(v))
             except ValueError:
                 raise _Bad("'value' has unbalanced quotes") from None
-            c.set_migrate_target(words or None)
+            c.set_migrate_target(words or None, by=by)
             return {"ok": True, "migrate_target": " ".join(words) or None}
         if op == "move_guest":
             guest, target = _str(req, "guest"), _str(req, "target")
-            problem = c.move_guest(guest, target)
+            problem = c.move_guest(guest, target, by=by)
             if problem:
                 raise _Bad(problem)
             return {"ok": True, "guest": guest, "target": target}
@@ -371,6 +377,17 @@ def _depth(line: bytes) -> int:
     return deepest
 
 
+_TTY_MAX = 64
+
+
+def sender(peer: PeerCred | None, tty: object) -> str:
+    """Who sent a request, for the log: "uid 1000 tty /dev/pts/3" (a tty that is not a short printable string is left out)."""
+    parts = [f"uid {peer.uid}"] if peer is not None and peer.uid >= 0 else []
+    if isinstance(tty, str) and 0 < len(tty) <= _TTY_MAX and tty.isprintable() and not tty.isspace():
+        parts.append(f"tty {tty}")
+    return " ".join(parts)
+
+
 def _str(req: dict[str, Any], key: str) -> str:
     v = req.get(key)
     if not isinstance(v, str) or not v:
@@ -394,11 +411,16 @@ class ControlClient:
     socket cannot be reached or the run refuses (`ok: false`).
     """
 
-    def __init__(self, path: Path, timeout: float = 5.0):
+    def __init__(self, path: Path, timeout: float = 5.0, tty: str | None = None):
         self.path = Path(path)
         self.timeout = timeout
+        self.tty = tty  # sent with every request, so the run logs which terminal asked
+
+    def _with_tty(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {**req, "tty": self.tty} if self.tty and "tty" not in req else req
 
     def request(self, req: dict[str, Any]) -> dict[str, Any]:
+        req = self._with_tty(req)
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(self.timeout)
@@ -415,6 +437,7 @@ class ControlClient:
         return _check(buf, self.path)
 
     async def call(self, req: dict[str, Any]) -> dict[str, Any]:
+        req = self._with_tty(req)
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self.path)), self.timeout)
             try:
@@ -451,6 +474,19 @@ class ControlClient:
     def move_guest(self, guest: str, target: str) -> dict[str, Any]:
         return self.request({"op": "move_guest", "guest": guest, "target": target})
 
+    def hangup(self) -> dict[str, Any]:
+        return self.request({"op": "hangup"})
+
+
+def own_tty() -> str | None:
+    """This process's terminal (for the `tty` field of requests), or None."""
+    for fd in (0, 1, 2):
+        try:
+            return os.ttyname(fd)
+        except OSError:
+            continue
+    return None
+
 
 def _check(raw: bytes, path: Path) -> dict[str, Any]:
     if not raw.strip():
@@ -478,4 +514,4 @@ def can_control(path: Path, timeout: float = 2.0) -> bool:
 
 
 __all__ = ["ControlClient", "ControlError", "ControlServer", "PeerCred", "SOCKET_NAME", "can_control",
-           "peer_permitted", "socket_path"]
+           "own_tty", "peer_permitted", "sender", "socket_path"]

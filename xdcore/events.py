@@ -91,6 +91,7 @@ class RunStarted(Event):
     parallel: int = 1
     config: str = ""
     stages: tuple[str, ...] = ()
+    on_hangup: str = ""  # a run the console started: "continue" or "stop" when its terminal goes away
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,12 +324,16 @@ class CommandFinished(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ControlApplied(Event):
-    """An operator intervention took effect (skip stage/guest, abort, parallelism …)."""
+    """An operator intervention took effect (skip stage/guest, abort, parallelism, a console's hangup …).
+
+    `by` says who asked, as the control socket saw them: "uid 0 tty /dev/pts/3".
+    """
 
     action: str
     guest: str = ""
     stage: str = ""
     value: str = ""
+    by: str = ""
 
 
 # --- consumers -------------------------------------------------------------------------

@@ -96,7 +96,8 @@ class RunReport:
     guests: tuple[GuestRecord, ...] = ()
     host_stages: tuple[StageRecord, ...] = ()
     messages: tuple[str, ...] = ()  # warnings and errors not about one guest
-    interventions: tuple[str, ...] = ()
+    interventions: tuple[str, ...] = ()  # "skip_stage web01 save (by uid 0 tty /dev/pts/3)", "hangup continue (…)"
+    on_hangup: str = ""  # a run a console started: "continue" / "stop" if its terminal goes away
 
     @property
     def interrupted(self) -> bool:
@@ -131,7 +132,7 @@ class RunReport:
                    summary=str(d.get("summary", "")), pid=int(d.get("pid", 0)), toolstack=str(d.get("toolstack", "")),
                    parallel=int(d.get("parallel", 1)), config=str(d.get("config", "")), guests=guests,
                    host_stages=stages(d.get("host_stages", ())), messages=tuple(d.get("messages", ())),
-                   interventions=tuple(d.get("interventions", ())))
+                   interventions=tuple(d.get("interventions", ())), on_hangup=str(d.get("on_hangup", "")))
 
 
 def report_dirs(cfg: Config) -> list[Path]:
@@ -280,7 +281,7 @@ class RunReportWriter:
                 self._messages.append(f"{e.level}: {e.text}")
         elif isinstance(e, ControlApplied):
             what = " ".join(x for x in (e.guest, e.stage, e.value) if x)
-            self._controls.append(f"{e.action} {what}".strip())
+            self._controls.append(f"{e.action} {what}".strip() + (f" (by {e.by})" if e.by else ""))
             if e.guest:
                 self._g(e.guest).notes.append(f"operator: {e.action}" + (f" {e.stage}" if e.stage else ""))
         elif isinstance(e, RunFinished):
@@ -298,6 +299,7 @@ class RunReportWriter:
             pid=s.pid, toolstack=s.toolstack, parallel=s.parallel, config=s.config,
             guests=tuple(g.freeze(end is None) for g in self._guests.values()),
             host_stages=tuple(self._host), messages=tuple(self._messages), interventions=tuple(self._controls),
+            on_hangup=s.on_hangup,
         )
 
     def _write(self, report: RunReport, final: bool = True) -> None:
@@ -435,6 +437,9 @@ def format_report(rep: RunReport, write) -> None:
     took = f", {rep.finished_at - rep.started_at:.1f}s" if rep.finished_at else ""
     how = ("did not finish" if rep.finished_at is None else "interrupted") if rep.interrupted else f"exit {rep.exit_code}"
     write(f"Last {rep.verb} (run {rep.run}, {when}{took}, {how}): {rep.summary}")
+    if rep.on_hangup:
+        write("  started from the console; if its terminal went away: "
+              + ("continue" if rep.on_hangup == "continue" else "stop at a clean point"))
     for g in rep.guests:
         stages = " ".join(f"{s.stage}:{s.outcome}" + (f"({s.elapsed:.1f}s)" if s.elapsed else "") for s in g.stages)
         to = f" to {g.target}" if g.target else ""
@@ -448,7 +453,13 @@ def format_report(rep: RunReport, write) -> None:
     for m in rep.messages:
         write(f"  {m}")
     for c in rep.interventions:
-        write(f"  operator: {c}")
+        if c.startswith("hangup "):
+            rest = c[len("hangup "):]
+            then, _, who = rest.partition(" (by ")
+            write("  hangup: the console's terminal went away" + (f" ({who.rstrip(')')})" if who else "")
+                  + ("; the run continued" if then == "continue" else "; the run stopped at a clean point"))
+        else:
+            write(f"  operator: {c}")
 
 
 __all__ = ["GuestRecord", "Reconciled", "Reconciliation", "RunReport", "RunReportWriter", "STATE_DIR", "StageRecord",

@@ -281,7 +281,8 @@ class Service:
     def _begin(self, verb: str, stages: Sequence[str], lock: RunLock, locked: bool) -> None:
         """RunStarted (the run holds its lock now), then what the lock had to say."""
         self.bus.emit(RunStarted(verb=verb, pid=os.getpid(), toolstack=self.ts.name, parallel=self.control.parallel,
-                                 config=str(self.cfg.path or ""), stages=tuple(stages)))
+                                 config=str(self.cfg.path or ""), stages=tuple(stages),
+                                 on_hangup=self.control.on_hangup))
         for note in lock.notes:
             self._warn(note)
         if locked:

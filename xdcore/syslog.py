@@ -103,7 +103,7 @@ def format_event(e: Event) -> tuple[int, str] | None:
         return _LEVELS.get(e.level, _syslog.LOG_NOTICE), (f"{e.guest}: " if e.guest else "") + e.text
     if isinstance(e, ControlApplied):
         what = " ".join(x for x in (e.guest, e.stage, e.value) if x)
-        return _syslog.LOG_NOTICE, f"operator: {e.action}" + (f" {what}" if what else "")
+        return _syslog.LOG_NOTICE, f"operator: {e.action}" + (f" {what}" if what else "") + (f" (by {e.by})" if e.by else "")
     if isinstance(e, LockHeld):
         return _syslog.LOG_INFO, f"already running (lock file {e.path} exists)"
     return None

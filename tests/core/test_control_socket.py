@@ -319,3 +319,87 @@ def test_the_parallel_option_is_bounded_like_the_config_key(rundir, capsys, valu
     conf.write_text(f"XENDOMAINS_PROGRESS={rundir}/progress.jsonl\n")
     assert cli.main(["--config", str(conf), "--parallel", value, "status"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+# -- who steered: every intervention is logged with the sender's uid and terminal ----------------------------
+
+
+async def test_each_intervention_is_logged_with_the_senders_uid_and_tty(rundir):
+    from xdcore.report import RunReportWriter
+
+    r = Run(rundir)
+    r.ts.add("web01"), r.ts.add("db")
+    r.ts.hang.add(("save", "web01"))
+    report = RunReportWriter([rundir])
+    r.bus.subscribe(report)
+    run = asyncio.create_task(r.stop())
+    await until(lambda: r.server.running.get("web01") == "save", "the save to start")
+    await ControlClient(r.server.path, tty="/dev/pts/7").call({"op": "set_parallel", "value": 3})
+    await r.client.call({"op": "skip_stage", "guest": "web01", "tty": "/dev/pts/9"})
+    await run
+    applied = [e for e in r.events if isinstance(e, ControlApplied)]
+    uid = os.geteuid()
+    assert [(e.action, e.by) for e in applied] == [("set_parallel", f"uid {uid} tty /dev/pts/7"),
+                                                   ("skip_stage", f"uid {uid} tty /dev/pts/9")]
+    rep = json.loads((rundir / "last-stop.json").read_text())
+    assert f"skip_stage web01 save (by uid {uid} tty /dev/pts/9)" in rep["interventions"]
+
+
+def test_a_tty_field_that_is_not_a_short_printable_name_is_left_out_of_the_log():
+    from xdcore.control_socket import sender
+
+    peer = PeerCred(1, 1000, 1000)
+    assert sender(peer, "/dev/pts/3") == "uid 1000 tty /dev/pts/3"
+    assert sender(peer, "x" * 500) == "uid 1000"
+    assert sender(peer, "evil\nline") == "uid 1000"
+    assert sender(peer, 42) == "uid 1000"
+    assert sender(None, None) == ""
+
+
+@pytest.mark.parametrize("policy, outcomes", [
+    ("continue", {"web01": "saved", "db": "saved"}),
+    ("stop", {"web01": "saved", "db": "skipped"}),
+])
+async def test_a_hangup_continues_or_stops_the_run_at_a_clean_point_as_chosen(rundir, policy, outcomes):
+    from xdcore.report import RunReportWriter, format_report, load_report
+
+    r = Run(rundir)  # parallel 1: db waits while web01 saves
+    r.control.on_hangup = policy
+    r.ts.add("web01"), r.ts.add("db")
+    r.ts.delay["save"] = 0.3
+    report = RunReportWriter([rundir])
+    r.bus.subscribe(report)
+    run = asyncio.create_task(r.stop())
+    await until(lambda: r.server.running.get("web01") == "save", "the first save")
+    reply = await ControlClient(r.server.path, tty="/dev/pts/4").call({"op": "hangup"})
+    assert reply == {"ok": True, "on_hangup": policy}
+    await run
+    assert r.outcomes() == outcomes  # a clean point: the save running went on to the end
+    started = next(e for e in r.events if isinstance(e, RunStarted))
+    assert started.on_hangup == policy
+    rep = load_report(rundir / "last-stop.json")
+    assert rep is not None and rep.on_hangup == policy
+    lines: list[str] = []
+    format_report(rep, lines.append)
+    text = "\n".join(lines)
+    assert "if its terminal went away: " + ("continue" if policy == "continue" else "stop at a clean point") in text
+    assert f"hangup: the console's terminal went away (uid {os.geteuid()} tty /dev/pts/4)" in text
+    assert ("the run continued" if policy == "continue" else "the run stopped at a clean point") in text
+
+
+async def test_a_client_that_hangs_up_mid_request_leaves_no_traceback(rundir, caplog):
+    r = Run(rundir)
+    r.ts.add("web01")
+    r.ts.hang.add(("save", "web01"))
+    run = asyncio.create_task(r.stop())
+    await until(lambda: r.server.running.get("web01") == "save", "the save to start")
+    for _ in range(5):  # connect, send half a request or a whole one, and vanish without reading
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(r.server.path))
+        s.sendall(b'{"op": "status"}\n{"op": "sta')
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    assert (await r.client.call({"op": "status"}))["ok"]
+    await r.client.call({"op": "abort", "now": True})
+    await run
+    assert not [rec for rec in caplog.records if rec.exc_info or "Traceback" in rec.getMessage()]

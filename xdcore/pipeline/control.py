@@ -80,6 +80,7 @@ class RunControl:
         self._running: dict[str, tuple[str, asyncio.Task[object]]] = {}
         self._skip_requested: set[tuple[str, str]] = set()
         self._emit = emit or (lambda e: None)
+        self.on_hangup = ""  # set by a console-started run: "continue" or "stop" when its terminal goes away
 
     # -- queries used by the runner ------------------------------------------------
 
@@ -117,11 +118,13 @@ class RunControl:
 
     # -- interventions ---------------------------------------------------------------------
 
-    def set_stage(self, name: str, enabled: bool) -> None:
-        (self.disabled_stages.discard if enabled else self.disabled_stages.add)(name)
-        self._emit(ControlApplied(action="enable_stage" if enabled else "disable_stage", stage=name))
+    # `by` says who asked ("uid 0 tty /dev/pts/3"): it is logged with the intervention
 
-    def skip_stage(self, guest: str, stage: str | None = None) -> bool:
+    def set_stage(self, name: str, enabled: bool, by: str = "") -> None:
+        (self.disabled_stages.discard if enabled else self.disabled_stages.add)(name)
+        self._emit(ControlApplied(action="enable_stage" if enabled else "disable_stage", stage=name, by=by))
+
+    def skip_stage(self, guest: str, stage: str | None = None, by: str = "") -> bool:
         """Skip the stage `guest` is running now (or `stage` when it comes); it falls to the next."""
         running = self._running.get(guest)
         target = stage or (running[0] if running else None)
@@ -130,25 +133,25 @@ class RunControl:
         self._skip_requested.add((guest, target))
         if running and running[0] == target:
             running[1].cancel()
-        self._emit(ControlApplied(action="skip_stage", guest=guest, stage=target))
+        self._emit(ControlApplied(action="skip_stage", guest=guest, stage=target, by=by))
         return True
 
-    def skip_guest(self, guest: str) -> None:
+    def skip_guest(self, guest: str, by: str = "") -> None:
         self.skipped_guests.add(guest)
         running = self._running.get(guest)
         if running:
             running[1].cancel()
-        self._emit(ControlApplied(action="skip_guest", guest=guest))
+        self._emit(ControlApplied(action="skip_guest", guest=guest, by=by))
 
-    def set_parallel(self, n: int) -> None:
+    def set_parallel(self, n: int, by: str = "") -> None:
         self.limiter.set_limit(max(1, int(n)))
-        self._emit(ControlApplied(action="set_parallel", value=str(self.limiter.limit)))
+        self._emit(ControlApplied(action="set_parallel", value=str(self.limiter.limit), by=by))
 
-    def set_migrate_target(self, words: tuple[str, ...] | None) -> None:
+    def set_migrate_target(self, words: tuple[str, ...] | None, by: str = "") -> None:
         self.migrate_target = words
-        self._emit(ControlApplied(action="set_migrate_target", value=" ".join(words or ())))
+        self._emit(ControlApplied(action="set_migrate_target", value=" ".join(words or ()), by=by))
 
-    def move_guest(self, guest: str, target: str) -> str | None:
+    def move_guest(self, guest: str, target: str, by: str = "") -> str | None:
         """Send `guest` to another migration target (before its migration begins); an error, or None."""
         if self.pool is None:
             return "this run has no migration targets (XENDOMAINS_MIGRATE_TARGETS)"
@@ -157,10 +160,16 @@ class RunControl:
             need = self.pool.ledger.needs.get(guest)
             self._emit(GuestPlaced(guest=guest, target=target, reason="moved by the operator", by="operator",
                                    memory_mib=need.memory_mib if need else 0))
-            self._emit(ControlApplied(action="move_guest", guest=guest, value=target))
+            self._emit(ControlApplied(action="move_guest", guest=guest, value=target, by=by))
         return problem
 
-    def abort(self, now: bool = False, reason: str = "") -> None:
+    def hangup(self, by: str = "") -> None:
+        """The terminal of the console that started this run went away: logged, then continue or stop cleanly."""
+        self._emit(ControlApplied(action="hangup", value=self.on_hangup or "continue", by=by))
+        if self.on_hangup == "stop" and not self.aborted:
+            self.abort(now=False, reason="the console that started the run hung up", by=by)
+
+    def abort(self, now: bool = False, reason: str = "", by: str = "") -> None:
         """Start nothing new; with now=True also kill the commands running (their guests fall through to nothing).
 
         `reason` replaces "run aborted" in what the skipped guests say (e.g. "interrupted by SIGTERM").
@@ -172,4 +181,4 @@ class RunControl:
             self.abort_now = True
             for _, task in list(self._running.values()):
                 task.cancel()
-        self._emit(ControlApplied(action="abort_now" if now else "abort"))
+        self._emit(ControlApplied(action="abort_now" if now else "abort", by=by))

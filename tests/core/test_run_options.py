@@ -1,0 +1,62 @@
+"""The console's choices as `xendomains` options: one class builds them and reads them back."""
+
+from __future__ import annotations
+
+import pytest
+
+from xdcore.cli import _parse
+from xdcore.config import Config
+from xdcore.pipeline.control import RunControl
+from xdcore.run_options import RunOptions, RunOptionsError
+
+
+def parsed(opts: RunOptions, *rest: str) -> RunOptions:
+    ns = _parse([*opts.argv(), *rest])
+    return RunOptions.from_args(stage=ns.stage, disabled=ns.disable_stage, leave_out=ns.leave_out,
+                                migrate_target=ns.migrate_target, on_hangup=ns.on_hangup)
+
+
+@pytest.mark.parametrize("opts", [
+    RunOptions(),
+    RunOptions(stage="save"),
+    RunOptions(disabled=("migrate", "shutdown_all"), leave_out=("db 01", "web"), on_hangup="stop"),
+    RunOptions(migrate_target=("--live", "host 2"), stage="migrate"),
+])
+def test_options_survive_the_command_line_unchanged(opts):
+    assert parsed(opts, "stop", "web01") == opts
+
+
+def test_one_stage_turns_every_other_stage_and_shutdown_all_off():
+    ctl = RunControl(2)
+    RunOptions(stage="save", leave_out=("db",), on_hangup="stop").apply(ctl)
+    assert ctl.disabled_stages == {"sysrq", "migrate", "shutdown", "shutdown_all"}
+    assert ctl.skipped_guests == {"db"} and ctl.on_hangup == "stop"
+
+
+def test_leaving_a_guest_out_turns_shutdown_all_off():
+    assert RunOptions(leave_out=("db",)).forced_off() == {"shutdown_all"}
+
+
+def test_shutting_down_explicitly_uses_default_options_when_the_config_has_none():
+    cfg = Config(shutdown=())
+    assert RunOptions(stage="shutdown").config(cfg).shutdown == Config().shutdown
+    assert RunOptions(migrate_target=("h2",)).config(cfg).migrate == ("h2",)
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"stage": "sysrq"}, "--stage takes one of migrate, save, shutdown"),
+    ({"disabled": ("select",)}, "required"),
+    ({"disabled": ("nope",)}, "unknown stage"),
+    ({"on_hangup": "maybe"}, "continue or stop"),
+])
+def test_bad_options_are_refused_naming_what(kw, words):
+    with pytest.raises(RunOptionsError, match=words):
+        RunOptions(**kw)
+
+
+def test_one_stage_needs_a_stop_of_named_guests():
+    with pytest.raises(RunOptionsError, match="named guests"):
+        RunOptions(stage="save").check_guests("stop", [])
+    with pytest.raises(RunOptionsError):
+        RunOptions(stage="save").check_guests("start", ["web01"])
+    RunOptions(stage="save").check_guests("stop", ["web01"])
