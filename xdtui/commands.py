@@ -3,6 +3,7 @@
 The host screen's key bindings and the command palette (ctrl+p) are both
 built from `HOST_COMMANDS`, so no action is reachable one way only.  Keys are
 letters, digits, space, F-keys and ctrl+letter: they survive SSH and tmux.
+j/k move in every table (k9s, lazygit, htop), so Skip stage is `n` (next stage).
 Attach mode offers the interventions among them (`STEER_COMMANDS`, same keys
 and titles) when it may steer the headless run over its control socket.
 """
@@ -36,7 +37,7 @@ HOST_COMMANDS: tuple[Command, ...] = (
     Command("d", "one_stage('shutdown')", "Shut down selected", "Shut down the marked guests now (no migrate or save)"),
     Command("space", "mark", "Mark guest", "Mark or unmark the guest under the cursor for the 'selected' actions", "Mark"),
     Command("c", "clear_marks", "Clear marks", "Unmark every guest"),
-    Command("k", "skip_stage", "Skip stage", "Skip the stage the guest under the cursor is running: it falls through to the next", "Skip stage"),
+    Command("n", "skip_stage", "Skip stage", "Skip the stage the guest under the cursor is running: it falls through to the next", "Skip stage"),
     Command("g", "skip_guest", "Skip guest", "Leave the guest under the cursor (or the marked ones) out of the run"),
     Command("x", "abort", "Abort run", "Start nothing new; running stages finish; the lock is released", "Abort"),
     Command("X", "abort_now", "Abort run now", "Kill the running commands too; handled guests stay handled"),
@@ -51,16 +52,18 @@ HOST_COMMANDS: tuple[Command, ...] = (
     Command("p", "parallel", "Set parallelism", "How many guests are handled at once"),
     Command("plus", "parallel_step(1)", "More parallel", "One more guest at once"),
     Command("minus", "parallel_step(-1)", "Less parallel", "One guest fewer at once"),
-    Command("a", "attach", "Attach to headless run", "Follow the xendomains run in progress (and steer it, where its control socket lets us)"),
+    Command("a", "attach", "Show the run full screen", "The run in progress (whoever started it) full screen, and whether this console may steer it"),
     Command("r", "refresh", "Refresh", "Read domains, lists and figures now"),
-    Command("q", "quit", "Quit", "Leave the console (a run it started is aborted cleanly first)", "Quit"),
+    Command("question_mark", "help", "Keys", "Every key of this screen and what it does", "Help"),
+    Command("q", "quit", "Quit", "Leave the console (a run goes on: it is headless)", "Quit"),
 )
 
 
 ATTACH_COMMANDS: tuple[Command, ...] = (
     Command("h", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host", "Host view"),
     Command("escape", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host"),
-    Command("q", "quit", "Quit", "Leave the console (the headless run goes on)", "Quit"),
+    Command("question_mark", "help", "Keys", "Every key of this screen and what it does", "Help"),
+    Command("q", "quit", "Quit", "Leave the console (the run goes on: it is headless)", "Quit"),
 )
 
 #: the interventions attach offers over the headless run's control socket: the host view's own

@@ -1,13 +1,15 @@
 """The host the console drives: config + toolstack, and how to build a Service for a run.
 
 No Textual here.  The CLI makes one `HostContext` (this host, or the demo
-host), the app factory takes it, and every run or plan builds its Service
-through `service()` so the console and `xendomains` run the same code.
+host) and the app factory takes it.  The console reads the host through it
+(domains, lists, plans); runs are `xendomains` processes it launches
+(`xdtui.launch`), pointed at the same config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xdcore.config import Config
@@ -24,7 +26,9 @@ class HostContext:
 
     `label` names the host in the header ("demo" for the simulated one);
     `watch_interval` is the poll interval of the domain watcher;
-    `demo_dir` is the simulator's state directory in demo mode.
+    `demo_dir` is the simulator's state directory in demo mode;
+    `run_env` is added to the environment of the `xendomains` runs the
+    console launches (the demo host puts its simulated `xl` first on PATH).
     """
 
     cfg: Config
@@ -33,6 +37,7 @@ class HostContext:
     watch_interval: float = 2.0
     demo_dir: Path | None = None
     lock_wait: float = 10.0
+    run_env: Mapping[str, str] = field(default_factory=dict)
 
     def service(self, bus: EventBus, control: RunControl | None = None, cfg: Config | None = None) -> Service:
         cfg = cfg or self.cfg

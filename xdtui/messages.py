@@ -14,12 +14,13 @@ from xdcore.events import Event
 from xdcore.model import AutoConfig, HostInfo, SaveImage
 from xdcore.xenstore.watcher import DomainsChanged
 
+from .launch import Launched
 from .providers import Dom0Figures
 from .steer import Answer, Steering
 
 
 class EventsArrived(Message):
-    """Run events, in order: live from a run the console started, or read from the progress file.
+    """Run events, in order, read from the progress file (every run the console shows is a headless one).
 
     `reset` says the progress file was replaced (a new run): start the board over.
     """
@@ -58,18 +59,13 @@ class HostFiguresMeasured(Message):
         self.xen_error = xen_error
 
 
-class RunFinishedLocally(Message):
-    """A run the console started has ended (its worker returned)."""
+class RunLaunched(Message):
+    """A headless `xendomains` run was started (or could not be: `error`)."""
 
-    def __init__(self, verb: str, exit_code: int, summary: str) -> None:
+    def __init__(self, launched: "Launched | None", error: str = "") -> None:
         super().__init__()
-        self.verb = verb
-        self.exit_code = exit_code
-        self.summary = summary
-
-
-class PrefsChanged(Message):
-    """Stage toggles, migration target or parallelism changed (before or during a run)."""
+        self.launched = launched
+        self.error = error
 
 
 class SteeringChecked(Message):

@@ -118,13 +118,16 @@ class Answer:
     text: str
 
 
-async def send(path: Path, req: Request, timeout: float = 5.0) -> Answer:
-    """Send one request over the socket (async: never blocks the loop); refusals become a failed Answer."""
+async def send(path: Path, req: Request, timeout: float = 5.0, tty: str | None = None) -> Answer:
+    """Send one request over the socket (async: never blocks the loop); refusals become a failed Answer.
+
+    `tty` names this console's terminal: the run logs it (with our uid) beside the intervention.
+    """
     try:
-        await ControlClient(path, timeout).call(req.wire())
+        await ControlClient(path, timeout, tty=tty).call(req.wire())
     except ControlError as exc:
         return Answer(req, False, f"Could not {req.what}: {exc}")
-    return Answer(req, True, f"The headless run accepted: {req.what}.")
+    return Answer(req, True, f"The run accepted: {req.what}.")
 
 
 __all__ = ["Answer", "CHECKING", "FINISHED", "NO_RUN", "Request", "Steering", "abort", "probe", "send",

@@ -89,8 +89,8 @@ async def test_skipping_a_hung_save_from_attach_reaches_the_headless_run_and_its
             await wait_for(pilot, lambda: screen.board_state.parallel == 2, what="the run to apply parallel 2")
             board = screen.query_one(BoardTable)
             board.move_cursor(row=board.get_row_index("stuck"))
-            assert screen.selected_guest() == "stuck"
-            await pilot.press("k")
+            assert screen.board_guest() == "stuck"
+            await pilot.press("n")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the skip confirmation")
             await pilot.press("y")
             await wait_for(pilot, lambda: len(screen.answers) == 2, what="the run's answer")
@@ -173,8 +173,8 @@ async def test_without_a_control_socket_attach_is_read_only_and_sends_nothing(de
         await wait_for(pilot, lambda: screen.steering not in (steer.NO_RUN, steer.CHECKING), what="the socket asked")
         assert screen.steering.label == "read-only: the run has no control socket"
         assert "the run has no control socket" in str(screen.banner())
-        assert screen.selected_guest() == "web01" and screen.board_state.rows["web01"].running == "save"
-        for key in ("k", "g", "x", "X", "3", "plus", "p"):
+        assert screen.board_guest() == "web01" and screen.board_state.rows["web01"].running == "save"
+        for key in ("n", "g", "x", "X", "3", "plus", "p"):
             await pilot.press(key)
         await pilot.pause(0.2)
         assert isinstance(app.screen, AttachScreen)  # no confirmation, no prompt

@@ -1,9 +1,14 @@
 """The host view: live domains, the auto and saved lists, host figures, the stage board and the log.
 
 It polls with one-shot workers re-armed by timers (domains come from the
-core's watcher: XenStore when reachable, polling otherwise), draws a run's
-events through the board reducer, and turns the operator's keys into
-requests to the app (which owns the runs).  Every action here is listed in
+core's watcher: XenStore when reachable, polling otherwise).  The stage
+board shows whatever run the progress file holds — one this console
+launched or any other headless run — and the interventions steer it over
+its control socket (see `RunView`).  Starting a run shows the plan, then
+launches a headless `xendomains` (`xdtui.launch`): the console never owns
+a run, so losing the terminal never loses the run.  Before a run, the stage
+toggles, parallelism, migration target and "leave out" are the operator's
+choices for the next one.  Every action is listed in
 `xdtui.commands.HOST_COMMANDS`, which builds both the key bindings and the
 command palette.
 """
@@ -11,13 +16,12 @@ command palette.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import time
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header
 
@@ -27,38 +31,36 @@ from xdcore.xenstore.watcher import watch_domains
 
 from .. import board as B
 from ..commands import HOST_COMMANDS, Command, bindings_for
-from ..follow import headless_run_in_progress
-from ..messages import DomainsRefreshed, EventsArrived, HostFiguresMeasured, HostListsRead, PrefsChanged, RunFinishedLocally
+from ..follow import pid_alive
+from ..launch import LaunchError, launch
+from ..messages import DomainsRefreshed, EventsArrived, HostFiguresMeasured, HostListsRead, RunLaunched
 from ..runs import ONE_STAGE, TOGGLABLE, RunRequest, compute_plan
+from ..state import ConsoleState
 from ..widgets.domain_table import DomainTable
 from ..widgets.event_log import EventLog
 from ..widgets.host_figures import HostFigures
 from ..widgets.host_lists import AutoList, SavedList
 from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
-from .dialogs import (ask_migration_target, ask_move_target, ask_parallelism, confirm_abort, confirm_skip_guest,
-                      confirm_skip_stage)
+from .dialogs import ask_migration_target, ask_parallelism
 from .plan_dialog import PlanDialog
+from .run_view import RunView
 
-if TYPE_CHECKING:
-    from ..app import XdApp
-
-#: actions that only make sense while a run of this console is going on
+#: actions that only make sense while a run is going on
 RUN_ONLY = {"skip_stage", "abort", "abort_now"}
+#: seconds after a launch before a run that never showed up is reported
+LAUNCH_GRACE = 15.0
 
 
-class HostScreen(Screen):
-    """This host, and the runs the console starts on it."""
+class HostScreen(RunView):
+    """This host, and the run in progress on it (whoever started it)."""
 
     BINDINGS = bindings_for(HOST_COMMANDS)
     LISTS_INTERVAL = 5.0
     FIGURES_INTERVAL = 2.0
     XEN_INFO_EVERY = 5  # xl info once per this many figure polls
 
-    app: "XdApp"
-
-    def __init__(self) -> None:
-        super().__init__(id="host")
-        self.board_state: B.BoardState = B.EMPTY_BOARD
+    def __init__(self, state: ConsoleState) -> None:
+        super().__init__(state, id="host")
         self.autos: tuple = ()
         self.images: tuple = ()
         self.running_names: frozenset[str] = frozenset()
@@ -82,19 +84,20 @@ class HostScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        host = self.app.host
+        host = self.host
         self.query_one("#domains-pane").border_title = "Domains"
         self.query_one("#board").border_title = "Stage board"
         self.query_one("#log").border_title = "Log"
         cfg = host.cfg
         self.query_one(AutoList).border_title = "Auto"
         self.query_one(SavedList).border_title = "Saved"
-        self.show_board()
+        self.show()
         self.query_one(EventLog).note(
             f"{host.toolstack.name} toolstack · config {cfg.path or 'defaults'} · progress file {cfg.progress}")
         self.watch_domains()
         self.poll_lists()
         self.poll_figures()
+        self.follow_progress()
         self.set_interval(1.0, self._tick, name="board-tick")
         self.query_one(DomainTable).focus()
 
@@ -104,20 +107,20 @@ class HostScreen(Screen):
         old = self._poll_timers.pop(name, None)
         if old is not None:
             old.stop()
-        if self.is_attached and not self.app.closing:
+        if self.is_attached and not self.state.closing:
             self._poll_timers[name] = self.set_timer(delay, fn, name=name)
 
     @work(exclusive=True, group="watch", exit_on_error=False)
     async def watch_domains(self) -> None:
-        async for change in watch_domains(self.app.host.toolstack, interval=self.app.host.watch_interval):
+        async for change in watch_domains(self.host.toolstack, interval=self.host.watch_interval):
             self.post_message(DomainsRefreshed(change))
 
     @work(exclusive=True, group="lists", exit_on_error=False)
     async def poll_lists(self) -> None:
         try:
-            svc = self.app.host.service(EventBus())
+            svc = self.host.service(EventBus())
             autos = await svc.auto_configs()
-            images = await asyncio.to_thread(savedir.scan, self.app.host.cfg.save_dir)
+            images = await asyncio.to_thread(savedir.scan, self.host.cfg.save_dir)
             self.post_message(HostListsRead(autos, images))
         finally:
             self._rearm("lists", self.LISTS_INTERVAL, self.poll_lists)
@@ -125,10 +128,10 @@ class HostScreen(Screen):
     @work(exclusive=True, group="figures", exit_on_error=False)
     async def poll_figures(self) -> None:
         try:
-            dom0 = self.app.providers.dom0()
+            dom0 = self.state.providers.dom0()
             if self._figure_polls % self.XEN_INFO_EVERY == 0:
                 try:
-                    self._xen, self._xen_error = await self.app.host.toolstack.host_info(), ""
+                    self._xen, self._xen_error = await self.host.toolstack.host_info(), ""
                 except Exception as exc:  # a figure we cannot read is shown as such, never fatal
                     self._xen, self._xen_error = None, f"xl info: {exc}"
             self._figure_polls += 1
@@ -136,12 +139,12 @@ class HostScreen(Screen):
         finally:
             self._rearm("figures", self.FIGURES_INTERVAL, self.poll_figures)
 
-    def on_worker_state_changed(self, event) -> None:
-        self.app.worker_state_changed(event)  # the one place worker failures are handled
-
     def restart_worker(self, group: str) -> None:
-        """Called by the app's worker-failure handler a little after a poller failed."""
-        {"watch": self.watch_domains, "lists": self.poll_lists, "figures": self.poll_figures}[group]()
+        again = {"watch": self.watch_domains, "lists": self.poll_lists, "figures": self.poll_figures}.get(group)
+        if again is not None:
+            again()
+        else:
+            super().restart_worker(group)
 
     # -- data in ---------------------------------------------------------------------------------------
 
@@ -160,43 +163,28 @@ class HostScreen(Screen):
         self.query_one(DomainTable).set_lists({a.name for a in msg.autos if a.name},
                                               {i.guest for i in msg.images if i.guest and not i.quarantined})
         self.query_one(AutoList).show(msg.autos, self.running_names)
-        self.query_one(SavedList).show(msg.images, self.app.providers.clock)
+        self.query_one(SavedList).show(msg.images, self.state.providers.clock)
         self.query_one(AutoList).border_title = f"Auto ({len(msg.autos)})"
         self.query_one(SavedList).border_title = f"Saved ({len(msg.images)})"
 
     def on_host_figures_measured(self, msg: HostFiguresMeasured) -> None:
         self.query_one(HostFigures).show(msg.dom0, msg.xen, msg.xen_error)
 
-    def on_events_arrived(self, msg: EventsArrived) -> None:
-        before = self.board_state
-        self.board_state = B.reduce_all(self.board_state, msg.events)
-        self.query_one(EventLog).add(msg.events)
+    def events_drawn(self, msg: EventsArrived, before: B.BoardState) -> None:
         self.set_class(self.board_state.active, "-running")
-        if self.board_state is not before:
-            self.show_board()
+        self.show()
         if any(isinstance(e, (GuestFinished, RunFinished)) for e in msg.events):
             self._rearm("lists", 0.3, self.poll_lists)  # images appear, guests go: look soon
+        self.refresh_bindings()
 
-    def on_run_finished_locally(self, msg: RunFinishedLocally) -> None:
-        self.set_class(self.board_state.active, "-running")
-        self.show_board()
-
-    def on_prefs_changed(self, msg: PrefsChanged) -> None:
-        self.show_board()
-
-    def _tick(self) -> None:
-        if self.board_state.active:
-            self.show_board()
-
-    def show_board(self) -> None:
-        self.query_one(StageBoard).show(self.board_state, self.app.providers.clock(), self.prefs_text())
-
-    def prefs_text(self) -> Text:
-        """Stage toggles, migration target and parallelism, as the next (or current) run uses them."""
-        app = self.app
-        states = {name: app.prefs.stage_state(app.host.cfg, name) for name in TOGGLABLE}
-        target = " ".join(app.prefs.migrate_target) if app.prefs.migrate_target else None
-        return toggle_line(states, target, app.prefs.parallel or app.host.cfg.parallel)
+    def prefs_text(self) -> Text | None:
+        """During a run: the run's own toggles (when steering); else the choices for the next run."""
+        if self.run_active:
+            return self.run_prefs_text()
+        prefs, cfg = self.state.prefs, self.host.cfg
+        states = {name: prefs.stage_state(cfg, name) for name in TOGGLABLE}
+        target = " ".join(prefs.migrate_target) if prefs.migrate_target else None
+        return toggle_line(states, target, prefs.parallel or cfg.parallel)
 
     def selected_guests(self) -> list[str]:
         """Marked guests; else the guest under the cursor of the focused table."""
@@ -212,22 +200,24 @@ class HostScreen(Screen):
             return focused.guest_at_cursor()
         return self.query_one(DomainTable).guest_at_cursor()
 
+    def board_guest(self) -> str | None:
+        """The guest a steering key acts on: the board's cursor, else the domain table's."""
+        return self.cursor_guest()
+
     # -- palette ---------------------------------------------------------------------------------------------
 
     def palette_commands(self) -> list[Command]:
-        active = self.app.run_active
-        return [c for c in HOST_COMMANDS if active or c.action not in RUN_ONLY]
+        active = self.run_active
+        return [c for c in HOST_COMMANDS if active or c.action.split("(", 1)[0] not in RUN_ONLY]
 
     # -- actions: runs ---------------------------------------------------------------------------------------------
 
-    def _refuse_if_busy(self, side_ok: bool = False) -> bool:
+    def _refuse_if_busy(self) -> bool:
         """True (and a notice) when a run stands in the way."""
-        if self.app.run_active and not side_ok:
-            self.notify("A run is in progress: skip, abort or wait for it.", severity="warning")
-            return True
-        headless = headless_run_in_progress(self.app.host.cfg.progress)
-        if headless is not None and not self.app.run_active:
-            self.notify(f"A headless {headless.verb} (pid {headless.pid}) is in progress: press a to follow it.",
+        b = self.board_state
+        if b.active:
+            who = "this console's" if b.run == self.state.own_run else "a headless"
+            self.notify(f"{who.capitalize()} {b.verb} (pid {b.pid}) is in progress: skip, abort or wait for it.",
                         severity="warning")
             return True
         return False
@@ -253,32 +243,61 @@ class HostScreen(Screen):
         if not guests:
             self.notify("Mark guests with space first (or put the cursor on one).", severity="warning")
             return
-        if self._refuse_if_busy(side_ok=True):
+        if self.board_state.active:
+            self.notify("A run is in progress and holds the lock: leave these guests out of it with g, "
+                        "or wait for it to end.", severity="warning")
             return
-        app = self.app
-        if app.run_active and app.board_is_start():
-            self.notify("A start is in progress: wait for it before stopping guests.", severity="warning")
-            return
-        cfg = app.prefs.config_for(app.host.cfg)
+        cfg = self.state.prefs.config_for(self.host.cfg)
         if stage == "migrate" and not cfg.migrate:
             self.notify("No migration target: set one with o first.", severity="warning")
             return
         if stage == "save" and cfg.save_dir is None:
             self.notify("XENDOMAINS_SAVE is empty: there is no save directory.", severity="warning")
             return
-        self.confirm_and_run(RunRequest("stop", only=tuple(guests), stage=stage, side=app.run_active))
+        self.confirm_and_run(RunRequest("stop", only=tuple(guests), stage=stage))
 
     @work(exclusive=True, group="plan", exit_on_error=False)
     async def confirm_and_run(self, req: RunRequest) -> None:
-        plan = await compute_plan(self.app.host, self.app.prefs, req)
-        label = {"migrate": "Migrate", "save": "Save", "shutdown": "Shut down", None: "Evacuate"}[req.stage]
-        if req.verb == "start":
-            label = "Start"
-        ok = await self.app.push_screen_wait(PlanDialog(req.title, plan, run_label=label))
-        if ok:
-            self.app.start_run(req)
+        prefs = self.state.prefs
+        plan = await compute_plan(self.host, prefs, req)
+        watchdog = float(prefs.config_for(self.host.cfg).stop_maxwait or 0)
+        on_hangup = await self.app.push_screen_wait(PlanDialog(req.title, plan, run_label=req.run_label, watchdog=watchdog))
+        if not on_hangup:
+            return
+        opts = req.options(prefs, on_hangup=on_hangup)
+        guests = list(req.only or ())
+        try:
+            launched = await asyncio.to_thread(launch, self.host, req.verb, guests, opts, prefs.parallel)
+        except LaunchError as exc:
+            self.post_message(RunLaunched(None, str(exc)))
+            return
+        self.post_message(RunLaunched(launched))
 
-    # -- actions: interventions ----------------------------------------------------------------------------------------
+    def on_run_launched(self, msg: RunLaunched) -> None:
+        log = self.query_one(EventLog)
+        now = self.state.providers.clock()
+        if msg.launched is None:
+            log.note(f"could not start the run: {msg.error}", level="error", at=now)
+            self.notify(f"Could not start the run: {msg.error}", severity="error", timeout=15, markup=False)
+            return
+        la = msg.launched
+        self.state.launched, self.state.launched_at, self.state.own_run = la, time.time(), ""
+        then = "goes on" if la.on_hangup == "continue" else "stops at a clean point"
+        log.note(f"started xendomains {la.verb} headless ({la.how}); if this terminal goes away it {then}", at=now)
+        self.set_timer(LAUNCH_GRACE, lambda: self._launch_check(la))
+
+    def _launch_check(self, la) -> None:
+        """A launched run that never showed up in the progress file: say what it wrote before it died."""
+        if self.state.launched is not la or self.state.own_run:
+            return
+        if la.pid and pid_alive(la.pid):
+            self.set_timer(LAUNCH_GRACE, lambda: self._launch_check(la))  # waiting for the lock, perhaps
+            return
+        why = la.failure() or (f"see journalctl -u {la.unit}" if la.unit else "no output")
+        self.query_one(EventLog).note(f"the {la.verb} run never started: {why}", level="error")
+        self.notify(f"The {la.verb} run never started: {why}", severity="error", timeout=20, markup=False)
+
+    # -- actions: choices before a run, interventions during one --------------------------------------------------
 
     def action_mark(self) -> None:
         table = self.query_one(DomainTable)
@@ -290,109 +309,69 @@ class HostScreen(Screen):
     def action_clear_marks(self) -> None:
         self.query_one(DomainTable).clear_marks()
 
-    def _run_guests(self) -> list[str]:
-        """Guests for skip actions: the board's cursor when it has focus, else marked / domain cursor."""
-        if isinstance(self.focused, BoardTable):
-            g = self.focused.guest_at_cursor()
-            return [g] if g else []
-        return self.selected_guests()
-
-    def action_skip_stage(self) -> None:
-        if not self.app.run_active:
-            self.notify("No run in progress: turn stages off with 1–5 instead.", severity="warning")
-            return
-        guests = [g for g in self._run_guests() if self.app.running_stage(g)]
-        if not guests:
-            self.notify("No stage is running for that guest (put the board's cursor on a running guest).", severity="warning")
-            return
-        what = ", ".join(f"{g}: {stage_title(self.app.running_stage(g) or '')}" for g in guests)
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                for g in guests:
-                    self.app.skip_stage(g)
-
-        self.app.push_screen(confirm_skip_stage(what), done)
-
     def action_skip_guest(self) -> None:
-        guests = self._run_guests()
+        if self.run_active:
+            super().action_skip_guest()
+            return
+        guests = self.selected_guests()
         if not guests:
             self.notify("No guest under the cursor.", severity="warning")
             return
-        if not self.app.run_active:
-            prefs = self.app.prefs
-            for g in guests:
-                prefs.skipped_guests ^= {g}
-            now = sorted(prefs.skipped_guests)
-            self.notify("Left out of the next run: " + (", ".join(now) if now else "nobody"))
-            return
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                for g in guests:
-                    self.app.skip_guest(g)
-
-        self.app.push_screen(confirm_skip_guest(guests), done)
-
-    def action_abort(self) -> None:
-        self._abort(now=False)
-
-    def action_abort_now(self) -> None:
-        self._abort(now=True)
-
-    def _abort(self, now: bool) -> None:
-        if not self.app.run_active:
-            self.notify("No run in progress.", severity="warning")
-            return
-        def done(ok: bool | None) -> None:
-            if ok:
-                self.app.abort_runs(now=now)
-
-        self.app.push_screen(confirm_abort(now), done)
+        prefs = self.state.prefs
+        for g in guests:
+            prefs.skipped_guests ^= {g}
+        now = sorted(prefs.skipped_guests)
+        self.notify("Left out of the next run: " + (", ".join(now) if now else "nobody"))
 
     def action_toggle_stage(self, name: str) -> None:
-        app = self.app
-        state = app.prefs.stage_state(app.host.cfg, name)
+        if self.run_active:
+            super().action_toggle_stage(name)
+            return
+        prefs = self.state.prefs
+        state = prefs.stage_state(self.host.cfg, name)
         if state == "n/a":
             why = "set a migration target with o" if name == "migrate" else "the config gives it nothing to do"
             self.notify(f"{stage_title(name)} cannot be turned on: {why}.", severity="warning")
             return
-        app.set_stage(name, enabled=(state == "off"))
-
-    def action_move_target(self) -> None:
-        guests = self._run_guests()
-        session = self.app.session
-        if not guests or session is None or not self.app.run_active:
-            self.notify("Moving a guest to another target works during an evacuation with several targets.",
-                        severity="warning")
-            return
-
-        def apply(target: str) -> None:
-            problem = session.control.move_guest(guests[0], target)
-            if problem:
-                self.notify(f"Could not move {guests[0]}: {problem}", severity="error")
-
-        ask_move_target(self, guests[0], self.board_state, apply)
+        (prefs.disabled.discard if state == "off" else prefs.disabled.add)(name)
+        self.show()
 
     def action_migrate_target(self) -> None:
-        cur = " ".join(self.app.prefs.migrate_target or self.app.host.cfg.migrate)
-        ask_migration_target(self, cur, "this run", self.app.set_migrate_target)
+        if self.run_active:
+            super().action_migrate_target()
+            return
+        prefs = self.state.prefs
+
+        def apply(words):
+            prefs.migrate_target = tuple(words) if words else None
+            self.show()
+
+        ask_migration_target(self, " ".join(prefs.migrate_target or self.host.cfg.migrate), "the next run", apply)
+
+    def _set_parallel(self, n: int) -> None:
+        self.state.prefs.parallel = n
+        self.show()
 
     def action_parallel(self) -> None:
-        ask_parallelism(self, self.app.prefs.parallel or self.app.host.cfg.parallel,
-                        "How many guests are handled at once.", self.app.set_parallel)
+        if self.run_active:
+            super().action_parallel()
+            return
+        ask_parallelism(self, self.state.prefs.parallel or self.host.cfg.parallel, "How many guests are handled at once.",
+                        self._set_parallel)
 
     def action_parallel_step(self, delta: int) -> None:
-        cur = self.app.prefs.parallel or self.app.host.cfg.parallel
-        self.app.set_parallel(max(1, cur + delta))
+        if self.run_active:
+            super().action_parallel_step(delta)
+            return
+        self._set_parallel(max(1, (self.state.prefs.parallel or self.host.cfg.parallel) + delta))
 
     def action_attach(self) -> None:
-        self.app.attach()
+        from .attach import AttachScreen
+
+        if not isinstance(self.app.screen, AttachScreen):
+            self.app.push_screen(AttachScreen(self.state))
 
     def action_refresh(self) -> None:
         self.poll_lists()
         self.poll_figures()
         self.watch_domains()
-
-    async def action_quit(self) -> None:
-        await self.app.action_quit()

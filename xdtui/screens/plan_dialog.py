@@ -1,11 +1,20 @@
 """The plan confirmation: what each guest will go through under the current choices.
 
-Shown before every run the console starts (`xdcore.plan.stop_plan` /
-`start_plan`, the same plan `xendomains plan` prints).  A `ModalScreen[bool]`:
-True runs it.
+Shown before every run the console launches (`xdcore.plan.stop_plan` /
+`start_plan`, the same plan `xendomains plan` prints).  Each guest's stages
+read as the fallback chain they are ("Save, else Shutdown"); guests left out
+are named with why; a guest whose estimate exceeds its watchdog is warned
+about.  Long lists are capped ("… and 437 more") so the dialog stays quick
+and its buttons stay on screen; the table scrolls.
+
+It also asks what the run does if this terminal goes away (`t` toggles):
+continue (the default) or stop at a clean point.  A `ModalScreen[str | None]`:
+"continue" / "stop" runs it, None cancels.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,12 +23,35 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Static
 
-from xdcore.plan import Plan
+from xdcore.pipeline.stages import STAGES
+from xdcore.plan import GuestPlan, Plan
 from xdcore.timeline import plan_bars
 
 from ..formatting import duration, size
 from ..widgets.stage_board import stage_title
 from ..widgets.timeline import TimelineView
+
+#: rows shown in the table (planned guests, then those left out); the rest are counted
+ROW_CAP = 200
+#: names listed inline in the summary lines
+NAME_CAP = 8
+
+
+def chain(stages: Sequence[str]) -> str:
+    """'SysRq, then Migrate, else Save, else Shutdown': a stage that ends the guest falls through with 'else'."""
+    out = ""
+    for i, s in enumerate(stages):
+        if i:
+            prev = STAGES.get(stages[i - 1])
+            out += ", else " if prev is None or prev.terminal else ", then "
+        out += stage_title(s)
+    return out or "nothing"
+
+
+def names(items: Sequence[str], cap: int = NAME_CAP) -> str:
+    """'a, b, c … and 437 more'."""
+    shown = ", ".join(items[:cap])
+    return shown + (f" … and {len(items) - cap} more" if len(items) > cap else "")
 
 
 def common_reasons(plan: Plan) -> tuple[str, ...]:
@@ -30,7 +62,14 @@ def common_reasons(plan: Plan) -> tuple[str, ...]:
     return tuple(r for r in staged[0].reasons if all(r in g.reasons for g in staged[1:]))
 
 
-def plan_summary(plan: Plan) -> Text:
+def over_watchdog(plan: Plan, watchdog: float) -> list[GuestPlan]:
+    """Guests whose estimate exceeds the watchdog of one command (XENDOMAINS_STOP_MAXWAIT)."""
+    if watchdog <= 0 or plan.verb != "stop":
+        return []
+    return [g for g in plan.guests if g.estimate_s > watchdog and any(STAGES[s].watchdog for s in g.stages if s in STAGES)]
+
+
+def plan_summary(plan: Plan, watchdog: float = 0.0) -> Text:
     t = Text()
     t.append(f"{len(plan.guests)} guest{'s' if len(plan.guests) != 1 else ''}", style="bold")
     t.append(f", {plan.parallel} at a time" if plan.parallel else ", auto")
@@ -40,9 +79,13 @@ def plan_summary(plan: Plan) -> Text:
     if plan.save_dir_free is not None and plan.save_needed:
         t.append(f"\nsave directory: {size(plan.save_needed)} needed, {size(plan.save_dir_free)} free")
     if plan.no_room:
-        t.append("\nno room to save (shut down instead): " + ", ".join(plan.no_room), style="yellow")
+        t.append("\nno room to save (shut down instead): " + names(plan.no_room), style="yellow")
     if plan.host_stages and plan.verb == "stop":
-        t.append("\nhost stages: " + " → ".join(stage_title(s) for s in plan.host_stages), style="dim")
+        t.append("\nhost stages: " + ", then ".join(stage_title(s) for s in plan.host_stages), style="dim")
+    late = over_watchdog(plan, watchdog)
+    if late:
+        t.append(f"\nwatchdog {duration(watchdog)} (XENDOMAINS_STOP_MAXWAIT) is shorter than the estimate of "
+                 + names([f"{g.guest} ({duration(g.estimate_s)})" for g in late], 4), style="bold yellow")
     for r in common_reasons(plan):
         t.append(f"\n{r}", style="dim")
     for n in plan.notes:
@@ -50,58 +93,86 @@ def plan_summary(plan: Plan) -> Text:
     return t
 
 
-class PlanDialog(ModalScreen[bool]):
-    """The plan, then Run or Cancel."""
+def hangup_text(on_hangup: str) -> Text:
+    t = Text("If this terminal goes away: ")
+    t.append("continue", style="bold reverse" if on_hangup == "continue" else "dim")
+    t.append(" / ")
+    t.append("stop at a clean point", style="bold reverse" if on_hangup == "stop" else "dim")
+    t.append("  (t toggles)", style="dim")
+    return t
+
+
+class PlanDialog(ModalScreen["str | None"]):
+    """The plan, the hangup choice, then Run or Cancel."""
 
     DEFAULT_CSS = """
     PlanDialog { align: center middle; }
-    PlanDialog > Vertical { width: 92%; max-width: 110; height: auto; max-height: 96%;
+    PlanDialog > Vertical { width: 96%; max-width: 120; height: auto; max-height: 100%;
         border: heavy $warning; background: $surface; padding: 0 1; }
     PlanDialog #plan-title { text-style: bold; padding: 0 1; }
-    PlanDialog #plan-summary { padding: 0 1; height: auto; }
-    PlanDialog DataTable { height: auto; max-height: 12; margin: 1 0 0 0; }
-    PlanDialog #plan-timeline { max-height: 14; overflow-y: auto; }
-    PlanDialog #plan-buttons { height: auto; align-horizontal: right; }
-    PlanDialog Button { margin-left: 2; }
+    PlanDialog #plan-summary { padding: 0 1; height: auto; max-height: 8; overflow-y: auto; }
+    PlanDialog DataTable { height: auto; max-height: 1fr; min-height: 3; }
+    PlanDialog #plan-timeline { max-height: 8; overflow-y: auto; }
+    PlanDialog #plan-hangup { padding: 0 1; height: 1; }
+    PlanDialog #plan-buttons { height: 1; align-horizontal: right; }
+    PlanDialog Button { margin-left: 2; height: 1; min-width: 10; border: none; }
     """
     BINDINGS = [
         Binding("y", "answer(True)", "Run", show=False),
         Binding("n,escape", "answer(False)", "Cancel", show=False),
+        Binding("t", "toggle_hangup", "If the terminal goes away", show=False),
     ]
 
-    def __init__(self, title: str, plan: Plan, run_label: str = "Run") -> None:
+    def __init__(self, title: str, plan: Plan, run_label: str = "Run", watchdog: float = 0.0) -> None:
         super().__init__()
-        self.title_text, self.plan, self.run_label = title, plan, run_label
+        self.title_text, self.plan, self.run_label, self.watchdog = title, plan, run_label, watchdog
+        self.on_hangup = "continue"
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text + " — the plan", id="plan-title")
-            yield Static(plan_summary(self.plan), id="plan-summary")
+            yield Static(plan_summary(self.plan, self.watchdog), id="plan-summary")
             yield DataTable(cursor_type="row", id="plan-table")
             if self.plan.scheduled:
                 yield TimelineView(plan_bars(self.plan), id="plan-timeline")
+            yield Static(hangup_text(self.on_hangup), id="plan-hangup")
             with Horizontal(id="plan-buttons"):
-                yield Button(f"{self.run_label} (y)", variant="warning", id="run", disabled=not self.plan.guests and self.plan.verb != "start")
+                yield Button(f"{self.run_label} (y)", variant="warning", id="run", disabled=not self.runnable)
                 yield Button("Cancel (n)", id="cancel")
+
+    @property
+    def runnable(self) -> bool:
+        return bool(self.plan.guests) or self.plan.verb == "start"
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Guest", "Goes through", "Est.", "Why")
         common = set(common_reasons(self.plan))
-        for g in self.plan.guests:
-            stages = " → ".join(stage_title(s) for s in g.stages) if g.stages else "nothing"
+        late = {g.guest for g in over_watchdog(self.plan, self.watchdog)}
+        rows = 0
+        for g in self.plan.guests[:ROW_CAP]:
             why = g.note or "; ".join(r for r in g.reasons if r not in common)
-            table.add_row(g.guest, stages, duration(g.estimate_s), Text(why, style="yellow" if g.note else "dim"), key=g.guest)
-        for name, why in self.plan.skipped:
-            if name in {g.guest for g in self.plan.guests}:
-                continue
+            est = Text(duration(g.estimate_s) + (" ⚠" if g.guest in late else ""), style="bold yellow" if g.guest in late else "")
+            table.add_row(g.guest, chain(g.stages), est, Text(why, style="yellow" if g.note else "dim"), key=g.guest)
+            rows += 1
+        planned = {g.guest for g in self.plan.guests}
+        left_out = [(n, why) for n, why in self.plan.skipped if n not in planned]
+        for name, why in left_out[: max(0, ROW_CAP - rows)]:
             table.add_row(Text(name, style="dim"), Text("left out", style="yellow"), "", Text(why, style="dim"))
+            rows += 1
+        more = len(self.plan.guests) + len(left_out) - rows
+        if more > 0:
+            table.add_row(Text(f"… and {more} more", style="dim italic"), "", "", "")
         self.query_one("#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "run")
+        self.action_answer(event.button.id == "run")
+
+    def action_toggle_hangup(self) -> None:
+        self.on_hangup = "stop" if self.on_hangup == "continue" else "continue"
+        self.query_one("#plan-hangup", Static).update(hangup_text(self.on_hangup))
 
     def action_answer(self, yes: bool) -> None:
-        if yes and not self.plan.guests and self.plan.verb != "start":
+        if yes and not self.runnable:
             return
-        self.dismiss(yes)
+        self.dismiss(self.on_hangup if yes else None)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding
 from textual.geometry import Size
 from textual.widgets import DataTable
 
@@ -24,7 +25,9 @@ def render(spec: Spec) -> Text | str:
 
 
 class KeyedTable(DataTable):
-    """A DataTable whose rows are keyed by a domain key (guest name, file path)."""
+    """A DataTable whose rows are keyed by a domain key (guest name, file path); j/k move like arrows."""
+
+    BINDINGS = [Binding("j", "cursor_down", "Down", show=False), Binding("k", "cursor_up", "Up", show=False)]
 
     def __init__(self, **kw) -> None:
         kw.setdefault("cursor_type", "row")

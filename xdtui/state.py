@@ -1,0 +1,39 @@
+"""What the App and its screens share: passed to each screen, never reached for through the App.
+
+No Textual here.  `ConsoleState` is the one small model object both sides
+import (so no screen imports `xdtui.app`): the host, the providers, the
+operator's choices for the next run, and the run this console launched —
+the one its hangup is reported to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .host import HostContext
+from .launch import Launched
+from .providers import Providers
+from .runs import RunPrefs
+
+
+@dataclass
+class ConsoleState:
+    host: HostContext
+    providers: Providers
+    prefs: RunPrefs = field(default_factory=RunPrefs)
+    attach_poll: float = 0.2
+    launched: Launched | None = None  # the last run this console launched
+    launched_at: float = 0.0
+    own_run: str = ""  # its run id, once its RunStarted was read from the progress file
+    closing: bool = False
+    tty: str | None = None  # this console's terminal, sent with each steering request (asked once: it may go away)
+
+    def adopt(self, run: str, pid: int, at: float) -> bool:
+        """A RunStarted read from the progress file: is it the run this console launched?  (Remembered.)"""
+        la = self.launched
+        if la is None or self.own_run or at < self.launched_at - 1.0:
+            return False
+        if la.pid and pid != la.pid:
+            return False
+        self.own_run = run
+        return True
