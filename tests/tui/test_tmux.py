@@ -1,8 +1,10 @@
 """`xdtui --demo` in a real terminal (tmux, a private server), used the way a person would.
 
-send-keys types, capture-pane reads the screen.  The second test hangs up the
-terminal (kills the tmux server: SIGHUP) in the middle of an evacuation and
-checks the console stopped the run at a clean point, released the lock and exited.
+send-keys types, capture-pane reads the screen.  The second test chooses "stop
+at a clean point" in the plan dialog, hangs up the terminal (kills the tmux
+server: SIGHUP) in the middle of the evacuation and checks the console told the
+headless run, which stopped at a clean point and released the lock, and that the
+console exited.  (The default, "continue", is shown over real SSH in test_ssh.)
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def test_a_person_evacuates_the_demo_host_in_tmux(tmux, tmp_path):
     assert "e Evacuate" in screen and "web01" in screen
     tmux.keys("e")
     screen = tmux.wait_for("the plan")
-    assert "Save → Shutdown" in screen
+    assert "Save, else Shutdown" in screen
     tmux.keys("y")
     tmux.wait_for("12/12 guests", timeout=30)
     tmux.wait_for("  done", timeout=10)  # the run finished (exit 0)
@@ -100,7 +102,7 @@ def test_a_person_evacuates_the_demo_host_in_tmux(tmux, tmp_path):
     assert {d.name for d in simhost.load(state).domains if d.domid} == {"legacy-app"}
 
 
-def test_hanging_up_during_a_run_stops_it_cleanly_and_releases_the_lock(tmux, tmp_path):
+def test_hanging_up_during_a_run_chosen_to_stop_stops_it_cleanly_and_releases_the_lock(tmux, tmp_path):
     state = tmp_path / "demo"
     from xdtui.demo import demo_host
 
@@ -113,6 +115,7 @@ def test_hanging_up_during_a_run_stops_it_cleanly_and_releases_the_lock(tmux, tm
     pid = pane if "xdtui.cli" in " ".join(psutil.Process(pane).cmdline()) else _console_pid(pane)
     tmux.keys("e")
     tmux.wait_for("the plan")
+    tmux.keys("t")  # if this terminal goes away: stop at a clean point
     tmux.keys("y")
     tmux.wait_for("▶")
     assert host.cfg.lockfile.exists()
@@ -123,9 +126,16 @@ def test_hanging_up_during_a_run_stops_it_cleanly_and_releases_the_lock(tmux, tm
     except psutil.TimeoutExpired:
         proc.kill()
         raise AssertionError("the console did not exit after the hangup")
+    from tests.support import wait_for
+
+    def events():
+        return [from_json(x) for x in host.cfg.progress.read_text().splitlines()]
+
+    wait_for(lambda: isinstance(events()[-1], RunFinished), timeout=30, what="the headless run to stop")
+    events = events()
     assert not host.cfg.lockfile.exists()
-    events = [from_json(x) for x in host.cfg.progress.read_text().splitlines()]
-    assert isinstance(events[-1], RunFinished)
+    hangup = next(e for e in events if e.kind == "control_applied" and e.action == "hangup")
+    assert hangup.value == "stop"
     outcomes = {e.guest: e.outcome for e in events if e.kind == "guest_finished"}
     assert "skipped" in outcomes.values()  # the abort: nothing new started
     assert set(outcomes.values()) <= {"saved", "skipped", "shutdown", "zombie"}
