@@ -5,7 +5,7 @@
 
 On this host the toolstack is detected (xl, else xm) and the config read from
 the usual places; `--demo` lays out a simulated host (no root needed) and
-drives it in-process.  With a headless `xendomains` run in progress the
+starts runs on it as headless `xendomains` processes, like on a real host.  With a headless `xendomains` run in progress the
 console attaches to it on its own; `--attach` does so explicitly.
 """
 
@@ -57,7 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         temporary = getattr(ns, "temporary_state", None)
         if temporary is not None:  # `--demo` without `--state`: a throwaway host, nothing to keep
-            shutil.rmtree(temporary, ignore_errors=True)
+            from .follow import headless_run_in_progress
+
+            if headless_run_in_progress(temporary / "run" / "progress.jsonl"):  # unless a run on it goes on
+                sys.stderr.write(f"xdtui: the demo host {temporary} is kept: a run on it goes on "
+                                 f"(xdtui --demo --state {temporary} attaches to it)\n")
+            else:
+                shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _main(ns: argparse.Namespace) -> int:
