@@ -141,26 +141,26 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
     second.socket += "-b"
     try:
         first.start(sshd.ssh(console_command(state)), width=100, height=32)
-        first.wait_for("Saved (2)", timeout=40)
+        first.wait_for("Saved (2)", timeout=60)
         first.keys("e")
-        first.wait_for("the plan")
+        first.wait_for("the plan", timeout=60)
         first.keys("y")
-        first.wait_for("▶", timeout=30)  # a stage runs: the evacuation is under way
+        first.wait_for("▶", timeout=60)  # a stage runs: the evacuation is under way
         console = [p for p in psutil.process_iter(["cmdline"]) if "xdtui.cli" in " ".join(p.info["cmdline"] or ())
                    and str(state) in " ".join(p.info["cmdline"] or ())]
         ssh_client_of(first).kill()  # the connection is gone; sshd hangs up the session
         wait_for(lambda: any(isinstance(e, ev.ControlApplied) and e.action == "hangup" for e in progress_events(progress)),
-                 timeout=30, what="the console to tell the run its terminal went away")
+                 timeout=60, what="the console to tell the run its terminal went away")
         for p in console:
-            p.wait(timeout=20)  # the first console left
+            p.wait(timeout=60)  # the first console left
 
         started = next(e for e in progress_events(progress) if isinstance(e, ev.RunStarted))
         assert started.on_hangup == "continue" and psutil.pid_exists(started.pid)
 
         # a second session finds the run and steers it
         second.start(sshd.ssh(console_command(state)), width=120, height=40)
-        second.wait_for("ATTACHED", timeout=40)
-        second.wait_for(" steering ", timeout=20)
+        second.wait_for("ATTACHED", timeout=60)
+        second.wait_for(" steering ", timeout=60)
 
         def backup_hangs() -> bool:
             evs = progress_events(progress)
@@ -172,7 +172,7 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
         order = [e.guest for e in progress_events(progress) if isinstance(e, ev.GuestPlanned)]
         second.keys(*["j"] * order.index("backup"))
         second.keys("n")
-        second.wait_for("Skip stage")
+        second.wait_for("Skip stage", timeout=60)
         second.keys("y")
         wait_for(lambda: isinstance(progress_events(progress)[-1], ev.RunFinished), timeout=60, what="the run to end")
         evs = progress_events(progress)
@@ -195,17 +195,17 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
 
         # the same console starts the host again, and aborts that run
         second.keys("h")
-        second.wait_for("Domains (1")
+        second.wait_for("Domains (1", timeout=60)
         second.keys("s")
-        second.wait_for("the plan")
+        second.wait_for("the plan", timeout=60)
         second.keys("y")
         wait_for(lambda: (evs := progress_events(progress)) and isinstance(evs[0], ev.RunStarted)
                  and evs[0].verb == "start" and any(isinstance(e, ev.StageStarted) and e.guest for e in evs),
                  timeout=40, what="the start to run")
-        second.wait_for("▶", timeout=20)
-        second.wait_for("Abort", timeout=20)
+        second.wait_for("▶", timeout=60)
+        second.wait_for("Abort", timeout=60)
         second.keys("x")
-        second.wait_for("Abort run")
+        second.wait_for("Abort run", timeout=60)
         second.keys("y")
         wait_for(lambda: isinstance(progress_events(progress)[-1], ev.RunFinished), timeout=60, what="the start to end")
         evs = progress_events(progress)
