@@ -59,3 +59,21 @@ def pid_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def hang_sysrq_instead(state_dir: Path, guest: str = "backup", watchdog: int = 600) -> None:
+    """The demo host with SysRq on and `guest`'s SysRq hanging instead of its save (skipping a hung SysRq
+    falls through to the save; skipping a save leaves the guest suspended, as real xl does)."""
+    conf = state_dir / "xendomains.conf"
+    text = conf.read_text().replace('XENDOMAINS_SYSRQ=""', 'XENDOMAINS_SYSRQ="s"')
+    for maxwait in ("XENDOMAINS_STOP_MAXWAIT=2\n", "XENDOMAINS_STOP_MAXWAIT=20\n"):
+        text = text.replace(maxwait, f"XENDOMAINS_STOP_MAXWAIT={watchdog}\n")
+    conf.write_text(text)
+    with simhost.transaction(state_dir) as st:
+        st.faults = [f for f in st.faults if not (f.op == "save" and f.guest == guest)]
+        st.faults.append(simhost.Fault("sysrq", guest, "hang"))
+
+
+def clear_faults(state_dir: Path) -> None:
+    with simhost.transaction(state_dir) as st:
+        st.faults = []

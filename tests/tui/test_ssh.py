@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from tests.support import wait_for
+from tests.tui.conftest import hang_sysrq_instead
 from tests.tui.test_tmux import REPO, Tmux
 from xdcore import events as ev
 from xdcore.sim import host as simhost
@@ -129,8 +130,9 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
     state = short_tmp / "demo"
     host = demo_host(state, fast=True)
     conf = state / "xendomains.conf"
-    # backup's save hangs (a demo fault): with a long watchdog it waits for the operator to skip it
-    conf.write_text(conf.read_text().replace("XENDOMAINS_STOP_MAXWAIT=2", "XENDOMAINS_STOP_MAXWAIT=600"))
+    # SysRq on, and backup's hangs: with a long watchdog it waits for the operator to skip it (skipping a
+    # SysRq falls through to the save; a skipped save would leave the guest suspended, as real xl does)
+    hang_sysrq_instead(state, "backup")
     with simhost.transaction(state) as st:
         st.latency.update({"save": 0.3, "restore": 1.0})
     progress = host.cfg.progress
@@ -164,11 +166,11 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
 
         def backup_hangs() -> bool:
             evs = progress_events(progress)
-            running = {e.guest for e in evs if isinstance(e, ev.StageStarted) and e.guest and e.stage == "save"}
+            running = {e.guest for e in evs if isinstance(e, ev.StageStarted) and e.guest and e.stage == "sysrq"}
             finished = {e.guest for e in evs if isinstance(e, ev.GuestFinished)}
             return "backup" in running and "backup" not in finished
 
-        wait_for(backup_hangs, timeout=60, what="backup's save to hang")
+        wait_for(backup_hangs, timeout=60, what="backup's SysRq to hang")
         order = [e.guest for e in progress_events(progress) if isinstance(e, ev.GuestPlanned)]
         second.keys(*["j"] * order.index("backup"))
         second.keys("n")
@@ -177,8 +179,8 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
         wait_for(lambda: isinstance(progress_events(progress)[-1], ev.RunFinished), timeout=60, what="the run to end")
         evs = progress_events(progress)
         outcomes = {e.guest: e.outcome for e in evs if isinstance(e, ev.GuestFinished)}
-        assert outcomes.pop("backup") == "shutdown" and outcomes.pop("legacy-app") == "zombie"
-        assert set(outcomes.values()) == {"saved"} and len(outcomes) == 10
+        assert outcomes.pop("legacy-app") == "zombie"
+        assert set(outcomes.values()) == {"saved"} and len(outcomes) == 11
         assert {d.name for d in simhost.load(state).domains if d.domid} == {"legacy-app"}  # every guest evacuated
         skip = next(e for e in evs if isinstance(e, ev.ControlApplied) and e.action == "skip_stage")
         assert skip.guest == "backup" and skip.by.startswith(f"uid {os.getuid()} tty /dev/pts/")
@@ -189,7 +191,7 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
                                 text=True, env=env, timeout=30).stdout
         assert "if its terminal went away: continue" in report
         assert "hangup: the console's terminal went away (uid" in report and "the run continued" in report
-        assert f"skip_stage backup save (by {skip.by})" in report
+        assert f"skip_stage backup sysrq (by {skip.by})" in report
         for guest in order:
             assert f"  {guest} " in report
 

@@ -84,6 +84,11 @@ def _console_pid(shell_pid: int, timeout: float = 10.0) -> int:
 
 def test_a_person_evacuates_the_demo_host_in_tmux(tmux, tmp_path):
     state, done = tmp_path / "demo", tmp_path / "exit-code"
+    from xdtui.demo import demo_host
+
+    demo_host(state, fast=True)
+    with simhost.transaction(state) as st:
+        st.faults = []  # no hanging save: every guest is evacuated
     tmux.start(f"sh -c '{sys.executable} -m xdtui.cli --demo --fast --state {state}; echo $? > {done}; sleep 60'")
     tmux.wait_for("Domains (12")
     screen = tmux.wait_for("Saved (2)")
