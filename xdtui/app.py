@@ -17,6 +17,7 @@ import sys
 
 from textual.app import App
 from textual.binding import Binding
+from textual.command import SearchIcon
 
 from xdcore.control_socket import ControlClient, ControlError, own_tty, socket_path
 
@@ -27,6 +28,11 @@ from .providers import Providers
 from .screens.attach import AttachScreen
 from .screens.host import HostScreen
 from .state import ConsoleState
+
+
+# The palette's search mark: Textual's 🔎 is missing from common terminal and SVG fonts and some terminals draw
+# it two cells wide, which shifts the rest of the line (the screenshots showed both).  A mark every font has.
+SearchIcon.icon = "›"  # type: ignore[assignment]
 
 
 class XdApp(App[int]):

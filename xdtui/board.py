@@ -21,6 +21,7 @@ late "skipped" from the first run cannot overwrite the second run's result.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -88,6 +89,7 @@ class GuestRow:
     detail: str = ""
     command_started: float | None = None  # the running command's start, for the watchdog countdown
     command_timeout: float = 0.0
+    errors: tuple[tuple[str, str], ...] = ()  # (command, its whole stderr) of each command that failed
     group: int = -1  # its order group (GroupStarted.index), -1 before its group begins or without groups
     group_label: str = ""
     gate: str = ""  # readiness gate: "" none, "waiting", "ready", "not ready"
@@ -341,7 +343,12 @@ def _reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of
         return _with_row(b, dataclasses.replace(row, command_started=e.at, command_timeout=e.timeout))
     if isinstance(e, CommandFinished):
         row = b.rows.get(e.guest) if e.guest else None
-        if row is None or row.command_started is None or (row.run and e.run and row.run != e.run):
+        if row is None or (row.run and e.run and row.run != e.run):
+            return b
+        if e.returncode != 0:
+            why = "killed" if e.returncode is None else f"exit {e.returncode}"
+            row = dataclasses.replace(row, errors=row.errors + ((f"{shlex.join(e.argv)}  ({why})", e.stderr),))
+        elif row.command_started is None:
             return b
         return _with_row(b, dataclasses.replace(row, command_started=None, command_timeout=0.0))
     if isinstance(e, GroupStarted):

@@ -32,11 +32,12 @@ HOST_COMMANDS: tuple[Command, ...] = (
     Command("e", "evacuate", "Evacuate host", "Run the stop pipeline for every guest, after showing the plan", "Evacuate"),
     Command("E", "evacuate_selected", "Evacuate selected", "Run the stop pipeline for the marked guests (or the one under the cursor)"),
     Command("s", "start", "Start host", "Run the start pipeline: restore saved guests, create the auto ones", "Start"),
-    Command("m", "one_stage('migrate')", "Migrate selected", "Migrate the marked guests now (no save or shutdown)", "Migrate"),
-    Command("v", "one_stage('save')", "Save selected", "Save the marked guests now (no migrate or shutdown)", "Save"),
+    Command("m", "one_stage('migrate')", "Migrate selected", "Migrate the marked guests now (no save or shutdown)"),
+    Command("v", "one_stage('save')", "Save selected", "Save the marked guests now (no migrate or shutdown)"),
     Command("d", "one_stage('shutdown')", "Shut down selected", "Shut down the marked guests now (no migrate or save)"),
     Command("space", "mark", "Mark guest", "Mark or unmark the guest under the cursor for the 'selected' actions", "Mark"),
     Command("c", "clear_marks", "Clear marks", "Unmark every guest"),
+    Command("slash", "filter", "Filter guests", "Show only the guests whose name or state holds a text (empty: all)"),
     Command("n", "skip_stage", "Skip stage", "Skip the stage the guest under the cursor is running: it falls through to the next", "Skip stage"),
     Command("g", "skip_guest", "Skip guest", "Leave the guest under the cursor (or the marked ones) out of the run"),
     Command("x", "abort", "Abort run", "Start nothing new; running stages finish; the lock is released", "Abort"),
@@ -50,10 +51,11 @@ HOST_COMMANDS: tuple[Command, ...] = (
     Command("t", "move_target", "Move guest to target",
             "Send the guest under the cursor to another of the run's migration targets (before its migration begins)"),
     Command("p", "parallel", "Set parallelism", "How many guests are handled at once"),
-    Command("plus", "parallel_step(1)", "More parallel", "One more guest at once"),
+    Command("plus", "parallel_step(1)", "More parallel", "One more guest at once", "Parallel"),
     Command("minus", "parallel_step(-1)", "Less parallel", "One guest fewer at once"),
     Command("a", "attach", "Show the run full screen", "The run in progress (whoever started it) full screen, and whether this console may steer it"),
     Command("r", "refresh", "Refresh", "Read domains, lists and figures now"),
+    Command("z", "zoom", "Zoom pane", "The focused pane (domains, board, log, lists) full screen; z again: back"),
     Command("question_mark", "help", "Keys", "Every key of this screen and what it does", "Help"),
     Command("q", "quit", "Quit", "Leave the console (a run goes on: it is headless)", "Quit"),
 )
@@ -62,6 +64,7 @@ HOST_COMMANDS: tuple[Command, ...] = (
 ATTACH_COMMANDS: tuple[Command, ...] = (
     Command("h", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host", "Host view"),
     Command("escape", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host"),
+    Command("z", "zoom", "Zoom pane", "The focused pane (board, log) full screen; z again: back"),
     Command("question_mark", "help", "Keys", "Every key of this screen and what it does", "Help"),
     Command("q", "quit", "Quit", "Leave the console (the run goes on: it is headless)", "Quit"),
 )
@@ -83,7 +86,7 @@ def action_name(action: str) -> str:
 
 STEER_COMMANDS: tuple[Command, ...] = tuple(
     Command(c.key, c.action, c.title,
-            _STEER_HELP.get(action_name(c.action), c.help.replace(" for this and later runs", " for this run")))
+            _STEER_HELP.get(action_name(c.action), c.help.replace(" for this and later runs", " for this run")), c.footer)
     for c in HOST_COMMANDS if action_name(c.action) in STEER_ACTIONS
 )
 

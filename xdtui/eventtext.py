@@ -92,7 +92,7 @@ def describe(e: Event) -> Line | None:  # noqa: C901 - a table of cases
         wd = f" (watchdog {e.timeout:g}s)" if e.timeout else ""
         return "info", f"$ {shlex.join(e.argv)}{wd}"
     if isinstance(e, CommandFinished):
-        if e.returncode == 0:
+        if e.returncode == 0 or e.returncode is None:  # killed: the stage's own line says timeout / cancelled
             return None
         why = "killed" if e.returncode is None else f"exit {e.returncode}"
         err = e.stderr.strip().splitlines()[-1] if e.stderr.strip() else ""

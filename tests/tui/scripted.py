@@ -43,8 +43,9 @@ def _image(path: Path, name: str, size: int) -> None:
     os.utime(path, (FROZEN_AT - 5 * 3600, FROZEN_AT - 5 * 3600))
 
 
-def scripted_host(name: str) -> HostContext:
-    """A fresh fixed directory ROOT/name with auto configs and save images, and a fake toolstack."""
+def scripted_host(name: str, extra: int = 0) -> HostContext:
+    """A fresh fixed directory ROOT/name with auto configs and save images, and a fake toolstack
+    (`extra` more guests vm001… for a big host)."""
     root = ROOT / name
     shutil.rmtree(root, ignore_errors=True)
     (root / "auto").mkdir(parents=True)
@@ -55,6 +56,10 @@ def scripted_host(name: str) -> HostContext:
         d = ts.add(g, mem, flags)
         ts.domains[d.domid] = Domain(d.domid, g, memory_mib=mem, vcpus=vcpus, cpu_time=cpu,
                                      state=DomainState.from_flags(flags))
+    for i in range(extra):
+        d = ts.add(f"vm{i + 1:03d}", 1024 + 512 * (i % 4), "-b----")
+        ts.domains[d.domid] = Domain(d.domid, d.name, memory_mib=d.memory_mib, vcpus=1 + i % 2, cpu_time=60.0 * (i % 50),
+                                     state=DomainState.from_flags("-b----"))
     for g in AUTO:
         p = root / "auto" / f"{g}.cfg"
         p.write_text(f'name = "{g}"\n')

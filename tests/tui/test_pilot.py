@@ -294,23 +294,27 @@ async def test_start_host_restores_saved_guests_and_creates_the_missing_auto_one
     assert demo.cfg.lockfile.exists()  # start leaves the "service started" marker, as the classic script
 
 
-async def test_one_stage_now_during_a_run_is_refused_and_says_how_to_leave_the_guest_out(demo):
+async def test_during_a_run_the_footer_offers_steering_and_starting_another_run_is_not_offered(demo):
     set_latency(demo.demo_dir, save=0.4)
     app = make_app(demo, Providers.frozen())
-    seen: list[str] = []
-    real = app.notify
-    app.notify = lambda message, *a, **kw: (seen.append(str(message)), real(message, *a, **kw))[1]
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
+        footer = lambda: {b.binding.action.split("(")[0] for b in app.screen.active_bindings.values()  # noqa: E731
+                          if b.enabled and b.binding.show}
+        assert {"evacuate", "start", "mark", "help", "quit"} <= footer() and not {"skip_stage", "abort"} & footer()
         await evacuate_until_first_save(pilot, app)
-        await pilot.press("v")
+        await wait_for(pilot, lambda: {"skip_stage", "abort", "parallel_step", "help", "quit"} <= footer(),
+                       what="the footer to follow the run")
+        assert not {"evacuate", "start", "mark"} & footer()
+        assert "Save selected" not in {c.title for c in app.screen.palette_commands()}
+        await pilot.press("v")  # save selected: not while a run holds the lock
         await pilot.pause(0.1)
         assert isinstance(app.screen, HostScreen)
-        assert any("leave these guests out of it with g" in m for m in seen)
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the abort confirmation")
         await pilot.press("y")
         await run_to_end(pilot, app)
+        await wait_for(pilot, lambda: "evacuate" in footer(), what="the footer to follow the end of the run")
 
 
 async def test_turning_save_off_mid_run_shuts_the_remaining_guests_down(demo):

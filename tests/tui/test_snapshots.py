@@ -1,6 +1,8 @@
-"""Snapshot tests, one per screen, on a host that looks the same every time (see scripted.py).
+"""Snapshot tests, at 80×24 (the classic terminal, first) and 120×40, on a host that looks the same every time.
 
-Update after an intended change: `python -m pytest tests/tui/test_snapshots.py --snapshot-update`.
+One per screen: host view, plan dialog (small host and a 500-guest host), the running board, guest
+detail, help — plus attach and the command palette.  Update after an intended change:
+`python -m pytest tests/tui/test_snapshots.py --snapshot-update`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from xdtui.app import make_app
 from xdtui.messages import EventsArrived
 from xdtui.providers import Providers
 from xdtui.screens.attach import AttachScreen
+from xdtui.screens.guest_detail import GuestDetail
+from xdtui.screens.help import HelpScreen
 from xdtui.screens.plan_dialog import PlanDialog
 
 from .conftest import wait_for
 from .scripted import evacuation_events, scripted_host
+
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 
 
 @pytest.fixture(autouse=True)
@@ -30,42 +36,77 @@ async def _filled(pilot) -> None:
     await pilot.pause(0.2)
 
 
-def test_host_view_at_80x24(snap_compare):
-    """The host view fits a classic 80×24 terminal."""
-    app = make_app(scripted_host("host80"), Providers.frozen())
-    assert snap_compare(app, terminal_size=(80, 24), run_before=_filled)
+async def _running(pilot) -> None:
+    app = pilot.app
+    await _filled(pilot)
+    app.host_screen.post_message(EventsArrived(evacuation_events()))
+    await wait_for(pilot, lambda: app.host_screen.board_state.active, what="the board")
+    await pilot.pause(0.2)
 
 
-def test_host_view_grows_with_the_terminal(snap_compare):
-    """At 140×40 the same screen shows more rows and a wider log."""
-    app = make_app(scripted_host("host140"), Providers.frozen())
-    assert snap_compare(app, terminal_size=(140, 40), run_before=_filled)
+@SIZES
+def test_host_view(snap_compare, size):
+    """The host view: idle stage board collapsed to its status lines, the lists below."""
+    app = make_app(scripted_host(f"host{size[0]}"), Providers.frozen())
+    assert snap_compare(app, terminal_size=size, run_before=_filled)
 
 
-def test_evacuation_in_progress(snap_compare):
-    """The stage board mid-run: done, failed-then-saved, running with watchdog countdown, waiting."""
-    app = make_app(scripted_host("running"), Providers.frozen())
-
-    async def run_before(pilot):
-        await _filled(pilot)
-        app.host_screen.post_message(EventsArrived(evacuation_events()))
-        await wait_for(pilot, lambda: app.host_screen.board_state.active, what="the board")
-        await pilot.pause(0.2)
-
-    assert snap_compare(app, terminal_size=(100, 32), run_before=run_before)
+@SIZES
+def test_evacuation_in_progress(snap_compare, size):
+    """The running board: handled / skipped / failed apart, watchdog by closeness, the log full width."""
+    app = make_app(scripted_host(f"running{size[0]}"), Providers.frozen())
+    assert snap_compare(app, terminal_size=size, run_before=_running)
 
 
-def test_plan_confirmation(snap_compare):
-    """Evacuate asks first, showing what each guest will go through."""
-    app = make_app(scripted_host("plan"), Providers.frozen())
+@SIZES
+@pytest.mark.parametrize("extra", [0, 500], ids=["small", "500-guests"])
+def test_plan_confirmation(snap_compare, size, extra):
+    """Evacuate asks first: fallback chains, guests left out, the hangup choice; long lists capped, buttons visible."""
+    app = make_app(scripted_host(f"plan{size[0]}-{extra}", extra=extra), Providers.frozen())
 
     async def run_before(pilot):
         await _filled(pilot)
         await pilot.press("e")
-        await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog")
+        await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog", timeout=60)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_guest_detail(snap_compare, size):
+    """Enter on a guest mid-run: config, image, every stage with times, the failed command's stderr."""
+    from xdcore.events import CommandFinished
+
+    app = make_app(scripted_host(f"detail{size[0]}"), Providers.frozen())
+
+    async def run_before(pilot):
+        await _running(pilot)
+        at = evacuation_events()[-1].at
+        app.host_screen.post_message(EventsArrived([CommandFinished(
+            run="20251009T085000-abc123", at=at, argv=("xl", "migrate", "2", "host2"), returncode=1, guest="web02",
+            stage="migrate", stderr="migration target: Ready to receive domain.\nxc: error: Failed to send memory: "
+                                    "Broken pipe\nlibxl: error: libxl_stream_write.c:350: Migration failed")]))
+        await pilot.pause(0.2)
+        app.host_screen.open_detail("web02")
+        await wait_for(pilot, lambda: isinstance(app.screen, GuestDetail), what="the detail")
         await pilot.pause(0.2)
 
-    assert snap_compare(app, terminal_size=(100, 32), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_help(snap_compare, size):
+    """? lists every key of the host view."""
+    app = make_app(scripted_host(f"help{size[0]}"), Providers.frozen())
+
+    async def run_before(pilot):
+        await _filled(pilot)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 def test_attach_mode(snap_compare):
@@ -85,7 +126,7 @@ def test_attach_mode(snap_compare):
 
 
 def test_command_palette(snap_compare):
-    """ctrl+p finds the host view's actions by name ("stage": skip, toggles)."""
+    """ctrl+p finds the host view's actions by name ("stage": the toggles)."""
     from textual.command import CommandPalette
     from textual.widgets import Input, OptionList
 

@@ -97,7 +97,7 @@ def test_a_person_evacuates_the_demo_host_in_tmux(tmux, tmp_path):
     screen = tmux.wait_for("the plan")
     assert "Save, else Shutdown" in screen
     tmux.keys("y")
-    tmux.wait_for("12/12 guests", timeout=30)
+    tmux.wait_for("12/12 handled", timeout=30)
     tmux.wait_for("  done", timeout=10)  # the run finished (exit 0)
     tmux.keys("q")
     deadline = time.monotonic() + 10

@@ -33,7 +33,7 @@ class AttachScreen(RunView):
         super().__init__(state, id="attach")
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield Header(icon="≡")  # Textual's ⭘ is missing from common terminal and SVG fonts
         yield Static(id="attach-banner")
         yield StageBoard(id="board", classes="pane")
         yield EventLog(id="log", classes="pane")
@@ -45,6 +45,9 @@ class AttachScreen(RunView):
         self.follow_progress()
         self.set_interval(1.0, self._tick, name="attach-tick")
         self.query_one(BoardTable).focus()
+
+    def help_commands(self) -> list[Command]:
+        return list(ATTACH_COMMANDS + STEER_COMMANDS)
 
     def palette_commands(self) -> list[Command]:
         return list(ATTACH_COMMANDS) + (list(STEER_COMMANDS) if self.steering.allowed else [])

@@ -13,7 +13,7 @@ from textual.widgets import Label, Static
 
 from ..commands import Command
 
-_KEY_NAMES = {"question_mark": "?", "space": "space", "escape": "esc", "plus": "+", "minus": "-"}
+_KEY_NAMES = {"question_mark": "?", "space": "space", "escape": "esc", "plus": "+", "minus": "-", "slash": "/"}
 
 
 def key_label(key: str) -> str:
@@ -34,6 +34,8 @@ def help_text(commands: Sequence[Command]) -> Text:
     t.append("Move down / up in a table (arrows too)\n")
     t.append(f"{'enter':>6}  ", style="bold")
     t.append("Guest detail: config, image, every stage of this run and the last, errors\n")
+    t.append(f"{'ctrl+s':>6}  ", style="bold")
+    t.append("Sort the domains by the next column (a header click too; again: reverse)\n")
     t.append(f"{'tab':>6}  ", style="bold")
     t.append("Next pane (domains, board, lists)\n")
     t.append(f"{'ctrl+p':>6}  ", style="bold")

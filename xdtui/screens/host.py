@@ -47,6 +47,8 @@ from .run_view import RunView
 
 #: actions that only make sense while a run is going on
 RUN_ONLY = {"skip_stage", "abort", "abort_now"}
+#: actions that start a run (one run at a time holds the lock)
+STARTS = {"evacuate", "evacuate_selected", "start", "one_stage", "mark", "clear_marks"}
 #: seconds after a launch before a run that never showed up is reported
 LAUNCH_GRACE = 15.0
 
@@ -69,11 +71,12 @@ class HostScreen(RunView):
         self._xen = None
         self._xen_error = ""
         self.domains_seen = 0  # DomainsRefreshed handled (tests wait on it)
+        self._source = ""
 
     # -- layout -----------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield Header(icon="≡")  # Textual's ⭘ is missing from common terminal and SVG fonts
         yield HostFigures(id="figures")
         with Vertical(id="domains-pane", classes="pane"):
             yield DomainTable(id="domains")
@@ -84,6 +87,7 @@ class HostScreen(RunView):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.add_class("-idle")
         host = self.host
         self.query_one("#domains-pane").border_title = "Domains"
         self.query_one("#board").border_title = "Stage board"
@@ -155,7 +159,8 @@ class HostScreen(RunView):
         if names != self.running_names:
             self.running_names = names
             self.query_one(AutoList).show(self.autos, names)
-        self.query_one("#domains-pane").border_title = f"Domains ({len(names)}, {msg.change.source})"
+        self._source = msg.change.source
+        self._domains_title()
         self.domains_seen += 1
 
     def on_host_lists_read(self, msg: HostListsRead) -> None:
@@ -168,14 +173,24 @@ class HostScreen(RunView):
         self.query_one(SavedList).border_title = f"Saved ({len(msg.images)})"
 
     def on_host_figures_measured(self, msg: HostFiguresMeasured) -> None:
-        self.query_one(HostFigures).show(msg.dom0, msg.xen, msg.xen_error)
+        self.query_one(HostFigures).show(msg.dom0, msg.xen, msg.xen_error, at=self.state.providers.clock())
 
     def events_drawn(self, msg: EventsArrived, before: B.BoardState) -> None:
         self.set_class(self.board_state.active, "-running")
+        self.set_class(self.board_state.empty, "-idle")
         self.show()
         if any(isinstance(e, (GuestFinished, RunFinished)) for e in msg.events):
             self._rearm("lists", 0.3, self.poll_lists)  # images appear, guests go: look soon
         self.refresh_bindings()
+
+    def show(self) -> None:
+        b = self.board_state
+        title = "Stage board"
+        if b.active:
+            whose = "this console's" if b.run == self.state.own_run else "headless"
+            title += f" — {whose} {b.verb} in progress, pid {b.pid}" + ("" if self.steering.allowed else " (read-only)")
+        self.query_one("#board").border_title = title
+        super().show()
 
     def prefs_text(self) -> Text | None:
         """During a run: the run's own toggles (when steering); else the choices for the next run."""
@@ -204,11 +219,22 @@ class HostScreen(RunView):
         """The guest a steering key acts on: the board's cursor, else the domain table's."""
         return self.cursor_guest()
 
-    # -- palette ---------------------------------------------------------------------------------------------
+    # -- the footer and the palette follow the state ---------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """During a run: skip, abort, parallelism, help, quit (starting another is refused); idle: no run-only keys."""
+        if action in RUN_ONLY or action == "parallel_step":  # before a run, p sets the parallelism
+            return self.run_active
+        if action in STARTS:
+            return not self.run_active
+        return True
+
+
+    def help_commands(self) -> list[Command]:
+        return list(HOST_COMMANDS)
 
     def palette_commands(self) -> list[Command]:
-        active = self.run_active
-        return [c for c in HOST_COMMANDS if active or c.action.split("(", 1)[0] not in RUN_ONLY]
+        return [c for c in HOST_COMMANDS if self.check_action(c.action.split("(", 1)[0], ())]
 
     # -- actions: runs ---------------------------------------------------------------------------------------------
 
@@ -364,6 +390,36 @@ class HostScreen(RunView):
             super().action_parallel_step(delta)
             return
         self._set_parallel(max(1, (self.state.prefs.parallel or self.host.cfg.parallel) + delta))
+
+    def guest_facts(self, name: str):
+        from .guest_detail import GuestFacts
+
+        table = self.query_one(DomainTable)
+        auto = next((a for a in self.autos if a.name == name), None)
+        image = next((i for i in self.images if i.guest == name), None)
+        return GuestFacts(name, domain=table.domain(name), auto=auto, image=image,
+                          row=self.board_state.rows.get(name), verb=self.board_state.verb,
+                          now=self.state.providers.clock())
+
+    def action_filter(self) -> None:
+        from .dialogs import PromptDialog
+
+        table = self.query_one(DomainTable)
+
+        def done(value: str | None) -> None:
+            if value is not None:
+                table.set_filter(value)
+                self._domains_title()
+
+        self.app.push_screen(PromptDialog("Filter guests", "A part of a name or a state (running, paused …); "
+                                          "empty shows every guest.", table.filter_text, "web"), done)
+
+    def _domains_title(self) -> None:
+        table = self.query_one(DomainTable)
+        title = f"Domains ({len(self.running_names)}, {self._source})"
+        if table.filter_text:
+            title += f" /{table.filter_text}: {table.row_count} shown"
+        self.query_one("#domains-pane").border_title = title
 
     def action_attach(self) -> None:
         from .attach import AttachScreen

@@ -107,15 +107,15 @@ class PlanDialog(ModalScreen["str | None"]):
 
     DEFAULT_CSS = """
     PlanDialog { align: center middle; }
-    PlanDialog > Vertical { width: 96%; max-width: 120; height: auto; max-height: 100%;
+    PlanDialog > Vertical { width: 96%; max-width: 120; height: 100%;
         border: heavy $warning; background: $surface; padding: 0 1; }
-    PlanDialog #plan-title { text-style: bold; padding: 0 1; }
-    PlanDialog #plan-summary { padding: 0 1; height: auto; max-height: 8; overflow-y: auto; }
-    PlanDialog DataTable { height: auto; max-height: 1fr; min-height: 3; }
-    PlanDialog #plan-timeline { max-height: 8; overflow-y: auto; }
+    PlanDialog #plan-title { text-style: bold; padding: 0 1; height: 1; }
+    PlanDialog #plan-summary { padding: 0 1; height: auto; max-height: 6; overflow-y: auto; }
+    PlanDialog DataTable { height: 1fr; min-height: 6; }
+    PlanDialog #plan-timeline { height: auto; max-height: 7; overflow-y: auto; }
     PlanDialog #plan-hangup { padding: 0 1; height: 1; }
     PlanDialog #plan-buttons { height: 1; align-horizontal: right; }
-    PlanDialog Button { margin-left: 2; height: 1; min-width: 10; border: none; }
+    PlanDialog Button { margin-left: 2; }
     """
     BINDINGS = [
         Binding("y", "answer(True)", "Run", show=False),
@@ -137,8 +137,8 @@ class PlanDialog(ModalScreen["str | None"]):
                 yield TimelineView(plan_bars(self.plan), id="plan-timeline")
             yield Static(hangup_text(self.on_hangup), id="plan-hangup")
             with Horizontal(id="plan-buttons"):
-                yield Button(f"{self.run_label} (y)", variant="warning", id="run", disabled=not self.runnable)
-                yield Button("Cancel (n)", id="cancel")
+                yield Button(f"{self.run_label} (y)", variant="warning", id="run", disabled=not self.runnable, compact=True)
+                yield Button("Cancel (n)", id="cancel", compact=True)
 
     @property
     def runnable(self) -> bool:

@@ -289,11 +289,44 @@ class RunView(Screen):
     def palette_commands(self) -> list:
         return []
 
+    def guest_facts(self, name: str):
+        from .guest_detail import GuestFacts
+
+        return GuestFacts(name, row=self.board_state.rows.get(name), verb=self.board_state.verb,
+                          now=self.state.providers.clock())
+
+    def on_data_table_row_selected(self, event) -> None:
+        """Enter on a guest's row: its detail."""
+        from ..widgets.domain_table import DomainTable
+
+        if not isinstance(event.data_table, (BoardTable, DomainTable)):
+            return
+        name = event.row_key.value if event.row_key is not None else None
+        if name:
+            self.open_detail(str(name))
+
+    def open_detail(self, name: str) -> None:
+        from .guest_detail import GuestDetail
+
+        self.app.push_screen(GuestDetail(self.guest_facts(name), self.host.cfg))
+
+    def action_zoom(self) -> None:
+        """The focused pane full screen (Textual's maximize), or back."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        if self.focused is not None:
+            self.maximize(self.focused)
+
     def action_help(self) -> None:
         from .help import HelpScreen
 
         title = "Host view" if self.id == "host" else "Attached run"
-        self.app.push_screen(HelpScreen(title, self.palette_commands()))
+        self.app.push_screen(HelpScreen(title, self.help_commands()))
+
+    def help_commands(self) -> list:
+        """Every key of the screen, whether or not it applies right now."""
+        return self.palette_commands()
 
     async def action_quit(self) -> None:
         """Leave the console; a run goes on (it is headless)."""

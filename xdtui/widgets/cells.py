@@ -57,6 +57,7 @@ class KeyedTable(DataTable):
         changed_rows = False
         touched = False
         keys = self._keys
+        at_cursor = self.key_at_cursor() if self._shown else None  # the cursor stays on its row's key
         data = self._data  # row key -> column key -> cell (keys compare equal to their str)
         with self.app.batch_update():
             for key in [k for k in self._shown if k not in want]:
@@ -81,8 +82,18 @@ class KeyedTable(DataTable):
             if touched:
                 self._update_count += 1
                 self.refresh()
+            if changed_rows and at_cursor is not None and at_cursor in self._shown:
+                self.keep_cursor_on(at_cursor)
         self.cells_written = written
         return changed_rows
+
+    def keep_cursor_on(self, key: str) -> None:
+        try:
+            row = self.get_row_index(key)
+        except Exception:  # not placed yet
+            return
+        if row != self.cursor_row:
+            self.move_cursor(row=row, animate=False, scroll=False)
 
     def key_at_cursor(self) -> str | None:
         if not self.row_count:

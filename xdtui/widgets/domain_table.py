@@ -1,9 +1,15 @@
-"""The live domains, keyed by guest name, updated by diff (only changed cells, one sort)."""
+"""The live domains, keyed by guest name, updated by diff (only changed cells, one sort).
+
+Sortable (click a header, or `ctrl+s` cycles the column; again on the same
+column reverses) and filterable (`/` in the host view: a name or state
+fragment).  The cursor stays on its guest when rows come, go or move.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
+from textual.binding import Binding
 
 from xdcore.model import Domain
 
@@ -37,6 +43,8 @@ class DomainTable(KeyedTable):
     DEFAULT_CSS = """
     DomainTable { height: 1fr; scrollbar-size-vertical: 1; }
     """
+    BINDINGS = [Binding("ctrl+s", "next_sort", "Sort by the next column", show=False)]
+    SORTS = ("id", "name", "state", "mem", "cpu")
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -45,6 +53,9 @@ class DomainTable(KeyedTable):
         self.saved_names: frozenset[str] = frozenset()
         self.marked: set[str] = set()
         self._spec_cache: dict[str, tuple[tuple, tuple[Spec, ...]]] = {}
+        self.sort_column = "id"
+        self.sort_reverse = False
+        self.filter_text = ""
 
     def on_mount(self) -> None:
         self.set_columns(COLUMNS)
@@ -81,15 +92,58 @@ class DomainTable(KeyedTable):
     def names(self) -> list[str]:
         return list(self._domains)
 
-    def _apply(self) -> None:
+    # -- sorting and filtering ----------------------------------------------------------
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._apply(force_sort=True)
+
+    def sort_by(self, column: str) -> None:
+        self.sort_reverse = not self.sort_reverse if column == self.sort_column else column in ("mem", "cpu")
+        self.sort_column = column
+        self._apply(force_sort=True)
+
+    def action_next_sort(self) -> None:
+        i = self.SORTS.index(self.sort_column) if self.sort_column in self.SORTS else 0
+        self.sort_by(self.SORTS[(i + 1) % len(self.SORTS)])
+
+    def on_data_table_header_selected(self, event) -> None:
+        event.stop()
+        self.sort_by(str(event.column_key.value))
+
+    def _shown_domain(self, d: Domain) -> bool:
+        f = self.filter_text.lower()
+        return not f or f in d.name.lower() or (d.state is not None and f in d.state.words)
+
+    def _sort_key(self, name: str):
+        d = self._domains.get(name)
+        col = self.sort_column
+        if d is None:
+            return 0
+        return {"name": d.name, "state": d.state.words if d.state else "", "mem": d.memory_mib,
+                "cpu": d.cpu_time or 0.0}.get(col, d.domid)
+
+    def _apply(self, force_sort: bool = False) -> None:
+        at_cursor = self.guest_at_cursor()
         cache, fresh = self._spec_cache, {}
         want: dict[str, tuple[Spec, ...]] = {}
         for n, d in self._domains.items():
+            if not self._shown_domain(d):
+                continue
             key = (d, n in self.auto_names, n in self.saved_names, n in self.marked)
             hit = cache.get(n)
             specs = hit[1] if hit is not None and hit[0] == key else row_specs(d, *key[1:])
             fresh[n] = (key, specs)
             want[n] = specs
         self._spec_cache = fresh
-        if self.apply_rows(want):
-            self.sort("id", key=lambda v: int(str(v)) if str(v).isdigit() else 1 << 30)
+        changed = self.apply_rows(want)
+        if changed or force_sort or self.sort_column in ("state", "cpu", "mem"):
+            with self.app.batch_update():
+                self.sort("name", key=lambda name_cell: self._sort_key(_plain(name_cell)), reverse=self.sort_reverse)
+                if at_cursor is not None and at_cursor in want:
+                    self.keep_cursor_on(at_cursor)
+
+
+def _plain(cell) -> str:
+    """The guest name in a Name cell ("✓ web01" when marked)."""
+    return str(cell).lstrip("✓").strip()

@@ -1,4 +1,9 @@
-"""The log pane: one line per event worth reading (see `xdtui.eventtext`)."""
+"""The log pane: one line per fact worth reading (see `xdtui.eventtext`).
+
+A guest left out before it started is said once (its GuestSkipped, with the
+reason), not again by the GuestFinished that closes it; a killed command is
+said by its stage's timeout / cancelled line, not by a second "killed" line.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from xdcore.events import Event
+from xdcore.events import Event, GuestFinished, GuestSkipped
 
 from ..eventtext import describe
 from ..formatting import clock
@@ -25,9 +30,14 @@ class EventLog(RichLog):
     def __init__(self, **kw) -> None:
         super().__init__(max_lines=2000, wrap=True, markup=False, auto_scroll=True, **kw)
         self.lines_written = 0
+        self._said_skipped: set[tuple[str, str]] = set()
 
     def add(self, events: Iterable[Event]) -> None:
         for e in events:
+            if isinstance(e, GuestSkipped):
+                self._said_skipped.add((e.run, e.guest))
+            elif isinstance(e, GuestFinished) and e.outcome == "skipped" and (e.run, e.guest) in self._said_skipped:
+                continue  # one line per fact: the skip was said, with its reason
             line = describe(e)
             if line is None:
                 continue

@@ -7,12 +7,14 @@ from textual.widgets import Static
 
 from xdcore.model import HostInfo
 
-from ..formatting import mib, size
+from ..formatting import clock, mib, size
 from ..providers import Dom0Figures
 
 
-def figures_text(dom0: Dom0Figures | None, xen: HostInfo | None, xen_error: str = "") -> Text:
+def figures_text(dom0: Dom0Figures | None, xen: HostInfo | None, xen_error: str = "", at: float | None = None) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
+    if at is not None:  # the screen is live: the time of this reading, first (never the part cut off)
+        t.append(clock(at) + " ", style="bold")
     if dom0 is not None:
         t.append("dom0 ", style="bold")
         t.append(f"CPU {dom0.cpu_percent:.1f}% ")
@@ -38,5 +40,5 @@ class HostFigures(Static):
     HostFigures { height: 1; padding: 0 1; background: $boost; }
     """
 
-    def show(self, dom0: Dom0Figures | None, xen: HostInfo | None, xen_error: str = "") -> None:
-        self.update(figures_text(dom0, xen, xen_error))
+    def show(self, dom0: Dom0Figures | None, xen: HostInfo | None, xen_error: str = "", at: float | None = None) -> None:
+        self.update(figures_text(dom0, xen, xen_error, at))

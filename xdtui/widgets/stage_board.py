@@ -23,7 +23,7 @@ from .cells import KeyedTable, Spec
 
 #: short stage names of the toggle line ("1SysRq 2Migr 3Save 4Shut 5All"), keys 1..5 in this order
 SHORT = {"sysrq": "SysRq", "migrate": "Migr", "save": "Save", "shutdown": "Shut", "shutdown_all": "All"}
-_TOGGLE_STYLE = {"on": "green", "off": "red strike", "n/a": "dim strike"}
+_TOGGLE_STYLE = {"on": "green", "off": "yellow", "n/a": "dim"}
 
 
 def toggle_line(states: dict[str, str], migrate_target: str | None, parallel: int | None) -> Text:
@@ -32,6 +32,8 @@ def toggle_line(states: dict[str, str], migrate_target: str | None, parallel: in
     for i, (name, state) in enumerate(states.items(), 1):
         t.append(f"{i}", style="bold")
         t.append(SHORT[name], style=_TOGGLE_STYLE[state])
+        if state != "on":  # in words, not colour alone: reads on a terminal without colours
+            t.append(f":{state}", style=_TOGGLE_STYLE[state])
         t.append(" ")
     if migrate_target:
         t.append("→" + migrate_target + " ", style="cyan")
@@ -40,7 +42,18 @@ def toggle_line(states: dict[str, str], migrate_target: str | None, parallel: in
     return t
 
 _OUTCOME_STYLE = {"migrated": "green", "saved": "green", "shutdown": "green", "restored": "green", "created": "green",
-                  "zombie": "magenta", "failed": "bold red", "skipped": "yellow", "destroyed": "red", "running": "green"}
+                  "zombie": "magenta", "failed": "bold red", "skipped": "yellow", "destroyed": "red", "running": "green",
+                  "suspended": "bold red"}
+#: outcomes that are not "handled" in the progress count
+NOT_HANDLED = frozenset({"failed", "skipped", "suspended", "running"})
+
+
+def watchdog_style(left: float, timeout: float) -> str:
+    """Coloured by how close the watchdog is to firing: plain, then yellow (half gone), then red (last fifth)."""
+    if timeout <= 0:
+        return ""
+    frac = left / timeout
+    return "bold red" if frac < 0.2 or left < 10 else "yellow" if frac < 0.5 else ""
 
 
 def stage_title(name: str) -> str:
@@ -83,7 +96,7 @@ def row_specs(r: GuestRow, columns: tuple[str, ...], now: float) -> tuple[Spec, 
         gate_style = {"waiting": "yellow", "ready": "green", "not ready": "bold yellow"}.get(r.gate, "")
         result = (("up, " if r.gate != "ready" else "") + r.gate + ("…" if r.gate == "waiting" else ""), gate_style)
     left = r.watchdog_left(now)
-    wd = (duration(max(0.0, left)), "red" if left is not None and left < 30 else "") if left is not None else ("", "")
+    wd = (duration(max(0.0, left)), watchdog_style(left, r.command_timeout or r.cell(r.running).timeout)) if left is not None else ("", "")
     name = f"{r.group + 1}│{r.guest}" if r.group >= 0 else r.guest
     return ((name, "bold" if r.running else ""),) + cells + ((elapsed, ""), wd, result)
 
@@ -178,18 +191,27 @@ class StageBoard(Vertical):
         return self.query_one(BoardTable)
 
     def show(self, b: BoardState, now: float, prefs_text: Text | None = None) -> None:
-        done, total = b.progress()
+        _done, total = b.progress()
+        counts = b.outcomes()
+        skipped, failed = counts.get("skipped", 0), sum(counts.get(o, 0) for o in ("failed", "suspended"))
+        handled = sum(n for o, n in counts.items() if o not in NOT_HANDLED)
         bar = self.query_one(ProgressBar)
         bar.display = not b.empty
-        if not b.empty:  # never indeterminate: that animates, and an idle console must not
-            bar.update(total=max(total, 1), progress=done if total else (1 if b.finished else 0))
+        if not b.empty:  # handled guests only: a run that skipped or failed some never reads 100 %
+            bar.update(total=max(total, 1), progress=handled if total else (1 if b.finished and b.exit_code == 0 else 0))
         status = Text(no_wrap=True, overflow="ellipsis")
         if b.empty:
-            status.append("No run yet.  e: evacuate host · s: start host · ctrl+p: all commands", style="dim")
+            status.append("No run in progress.  e: evacuate host · s: start host · ?: keys", style="dim")
         else:
             what = {"stop": "Evacuation", "start": "Start"}.get(b.verb, b.verb)
             status.append(f"{what} ", style="bold")
-            status.append(f"{done}/{total} guests")
+            status.append(f"{handled}/{total} handled")
+            if skipped:
+                status.append(f" · {skipped} skipped", style="yellow")
+            if failed:
+                status.append(f" · {failed} failed", style="bold red")
+            if b.aborted:
+                status.append(" · aborted", style="bold yellow")
             if b.active:
                 status.append(f" · {duration(now - b.started) if b.started else ''}")
                 status.append("  running", style="bold yellow")
