@@ -453,6 +453,7 @@ def format_report(rep: RunReport, write) -> None:
     for m in rep.messages:
         write(f"  {m}")
     for c in rep.interventions:
+        c = str(c)  # a report file is input: whatever it holds prints
         if c.startswith("hangup "):
             rest = c[len("hangup "):]
             then, _, who = rest.partition(" (by ")
