@@ -29,6 +29,7 @@ from tests.tui.conftest import hang_sysrq_instead
 from tests.tui.test_tmux import REPO, Tmux
 from xdcore import events as ev
 from xdcore.sim import host as simhost
+from xdtui import board as B
 
 SSHD = "/usr/sbin/sshd"
 
@@ -171,10 +172,12 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
             return "backup" in running and "backup" not in finished
 
         wait_for(backup_hangs, timeout=60, what="backup's SysRq to hang")
-        order = [e.guest for e in progress_events(progress) if isinstance(e, ev.GuestPlanned)]
+        order = list(B.reduce_all(B.EMPTY_BOARD, progress_events(progress)).order)  # the board's rows, as drawn
+        second.wait_for("sysrq…", timeout=60)  # the console's board has reached backup's hung SysRq too
         second.keys(*["j"] * order.index("backup"))
         second.keys("n")
-        second.wait_for("Skip stage", timeout=60)
+        second.wait_for("Stop the running stage", timeout=60)  # the confirmation names it
+        assert "backup: SysRq" in second.screen()
         second.keys("y")
         wait_for(lambda: isinstance(progress_events(progress)[-1], ev.RunFinished), timeout=60, what="the run to end")
         evs = progress_events(progress)
@@ -193,7 +196,7 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
         assert "hangup: the console's terminal went away (uid" in report and "the run continued" in report
         assert f"skip_stage backup sysrq (by {skip.by})" in report
         for guest in order:
-            assert f"  {guest} " in report
+            assert f"  {guest} " in report, report
 
         # the same console starts the host again, and aborts that run
         second.keys("h")
