@@ -229,3 +229,6 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
                     psutil.Process(e.pid).kill()
                 except psutil.Error:
                     pass
+        from tests.e2e.helpers import kill_xl_children
+
+        kill_xl_children(state / "bin")  # each xl has a session of its own: a hung one outlives its run
