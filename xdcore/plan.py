@@ -48,10 +48,14 @@ def migrate_target(words: Sequence[str]) -> str:
 
 
 def _number(v: Any, positive: bool = False) -> bool:
-    """A JSON number that is finite, below 1e12, and > 0 (positive) or >= 0."""
+    """A JSON number that is finite, below 1e12, and >= 1e-6 (positive) or >= 0.
+
+    "Positive" has a floor: a subnormal speed such as 5e-324 MB/s is > 0 yet
+    turns every division by it into an infinite estimate.
+    """
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not v < 1e12:
         return False
-    return v > 0 if positive else v >= 0
+    return v >= 1e-6 if positive else v >= 0
 
 
 @dataclass
