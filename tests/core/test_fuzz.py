@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xdcore.config import KEYS, Config, parse_config
@@ -479,6 +479,7 @@ _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.float
                                         "sysrq_s", "samples", "other"]), _json_values, max_size=8),
        st.one_of(_json_values, st.dictionaries(st.sampled_from(["host2", "save", "migrate", "restore"]), _json_values)),
        st.one_of(_json_values, st.dictionaries(st.sampled_from(["host2", "save", "migrate", "restore"]), _json_values)))
+@example({"save_mbps": 5e-324, "restore_mbps": 1e-300}, {"host2": 5e-324}, None)  # > 0, yet infinite when divided by
 def test_any_throughput_file_gives_finite_positive_estimates(tmp_path_factory, data, links, fixed):
     import math
 
