@@ -37,6 +37,7 @@ from xdcore.events import (
     GuestFinished,
     GuestPlaced,
     GuestPlanned,
+    GuestScheduled,
     GuestSkipped,
     RunFinished,
     RunStarted,
@@ -148,6 +149,8 @@ class BoardState:
     migrate_target: str = ""
     lock_path: str = ""
     targets: Mapping[str, TargetView] = field(default_factory=lambda: _EMPTY)
+    plan_origin: float | None = None  # when the per-guest stages began (the first GuestScheduled's `at`)
+    plan_finish: Mapping[str, float] = field(default_factory=lambda: _EMPTY)  # guest -> predicted finish, s after origin
 
     @property
     def active(self) -> bool:
@@ -161,6 +164,17 @@ class BoardState:
         """(guests finished, guests on the board)."""
         done = sum(1 for r in self.rows.values() if r.outcome)
         return done, len(self.rows)
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left by the plan's estimates: the latest predicted finish of the guests not yet done,
+        minus the time since the per-guest stages began; never negative (0: running past the estimate).
+        None when nothing is known: no schedule, the run is over, or every scheduled guest is done."""
+        if not self.active or self.plan_origin is None:
+            return None
+        left = [f for g, f in self.plan_finish.items() if not ((r := self.rows.get(g)) is not None and r.outcome)]
+        if not left:
+            return None
+        return max(0.0, self.plan_origin + max(left) - now)
 
     def outcomes(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -270,6 +284,13 @@ def _reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of
         if active:
             return dataclasses.replace(b, active_runs=active, exit_code=e.exit_code, summary=e.summary)
         return dataclasses.replace(b, active_runs=frozenset(), finished=e.at, exit_code=e.exit_code, summary=e.summary)
+    if isinstance(e, GuestScheduled):
+        if e.run and b.run and e.run != b.run:  # a side run's schedule does not say when the main run ends
+            return b
+        plan = dict(b.plan_finish)
+        plan[e.guest] = e.finish
+        origin = b.plan_origin if b.plan_origin is not None else e.at
+        return dataclasses.replace(b, plan_origin=origin, plan_finish=MappingProxyType(plan))
     if isinstance(e, GuestPlanned):
         old = b.rows.get(e.guest)
         cells = {c: Cell(PENDING if c in e.stages else OFF) for c in b.columns}

@@ -27,6 +27,7 @@ class ConsoleState:
     own_run: str = ""  # its run id, once its RunStarted was read from the progress file
     closing: bool = False
     tty: str | None = None  # this console's terminal, sent with each steering request (asked once: it may go away)
+    said_once: set[str] = field(default_factory=set)  # notes the log gives once per console session (EventLog)
 
     def adopt(self, run: str, pid: int, at: float) -> bool:
         """A RunStarted read from the progress file: is it the run this console launched?  (Remembered.)"""

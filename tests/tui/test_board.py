@@ -179,3 +179,36 @@ def test_the_board_keeps_each_migration_targets_room_and_the_migrations_in_fligh
     assert describe(TargetProbed(target="xen03", error="No route to host")) == (
         "warning", "target xen03 left out: No route to host")
     assert describe(GuestPlaced(guest="huge", target="", reason="no target can take 30720 MiB"))[0] == "warning"
+
+
+def test_time_left_comes_from_the_plans_finish_of_the_guests_not_yet_done():
+    from xdcore.events import GuestScheduled
+
+    b = B.reduce_all(B.EMPTY_BOARD, [
+        stop_run(at=100.0),
+        GuestScheduled(run="r1", at=101.0, guest="web", stage="migrate", resource="link:xen02", finish=30.0),
+        GuestScheduled(run="r1", at=101.0, guest="db", stage="save", resource="disk", finish=90.0),
+        GuestPlanned(run="r1", at=101.0, guest="web", stages=("migrate", "save")),
+        GuestPlanned(run="r1", at=101.0, guest="db", stages=("migrate", "save")),
+    ])
+    assert b.plan_origin == 101.0
+    assert b.remaining(111.0) == 80.0  # db's predicted finish 101 + 90, ten seconds in
+    b = B.reduce(b, GuestFinished(run="r1", at=150.0, guest="db", outcome="saved", elapsed=49.0))
+    assert b.remaining(120.0) == 11.0  # only web is left: 101 + 30
+    assert b.remaining(200.0) == 0.0  # past its estimate: never negative
+    done = B.reduce(b, GuestFinished(run="r1", at=201.0, guest="web", outcome="migrated", elapsed=100.0))
+    assert done.remaining(202.0) is None  # every scheduled guest is done: nothing to estimate
+
+
+def test_no_time_left_is_shown_without_a_schedule_or_after_the_run():
+    from xdcore.events import GuestScheduled
+
+    plain = B.reduce_all(B.EMPTY_BOARD, [stop_run(), GuestPlanned(run="r1", guest="web", stages=("save",))])
+    assert plain.remaining(150.0) is None  # absent, not 0
+    side = B.reduce(B.reduce(plain, stop_run(run="r2")),
+                    GuestScheduled(run="r2", guest="web", stage="save", finish=60.0))
+    assert side.remaining(150.0) is None  # a side run's schedule is not the main run's
+    sched = B.reduce(plain, GuestScheduled(run="r1", at=100.0, guest="web", stage="save", finish=60.0))
+    assert sched.remaining(130.0) == 30.0
+    over = B.reduce(sched, RunFinished(run="r1", at=140.0, verb="stop", exit_code=1, summary="aborted"))
+    assert over.remaining(141.0) is None

@@ -192,3 +192,39 @@ async def test_the_host_view_says_a_headless_run_is_in_progress_and_that_it_is_l
         assert "headless stop in progress, pid 4242" in str(screen.query_one("#board").border_title)
         await wait_for(pilot, lambda: "08:53:20" in str(screen.query_one("#figures").render()), what="the clock")
         assert "No run" not in str(screen.query_one("#board-status").render())
+
+
+async def test_the_board_says_the_time_left_and_a_failed_xenstored_probe_is_one_dim_note_per_session():
+    from xdcore.events import GuestScheduled, RunStarted
+
+    app = make_app(scripted_host("c-left"), Providers.frozen())
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await filled(pilot, app)
+        evs = evacuation_events()
+        t0 = evs[0].at
+        probe = ("xenstore-read", "/tool/xenstored/domid")
+        failed = CommandFinished(run=RUN, at=t0 + 0.1, argv=probe, returncode=1,
+                                 stderr="xenstore-read: could not connect to xenstored\n")
+        sched = [GuestScheduled(run=RUN, at=t0 + 0.3, guest=g, stage="migrate", finish=f)
+                 for g, f in (("web01", 15.0), ("db-primary", 150.0), ("db-replica", 185.5))]
+        from xdcore.events import CommandStarted
+
+        screen.post_message(EventsArrived([evs[0], CommandStarted(run=RUN, at=t0 + 0.1, argv=probe), failed,
+                                           *sched, *evs[1:]]))
+        await wait_for(pilot, lambda: screen.board_state.active, what="the board")
+        status = str(screen.query_one("#board-status").render())
+        assert "about 1m05s left" in status  # db-replica: t0 + 0.3 + 185.5, and the clock is t0 + 120
+        # a second run on the same console (the progress file replaced): the probe fails again, said no more
+        run2 = "20251009T090000-def456"
+        screen.post_message(EventsArrived([RunStarted(run=run2, at=t0 + 200, verb="stop", pid=4343),
+                                           CommandStarted(run=run2, at=t0 + 200, argv=probe),
+                                           CommandFinished(run=run2, at=t0 + 200, argv=probe, returncode=1,
+                                                           stderr="could not connect to xenstored")], reset=True))
+        await wait_for(pilot, lambda: screen.board_state.run == run2, what="the second run")
+        log = screen.query_one(EventLog)
+        text = [line.text for line in log.lines]
+        assert sum("no xenstored answered" in t for t in text) == 1  # once for the two runs
+        assert not any("$ xenstore-read" in t for t in text)  # neither run's probe is a line of its own
+        note = next(line for line in log.lines if "no xenstored answered" in line.text)
+        assert all(seg.style.dim and not seg.style.color for seg in note if seg.text.strip())  # dim, not red
+        assert "no xenstored answered" not in status and "left" not in str(screen.query_one("#board-status").render())

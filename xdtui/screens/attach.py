@@ -36,7 +36,7 @@ class AttachScreen(RunView):
         yield Header(icon="≡")  # Textual's ⭘ is missing from common terminal and SVG fonts
         yield Static(id="attach-banner")
         yield StageBoard(id="board", classes="pane")
-        yield EventLog(id="log", classes="pane")
+        yield EventLog(id="log", classes="pane", said_once=self.state.said_once)
         yield Footer()
 
     def on_mount(self) -> None:

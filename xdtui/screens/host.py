@@ -81,7 +81,7 @@ class HostScreen(RunView):
         with Vertical(id="domains-pane", classes="pane"):
             yield DomainTable(id="domains")
         yield StageBoard(id="board", classes="pane")
-        yield EventLog(id="log", classes="pane")
+        yield EventLog(id="log", classes="pane", said_once=self.state.said_once)
         yield AutoList(id="auto", classes="pane")
         yield SavedList(id="saved", classes="pane")
         yield Footer()

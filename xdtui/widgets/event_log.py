@@ -3,6 +3,9 @@
 A guest left out before it started is said once (its GuestSkipped, with the
 reason), not again by the GuestFinished that closes it; a killed command is
 said by its stage's timeout / cancelled line, not by a second "killed" line.
+The xenstored probe each run makes (`xenstore-read /tool/xenstored/domid`)
+is left out; when it fails (a host without xenstored) one dim note says so,
+once per console session (`said_once` is shared by the console's screens).
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from xdcore.events import Event, GuestFinished, GuestSkipped
+from xdcore.events import CommandFinished, Event, GuestFinished, GuestSkipped
 
-from ..eventtext import describe
+from ..eventtext import describe, xenstored_probe
 from ..formatting import clock
 
 _STYLE = {"error": "red", "warning": "yellow", "success": "green", "info": ""}
@@ -27,13 +30,23 @@ class EventLog(RichLog):
     EventLog { height: 1fr; scrollbar-size-vertical: 1; overflow-x: hidden; }
     """
 
-    def __init__(self, **kw) -> None:
+    def __init__(self, said_once: set[str] | None = None, **kw) -> None:
         super().__init__(max_lines=2000, wrap=True, markup=False, auto_scroll=True, **kw)
         self.lines_written = 0
         self._said_skipped: set[tuple[str, str]] = set()
+        self.said_once = said_once if said_once is not None else set()
 
     def add(self, events: Iterable[Event]) -> None:
         for e in events:
+            if xenstored_probe(e):
+                if isinstance(e, CommandFinished) and e.returncode != 0 and "xenstored-probe" not in self.said_once:
+                    self.said_once.add("xenstored-probe")
+                    err = e.stderr.strip().splitlines()[-1] if e.stderr.strip() else \
+                        ("killed" if e.returncode is None else f"exit {e.returncode}")
+                    self.write(Text(f"{clock(e.at)} no xenstored answered ({err}): no xenstore stub domain "
+                                    "to leave out (not repeated this session)", style="dim"))
+                    self.lines_written += 1
+                continue
             if isinstance(e, GuestSkipped):
                 self._said_skipped.add((e.run, e.guest))
             elif isinstance(e, GuestFinished) and e.outcome == "skipped" and (e.run, e.guest) in self._said_skipped:

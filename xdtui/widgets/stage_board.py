@@ -214,6 +214,10 @@ class StageBoard(Vertical):
                 status.append(" · aborted", style="bold yellow")
             if b.active:
                 status.append(f" · {duration(now - b.started) if b.started else ''}")
+                left = b.remaining(now)
+                if left is not None:  # from the plan's estimates; absent when the run has none
+                    status.append(f" · about {duration(left)} left" if left > 0 else " · past the plan's estimate",
+                                  style="" if left > 0 else "yellow")
                 status.append("  running", style="bold yellow")
             elif b.finished is not None:
                 ok = b.exit_code == 0
