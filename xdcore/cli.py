@@ -21,9 +21,9 @@ from pathlib import Path
 
 from . import __version__
 from .config import MAX_PARALLEL, Config, load_config
-from .errors import ConfigMissing, ConfigUnreadable, ToolstackMissing, XendomainsError
+from .errors import ConfigMissing, ConfigUnreadable, ToolstackMissing, UnknownGuest, XendomainsError
 from .events import EventBus
-from .output import HumanPrinter, JsonWriter, ProgressFile, shown_name
+from .output import HumanPrinter, JsonWriter, PipeSafeStdout, ProgressFile, shown_name
 from .service import (
     EXIT_FAILED,
     EXIT_NOT_CONFIGURED,
@@ -518,6 +518,16 @@ def _control(cfg: Config, sub: list[str], as_json: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; a reader that goes away (`status | head -1`) ends the output quietly."""
+    stdout = sys.stdout
+    sys.stdout = PipeSafeStdout(stdout)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     argv, sub = _split_subcommand(argv)
     try:
@@ -609,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err(str(exc))
             # LSB: 5 "program is not installed"; status reports 3 ("not running")
             return EXIT_NOT_RUNNING if v == "status" else EXIT_NOT_INSTALLED
-        except _UsageError as exc:
+        except (_UsageError, UnknownGuest) as exc:
             _err(str(exc))
             return EXIT_USAGE
         except XendomainsError as exc:

@@ -12,6 +12,7 @@ carrying a human title and, for toolstack failures, the command that failed::
      │    └── LockUnusable      the lock path is no regular file, or its directory cannot be made
      ├── UnsafePathError        a path would leave the directory it must stay in
      ├── GuestLeftSuspended     a save died after suspending its guest: not running, not saved
+     ├── UnknownGuest           a guest named on the command line is not on this host
      └── ToolstackError
           ├── ToolstackMissing  neither xl nor xm on PATH (or the chosen one absent)
           ├── ParseError        toolstack output we could not read (what, where)
@@ -74,6 +75,16 @@ class UnsafePathError(XendomainsError):
 
 class GuestLeftSuspended(XendomainsError):
     """`xl save` died after the suspend point: the guest is suspended (`---ss-`), neither running nor saved."""
+
+
+class UnknownGuest(XendomainsError):
+    """Guests named on the command line that are not on this host (as `xl`: "no such domain")."""
+
+    def __init__(self, names: Sequence[str], known: Sequence[str]):
+        self.names, self.known = tuple(names), tuple(known)
+        listed = ", ".join(self.known[:20]) + (", …" if len(self.known) > 20 else "")
+        super().__init__(f"no such guest: {', '.join(self.names)}"
+                         f" (guests on this host: {listed or 'none'}); nothing done")
 
 
 class ToolstackError(XendomainsError):

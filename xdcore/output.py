@@ -28,6 +28,53 @@ from .events import (
 )
 from .pipeline.stages import STAGES
 
+
+class PipeSafeStdout:
+    """sys.stdout for a command whose reader may go away (`xendomains status | head -1`).
+
+    The first write that meets a closed pipe (EPIPE) points file descriptor 1
+    at /dev/null and drops that and every later line quietly: no traceback,
+    and a `stop | head` keeps evacuating (SIGPIPE's default would kill it half
+    way).  `broken` tells whether it happened.
+    """
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.broken = False
+
+    def _closed(self) -> None:
+        self.broken = True
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)  # what is still buffered goes nowhere, and so does the interpreter's last flush
+            os.close(devnull)
+        except OSError:
+            pass
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return len(text)
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
 _MARK = {"done": ".", "failed": "!", "timeout": "!", "cancelled": "-", "skipped": "-"}
 _HEADINGS = {
     ("stop", "select"): "Shutting down Xen domains:",

@@ -387,6 +387,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     cfg: Config = service.cfg
     control: RunControl = service.control
     estimate = _estimate_of(service)
+    await service.check_names(only)
     guests = await service.guests()
     selected, skipped = await service.select_for_stop(guests, set(only) if only else None)
     no_room = guests_without_room(cfg, selected, control) if (cfg.save_dir and control.stage_enabled("save")) else frozenset()
@@ -535,13 +536,16 @@ async def start_plan(service) -> Plan:
     autos = await service.auto_configs()
     away = service.migrated_away()
     creates = []
+    restoring = {g.guest for g in out}
     for a in autos:
         if a.name is None:
             skipped.append((a.path.name, f"unreadable config: {a.error}"))
+        elif a.name in restoring:
+            continue  # restored from its image, listed above: not created as well
         elif a.name in running:
             skipped.append((a.name, "already running"))
         elif a.name in blocked:
-            skipped.append((a.name, "has a saved image"))
+            skipped.append((a.name, "has a saved image that is not restored (waiting or quarantined)"))
         elif a.name in away:
             skipped.append((a.name, f"migrated to {away[a.name]} by the last stop: it runs there"))
         elif a.name not in {c.name for c in creates}:

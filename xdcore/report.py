@@ -237,7 +237,10 @@ class RunReportWriter:
                 self._t0 = e.at
         elif isinstance(e, GuestSkipped):
             g = self._g(e.guest)
-            g.outcome, g.detail, g.domid = "skipped", e.reason, e.domid
+            if g.outcome == "pending":  # never overwrite how the guest already ended (restored, saved …)
+                g.outcome, g.detail, g.domid = "skipped", e.reason, e.domid
+            else:
+                g.notes.append(f"then passed over: {e.reason}")
         elif isinstance(e, GuestScheduled):
             self._g(e.guest).planned = {"stage": e.stage, "resource": e.resource, "order": e.order,
                                         "start": e.start, "finish": e.finish, "reason": e.reason}

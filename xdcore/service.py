@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import savedir
 from .config import Config
-from .errors import CommandFailed, CommandTimedOut, LockError, LockUnusable, ToolstackError, XendomainsError
+from .errors import CommandFailed, CommandTimedOut, LockError, LockUnusable, ToolstackError, UnknownGuest, XendomainsError
 from .events import (
     EventBus,
     GateFinished,
@@ -201,6 +201,15 @@ class Service:
             except OSError:
                 continue
         return out
+
+    async def check_names(self, only: Sequence[str] | None) -> None:
+        """Raise UnknownGuest when a guest named on the command line is not on this host (dom0 is not a guest)."""
+        if not only:
+            return
+        known = [d.name for d in await self.guests()]
+        unknown = [n for n in dict.fromkeys(only) if n not in set(known)]
+        if unknown:
+            raise UnknownGuest(unknown, known)
 
     async def auto_configs(self) -> list[AutoConfig]:
         paths = self.auto_paths()
@@ -445,6 +454,12 @@ class Service:
         keep_started = False
         lockless = ""
         try:
+            try:
+                await self.check_names(only)  # a typo stops nothing: checked before the lock and any stage
+            except UnknownGuest as exc:
+                self._error(str(exc))
+                outcome.exit_code, outcome.summary = EXIT_USAGE, "nothing stopped"
+                return outcome
             if take_lock:
                 keep_started = bool(only) and lock.exists()
                 try:
@@ -725,7 +740,8 @@ class Service:
         do_create = cfg.auto_dir is not None and self.control.stage_enabled("create")
         autos = await self.auto_configs() if do_create else []
         running = await self.guests() if (autos or restores) else []
-        creates, results_c = self._autostart_todo(autos, blocked_names, {d.name: d for d in running}) if autos else ([], [])
+        creates, results_c = self._autostart_todo(autos, blocked_names, {d.name: d for d in running},
+                                                  {im.guest for im in restores if im.guest}) if autos else ([], [])
         results += results_c
         # each guest's policy, read once; a guest whose policy has problems is refused (SEMANTICS: start refuses that guest only)
         pols = await self.policies([im.guest or im.path.name for im in restores], autos=autos)
@@ -952,9 +968,11 @@ class Service:
         except ToolstackError:
             return False
 
-    def _autostart_todo(self, autos: list[AutoConfig], blocked: set[str],
-                        present: dict[str, Domain]) -> tuple[list[AutoConfig], list[GuestResult]]:
+    def _autostart_todo(self, autos: list[AutoConfig], blocked: set[str], present: dict[str, Domain],
+                        restoring: set[str] = frozenset()) -> tuple[list[AutoConfig], list[GuestResult]]:  # type: ignore[assignment]
         """The auto configs to create (each guest once), and the results of unreadable or unstartable ones.
+
+        `restoring`: guests this run restores from their images (passed over without an event).
 
         `present`: the domains by name.  Only a live one is "already running"; a
         suspended, shut-down or dying one is said so (and never created over).
@@ -985,8 +1003,10 @@ class Service:
                 outcome_word = "suspended" if d.suspended else "failed"
                 results.append(GuestResult(a.name, d.domid, outcome_word, why))
                 self.bus.emit(GuestFinished(guest=a.name, domid=d.domid, outcome=outcome_word, detail=why))
+            elif a.name in restoring:
+                continue  # this run restores it from its image: its outcome is "restored", never a second "skipped"
             elif a.name in blocked:
-                self.bus.emit(GuestSkipped(guest=a.name, reason="has a saved image (restored, or waiting for an administrator)"))
+                self.bus.emit(GuestSkipped(guest=a.name, reason="has a saved image that is not restored (waiting or quarantined)"))
             elif a.name in away:
                 self.bus.emit(GuestSkipped(guest=a.name, reason=f"migrated to {away[a.name]} by the last stop: it runs there"))
             elif a.name in seen:
