@@ -217,7 +217,7 @@ def make_service(cfg: Config, bus: EventBus) -> tuple[Service, "ThroughputRecord
 
     ts = choose_toolstack(cfg.toolstack)
     recorder = ThroughputRecorder(cfg)
-    return Service(cfg, ts, bus, estimate=estimator(cfg, recorder.t)), recorder
+    return Service(cfg, ts, bus, estimate=estimator(cfg, recorder.t, toolstack=ts)), recorder
 
 
 async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, timeline: bool = False,
@@ -326,9 +326,8 @@ def _print_report(cfg: Config, args: list[str], as_json: bool, timeline: bool = 
 def print_plan(plan, out=None) -> None:
     out = out or sys.stdout
     w = lambda s="": out.write(s + "\n")  # noqa: E731
-    at_once = "auto" if not plan.parallel else f"{plan.parallel} at a time"
-    how = "the scheduler's simulated makespan" if plan.scheduled else "estimated"
-    w(f"Plan for {plan.verb} ({len(plan.guests)} guests, {at_once}, about {plan.estimate_s:.0f}s, {how}):")
+    w(f"Plan for {plan.verb} ({_guests(len(plan.guests))}, {plan.parallel} at a time,"
+      f" about {_duration(plan.estimate_s)} {plan.estimate_source}):")
     # the reasons every guest shares (the config) once; per guest only what differs
     common = set.intersection(*(set(g.reasons) for g in plan.guests if g.stages != ("zombie",))) if plan.guests else set()
     for r in sorted(common, key=lambda r: next((i for g in plan.guests for i, x in enumerate(g.reasons) if x == r), 0)):
@@ -380,6 +379,8 @@ def print_plan(plan, out=None) -> None:
         w(f"  note: {n}")
     for e in plan.errors:
         w(f"  ERROR: {e}")
+    if plan.estimate_basis:
+        w("  estimate: " + ", ".join(plan.estimate_basis))
     out.flush()
 
 def _overrides(ns: argparse.Namespace) -> dict | str:
@@ -401,6 +402,15 @@ def _overrides(ns: argparse.Namespace) -> dict | str:
 
 _VALUE_OPTIONS = ("--config", "--parallel", "--targets", "--deadline", "--stage", "--disable-stage", "--leave-out", "--migrate-target", "--on-hangup")
 
+
+
+def _guests(n: int) -> str:
+    return f"{n} guest" if n == 1 else f"{n} guests"
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
 
 def _split_subcommand(argv: list[str]) -> tuple[list[str], list[str]]:
     """(global options + verb, the verb's own options) for verbs in SUBCOMMANDS; else (argv, [])."""

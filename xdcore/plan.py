@@ -2,9 +2,11 @@
 
 `xendomains plan` and the console's confirmation dialog show the same plan;
 the stop run uses the same `guests_without_room` so that it does exactly
-what the plan said.  Estimates come from throughputs measured in earlier runs
-(a small JSON state file beside the progress file), falling back to
-conservative defaults.
+what the plan said.  Estimates come from throughputs measured in earlier
+runs (a small JSON state file in the persistent report directory); before
+the first run, from a simulated host's own latencies and bandwidths, else
+from conservative defaults — and the plan says which (`estimate_source`:
+measured, simulated or assumed).
 """
 
 from __future__ import annotations
@@ -274,8 +276,27 @@ class Estimator:
     The one estimate the plans, the scheduler, the runner's deadline and the console use.
     """
 
-    def __init__(self, cfg: Config, t: Throughputs):
+    def __init__(self, cfg: Config, t: Throughputs, source: str = "measured"):
         self.cfg, self.t = cfg, t
+        #: where the figures come from: measured (earlier runs), simulated (a simulated host's own
+        #: latencies and bandwidths, before its first run) or assumed (the defaults, before a real host's first run)
+        self.source = source
+
+    def basis(self, stages: Sequence[str]) -> tuple[str, ...]:
+        """The figures behind the stages' estimates, in words."""
+        t, out = self.t, []
+        target = migrate_target(self.cfg.migrate)
+        words = {
+            "save": f"save: disk {t.save_mbps:.0f} MB/s + {t.fixed['save']:.1f}s",
+            "restore": f"restore: disk {t.restore_mbps:.0f} MB/s + {t.fixed['restore']:.1f}s",
+            "migrate": f"migrate: link {t.link_mbps(target):.0f} MB/s + {t.fixed['migrate']:.1f}s",
+            "shutdown": f"shutdown {t.shutdown_s:.1f}s",
+            "create": f"create {t.create_s:.1f}s",
+        }
+        for s in dict.fromkeys(stages):
+            if s in words:
+                out.append(words[s])
+        return tuple(out)
 
     def __call__(self, stage: str, d: Domain) -> float:
         return self.t.estimate(stage, d, self.cfg)
@@ -284,13 +305,75 @@ class Estimator:
         return self.t.model(self.cfg, reading)
 
 
-def estimator(cfg: Config, t: Throughputs | None = None) -> Estimator:
-    """The estimator from measured throughputs (or the defaults)."""
-    return Estimator(cfg, t or Throughputs.load(throughput_path(cfg)))
+def estimator(cfg: Config, t: Throughputs | None = None, toolstack=None) -> Estimator:
+    """The estimator of this host: measured throughputs; before any run, a simulated host's own figures
+    (when `toolstack` drives the simulator), else the defaults, said as "assumed"."""
+    t = t or Throughputs.load(throughput_path(cfg))
+    if t.samples:
+        return Estimator(cfg, t, "measured")
+    sim = simulated_throughputs(toolstack) if toolstack is not None else None
+    if sim is not None:
+        return Estimator(cfg, sim, "simulated")
+    return Estimator(cfg, t, "assumed")
+
+
+#: what spawning one simulated `xl` costs on top of its latencies (interpreter start, the state lock)
+SPAWN_S = 0.08
+
+
+def simulated_state_dir(toolstack) -> Path | None:
+    """The simulator's state directory when `toolstack` drives one: in-process, or `xl` on PATH is an xdsim shim."""
+    sdir = getattr(toolstack, "state_dir", None)
+    if sdir is not None:
+        return Path(sdir)
+    exe = shutil.which(getattr(toolstack, "name", "") or "xl")
+    if not exe:
+        return None
+    try:
+        with open(exe, "rb") as fh:
+            head = fh.read(1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    marker = "(xdsim): acts on the host in "
+    for line in head.splitlines():
+        if marker in line:
+            d = Path(line.split(marker, 1)[1].strip().strip("'\""))
+            return d if d.is_dir() else None
+    return None
+
+
+def simulated_throughputs(toolstack) -> Throughputs | None:
+    """A simulated host's own latencies, rates and shared bandwidths as Throughputs (None: not simulated).
+
+    One operation alone gets a shared resource's whole bandwidth, which replaces the operation's own rate
+    when set, as in the simulator (xdcore.sim.physics); a rate of 0 (no limit) becomes a very fast one.
+    """
+    sdir = simulated_state_dir(toolstack)
+    if sdir is None:
+        return None
+    try:
+        from .sim import host as simhost
+
+        st = simhost.load(sdir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    spawn = 0.0 if getattr(toolstack, "state_dir", None) is not None else SPAWN_S
+
+    def mbps(op: str, res: str) -> float:
+        rate = float(st.resources.get(res) or 0.0) or float(st.rate.get(op, 0.0) or 0.0)
+        return rate if rate > 0 else 1e9
+
+    links = {k[5:]: float(v) for k, v in st.resources.items() if k.startswith("link:") and float(v or 0) > 0}
+    return Throughputs(save_mbps=mbps("save", "disk"), restore_mbps=mbps("restore", "disk"),
+                       migrate_mbps=float(st.rate.get("migrate", 0.0) or 0.0) or 1e9,
+                       shutdown_s=st.lat("ack") + st.lat("shutdown") + spawn, create_s=st.lat("create") + spawn,
+                       sysrq_s=st.lat("sysrq") + spawn, samples=0, links=links,
+                       fixed={"save": st.lat("save") + spawn, "migrate": st.lat("migrate") + spawn,
+                              "restore": st.lat("restore") + spawn})
 
 
 def _estimate_of(service):
-    return service.estimate or estimator(service.cfg)
+    return service.estimate or estimator(service.cfg, toolstack=service.ts)
 
 
 def free_bytes(directory: Path) -> int | None:
@@ -369,6 +452,10 @@ class Plan:
     caps: tuple[tuple[str, int], ...] = ()  # resource -> guests at once, as the schedule chose
     scheduled: bool = False  # estimate_s is the makespan of the scheduler's simulated schedule
     targets: tuple[TargetRoom, ...] = ()  # several migration targets: each one's room before and after
+    #: where the estimate's figures come from: measured, simulated or assumed (see Estimator.source)
+    estimate_source: str = "assumed"
+    #: the figures behind it, e.g. "save: disk 500 MB/s + 0.6s"
+    estimate_basis: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -471,10 +558,22 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         est = sched.makespan
     else:
         est = _groups_estimate(out, par or len(out) or 1)
+    _, dropped = service.ts.translate_shutdown_options(cfg.shutdown, "XENDOMAINS_SHUTDOWN")
+    if any("shutdown" in g.stages for g in out):  # what `stop` says it drops, the plan says too
+        notes.extend(dropped)
+    if "shutdown_all" in host:
+        notes.extend(n for n in service.ts.translate_shutdown_options(cfg.shutdown_all, "XENDOMAINS_SHUTDOWN_ALL")[1]
+                     if n not in notes)
     return Plan("stop", tuple(out), tuple((d.name, why) for d, why in skipped), tuple(host), round(est, 1), par,
                 free_bytes(cfg.save_dir) if cfg.save_dir else None, needed, tuple(sorted(no_room)), tuple(notes),
                 _order_dict(order, "stop"), tuple(errors), tuple(sorted(sched.caps.items())) if sched else (),
-                sched is not None, rooms)
+                sched is not None, rooms, *_source_of(estimate, [s for g in out for s in g.stages]))
+
+
+def _source_of(estimate, stages: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """(estimate_source, estimate_basis) of a plan; a bare estimate function (tests) says "assumed"."""
+    basis = getattr(estimate, "basis", None)
+    return getattr(estimate, "source", "assumed"), (basis(stages) if basis else ())
 
 
 def _groups_estimate(out: Sequence[GuestPlan], parallel: int, gates: Sequence[float] = ()) -> float:
@@ -528,7 +627,7 @@ async def start_plan(service) -> Plan:
             elif not im.valid:
                 skipped.append((im.path.name, "no save-image header: left alone"))
             else:
-                mem = max(im.size // (1024 * 1024), 1)
+                mem = savedir.image_memory_mib(im)  # the guest's memory from the image's header
                 d = Domain(-1, im.guest or im.path.name, memory_mib=mem)
                 out.append(GuestPlan(d.name, -1, mem, ("restore",), (f"restore {im.path}",), round(estimate("restore", d), 1)))
     guests = await service.guests()
@@ -589,5 +688,7 @@ async def start_plan(service) -> Plan:
                if g.guest in by else g for g in out]
         total = sched.makespan + _wall_estimate([g.estimate_s for g in out if g.stages != ("restore",)],
                                                 par or len(out) or 1)
+    src, basis = _source_of(estimate, [s for g in out for s in g.stages])
     return Plan("start", tuple(out), tuple(skipped), ("lock",), round(total, 1), par,
-                notes=tuple(notes), order=_order_dict(order, "start"), errors=tuple(errors), scheduled=scheduled)
+                notes=tuple(notes), order=_order_dict(order, "start"), errors=tuple(errors), scheduled=scheduled,
+                estimate_source=src, estimate_basis=basis)

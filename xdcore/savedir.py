@@ -112,6 +112,35 @@ def image_uuid(path: Path) -> str | None:
         return None
 
 
+def image_memory_mib(image: SaveImage) -> int:
+    """The guest memory an image holds: its header config's target memory, else the file's size."""
+    try:
+        with open(image.path, "rb") as fh:
+            if image.kind is ImageKind.XL:
+                head = fh.read(52)
+                if len(head) == 52 and head[:32] == XL_SAVE_MAGIC:
+                    fmt = "<" if head[32:36] == b"\x04\x03\x02\x01" else ">"
+                    (config_len,) = struct.unpack(fmt + "I", head[48:52])
+                    if 0 < config_len <= 16 * 1024 * 1024:
+                        b_info = json.loads(fh.read(config_len).rstrip(b"\0").decode())["b_info"]
+                        kib = int(b_info.get("target_memkb") or b_info.get("max_memkb") or 0)
+                        if kib > 0:
+                            return kib // 1024
+            elif image.kind is ImageKind.XM:
+                head = fh.read(20)
+                if len(head) == 20 and head[:16] == XM_SAVE_MAGIC:
+                    (n,) = struct.unpack(">i", head[16:20])
+                    if 0 < n <= 16 * 1024 * 1024:
+                        import re
+
+                        m = re.search(r"\(memory\s+(\d+)\)", fh.read(n).decode(errors="replace"))
+                        if m and int(m.group(1)) > 0:
+                            return int(m.group(1))
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError):
+        pass
+    return max(image.size // (1024 * 1024), 1)
+
+
 def image_guest_name(path: Path, kind: ImageKind | None = None) -> str | None:
     """The guest name stored in an image's header config, or None if unreadable."""
     kind = kind or sniff_image(path)

@@ -755,7 +755,7 @@ class Service:
                 self.bus.emit(StageStarted(stage="restore", detail=str(cfg.save_dir)))
                 for im in restores:
                     self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path),
-                                               memory_mib=max(im.size // 2**20, 1)))
+                                               memory_mib=savedir.image_memory_mib(im)))
                 disk = self._restore_limiter(restores)
                 results += await asyncio.gather(*(self._restore_one(im, disk) for im in restores))
                 self.bus.emit(StageFinished(stage="restore", outcome="done", detail=f"{len(restores)} image(s)"))
@@ -799,7 +799,7 @@ class Service:
         groups = [g for g in order.groups if any(n not in order.in_cycle for n in g.guests)]
         for im in restores:
             self.bus.emit(GuestPlanned(guest=im.guest or im.path.name, stages=("restore",), reason=str(im.path),
-                                       memory_mib=max(im.size // 2**20, 1)))
+                                       memory_mib=savedir.image_memory_mib(im)))
         for a in creates:
             self.bus.emit(GuestPlanned(guest=a.name or a.path.name, stages=("create",), reason=str(a.path)))
         maxwait = float(self.cfg.start_maxwait) or None

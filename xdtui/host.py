@@ -42,4 +42,4 @@ class HostContext:
     def service(self, bus: EventBus, control: RunControl | None = None, cfg: Config | None = None) -> Service:
         cfg = cfg or self.cfg
         return Service(cfg, self.toolstack, bus, control=control or RunControl(cfg.parallel, emit=bus.emit),
-                       estimate=estimator(cfg))
+                       estimate=estimator(cfg, toolstack=self.toolstack))
