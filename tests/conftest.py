@@ -40,3 +40,15 @@ def sim_env(sim_bin: Path, sim_state: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PATH", f"{sim_bin}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("XDSIM_STATE", str(sim_state))
     return {"PATH": os.environ["PATH"], "XDSIM_STATE": str(sim_state)}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`needs_apt`: every test skipped when a Debian package is missing (its reason says `apt-get install …`).
+
+    `pytest -m "not needs_apt"` runs the rest on a machine without them; `.ci/run` installs them.
+    """
+    for item in items:
+        for mark in item.iter_markers("skipif"):
+            if "apt-get install" in str(mark.kwargs.get("reason", "")):
+                item.add_marker(pytest.mark.needs_apt)
+                break

@@ -133,6 +133,11 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
+#: "refusing to …": what each verb does, in words
+_VERB_PHRASE = {"status": "report the status", "plan": "make a plan", "report": "show a report",
+                "condrestart": "restart", "try-restart": "restart", "force-reload": "reload"}
+
+
 def _err(msg: str) -> None:
     sys.stderr.write(f"xendomains: {msg}\n")
     sys.stderr.flush()
@@ -165,8 +170,7 @@ def print_status(rep: StatusReport, out=None, reconciliation=None) -> None:
         from .report import print_reconciliation
 
         print_reconciliation(reconciliation, w)
-    word = {EXIT_OK: "running", EXIT_FAILED: "dead", EXIT_NOT_RUNNING: "unused"}.get(rep.exit_code, "unknown")
-    w(f"  [{word}]")
+    w(f"  [{rep.words()}]")
     out.flush()
 
 
@@ -174,7 +178,10 @@ def status_json(rep: StatusReport, reconciliation=None) -> str:
     return json.dumps({
         "event": "status",
         "exit_code": rep.exit_code,
+        "state": rep.state,
+        "why": list(rep.why),
         "lock_present": rep.lock_present,
+        "dying": [{"name": d.name, "domid": d.domid} for d in rep.dying],
         "running": [{"name": d.name, "domid": d.domid, "state": d.state.flags if d.state else None} for d in rep.running],
         "suspended": [{"name": d.name, "domid": d.domid, "state": d.state.flags if d.state else None} for d in rep.suspended],
         "not_running": [{"name": d.name, "domid": d.domid, "state": d.state.flags if d.state else None} for d in rep.not_running],
@@ -196,7 +203,8 @@ def reconcile_status(cfg: Config, rep: StatusReport):
     if stop is None:
         return None
     return reconcile(stop, (d.name for d in rep.running), rep.saved, rep.quarantined,
-                     (a.name for a in rep.auto if a.name), in_progress=_stop_in_progress(cfg, stop))
+                     (a.name for a in rep.auto if a.name), in_progress=_stop_in_progress(cfg, stop),
+                     dying=(d.name for d in rep.dying), start=load_last(cfg, "start"))
 
 
 def _stop_in_progress(cfg: Config, stop) -> bool:
@@ -441,7 +449,7 @@ def _install_parser() -> argparse.ArgumentParser:
 
 def _install(ns: argparse.Namespace, sub: list[str]) -> int:
     from .config import Config as _Config
-    from .install import UnsafeInstallPath, default_kind, install, next_steps
+    from .install import UnsafeInstallPath, default_kind, find_executable, install, next_steps
 
     opts = _install_parser().parse_args(sub)
     if opts.guests is not None and opts.guests < 1:
@@ -460,9 +468,14 @@ def _install(ns: argparse.Namespace, sub: list[str]) -> int:
         return EXIT_NOT_CONFIGURED
     if ns.parallel is not None:
         cfg = cfg.with_overrides(parallel=0 if ns.parallel == 0 else min(MAX_PARALLEL, max(1, ns.parallel)))
-    kind = opts.kind or default_kind()
+    prefix = Path(opts.prefix)
+    kind = opts.kind or default_kind(prefix)
+    if not opts.kind and prefix != Path("/"):  # packaging into a tree: say which was chosen and why
+        marker = prefix / "run/systemd/system"
+        print(f"note: {marker} does not exist: writing the SysV init script (--systemd writes the unit instead)"
+              if kind == "sysv" else f"note: {marker} exists: writing the systemd unit (--sysv writes the init script instead)")
     config = Path(ns.config).absolute() if ns.config else None
-    exe = [os.path.abspath(opts.exe)] if opts.exe else None
+    exe = [os.path.abspath(opts.exe)] if opts.exe else find_executable()  # absolute: a venv install boots too
     try:
         results = install(kind, cfg, prefix=Path(opts.prefix), config=config, exe=exe, guests=opts.guests, force=opts.force)
     except UnsafeInstallPath as exc:
@@ -476,9 +489,13 @@ def _install(ns: argparse.Namespace, sub: list[str]) -> int:
             print(f"{r.path}: {r.action}" + (f" ({r.detail})" if r.detail else ""))
         else:
             _err(r.detail)
-    if all(r.ok for r in results) and any(r.action != "unchanged" for r in results):
-        for step in next_steps(kind, Path(opts.prefix)):
-            print(f"  next: {step}")
+    if all(r.ok for r in results):
+        print(f"  the service runs {' '.join(exe)}" + (f" --config {config}" if config else "")
+              + ("" if os.path.isabs(exe[0]) else " (not an absolute path: give --exe)"))
+        where = "" if prefix == Path("/") else f" (on the system that boots from {prefix})"
+        print(f"next{where}:" if any(r.action != "unchanged" for r in results) else f"if not done yet{where}:")
+        for step in next_steps(kind, prefix):
+            print(f"  {step}")
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
@@ -577,12 +594,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         elif verb == "stop":
             _err(f"{exc}; nothing to stop")
             return EXIT_OK
-        elif verb in ("control", "report") and not ns.config:
-            cfg = Config()  # the default progress directory is all they need
+        elif verb == "control" and not ns.config:
+            cfg = Config()  # the default progress directory is all it needs to find a run
         else:
             _err(str(exc))
             if unreadable:
-                _err(f"refusing to {verb} without a readable config (stop would evacuate with the documented defaults)")
+                _err(f"refusing to {_VERB_PHRASE.get(verb, verb)} without a readable config"
+                     " (stop would evacuate with the documented defaults)")
             return EXIT_NOT_CONFIGURED
     for w in cfg.warnings:
         _err(f"warning: {w}")
@@ -599,7 +617,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if cfg.problems and verb not in ("stop", "control", "report"):
         for p in cfg.problems:
             _err(str(p))
-        _err(f"refusing to {verb} with a malformed config (fix it; stop would use the defaults)")
+        _err(f"refusing to {_VERB_PHRASE.get(verb, verb)} with a malformed config (fix it; stop would use the defaults)")
         return EXIT_NOT_CONFIGURED
 
     opts = None

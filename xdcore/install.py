@@ -298,9 +298,8 @@ def install(kind: str, cfg: Config, *, prefix: Path = Path("/"), config: Path | 
     raise ValueError(f"unknown init system {kind!r} (systemd or sysv)")
 
 
-def next_steps(kind: str, prefix: Path) -> list[str]:
-    if prefix != Path("/"):
-        return []
+def next_steps(kind: str, prefix: Path = Path("/")) -> list[str]:
+    """What to run after installing `kind` (on the system that boots from `prefix`)."""
     if kind == "systemd":
         return ["systemctl daemon-reload", "systemctl enable xendomains"]
     return ["update-rc.d xendomains defaults   # Debian, Ubuntu",

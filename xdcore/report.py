@@ -350,6 +350,9 @@ class Reconciliation:
     def unfinished(self) -> bool:
         """The last stop never wrote its verdict and no run holds the lock: it was killed."""
         return self.stop.finished_at is None and self.stop.exit_code is None and not self.in_progress
+    #: non-empty when the host shows a stop newer than this report, not run by xendomains (e.g. the classic
+    #: script): the evidence, in words; the per-guest comparison would then describe the wrong stop
+    stale: str = ""
 
     @property
     def problems(self) -> tuple[Reconciled, ...]:
@@ -362,20 +365,50 @@ class Reconciliation:
             "stop_exit_code": self.stop.exit_code,
             "stop_finished": self.stop.exit_code is not None,
             "stop_in_progress": self.in_progress,
-            "guests": [asdict(r) for r in self.guests],
+            "stale": self.stale,
+            "guests": [] if self.stale else [asdict(r) for r in self.guests],
         }
 
 
+def newer_stop_evidence(stop: RunReport, start: RunReport | None, running: set[str],
+                        images: Iterable[SaveImage]) -> str:
+    """Why the host shows a stop newer than `stop` that xendomains did not record ("" when it does not).
+
+    Images in the save directory written after our stop finished were saved
+    by someone else's stop; guests that our start (newer than our stop)
+    brought up and that are gone now were stopped by someone else.
+    """
+    end = stop.finished_at or stop.started_at
+    newer = sorted({i.guest or i.path.name for i in images if i.mtime > end + 1.0})
+    if newer:
+        return f"images newer than it in the save directory: {', '.join(newer)}"
+    if start is not None and start.started_at > end:
+        gone = sorted(g.guest for g in start.guests if g.outcome in ("restored", "created") and g.guest not in running)
+        if gone:
+            return (f"guests the start of {format_when(start.started_at)} brought up are gone since: {', '.join(gone)}")
+    return ""
+
+
 def reconcile(stop: RunReport, running: Iterable[str], saved: Iterable[SaveImage],
-              quarantined: Iterable[SaveImage], auto: Iterable[str], in_progress: bool = False) -> Reconciliation:
-    """Compare the last stop's outcome per guest with the running guests, the save dir and the auto dir now."""
-    running_s, auto_s = set(running), set(auto)
+              quarantined: Iterable[SaveImage], auto: Iterable[str], in_progress: bool = False, *,
+              dying: Iterable[str] = (), start: RunReport | None = None) -> Reconciliation:
+    """Compare the last stop's outcome per guest with the running guests, the save dir and the auto dir now.
+
+    `dying`: zombies `xl list` still shows.  `start`: the last start's report,
+    to notice a later stop that xendomains did not run (see newer_stop_evidence).
+    """
+    running_s, auto_s, dying_s = set(running), set(auto), set(dying)
+    saved, quarantined = list(saved), list(quarantined)
     images = {i.guest: i for i in saved if i.guest}
     jailed = {q.guest: q for q in quarantined if q.guest}
+    stale = newer_stop_evidence(stop, start, running_s, [*saved, *quarantined])
     out: list[Reconciled] = []
     for g in stop.guests:
         name, then = g.guest, g.outcome
         up = name in running_s
+        if name in dying_s:
+            out.append(Reconciled(name, then, "dying", then == "zombie", "still listed by xl list, going away"))
+            continue
         if then == "saved":
             if up:
                 r = Reconciled(name, then, "restored", True)
@@ -405,7 +438,7 @@ def reconcile(stop: RunReport, running: Iterable[str], saved: Iterable[SaveImage
             else:
                 r = Reconciled(name, then, "not running", name not in auto_s, g.detail)
         out.append(r)
-    return Reconciliation(stop, tuple(out), in_progress)
+    return Reconciliation(stop, tuple(out), in_progress, stale)
 
 
 def format_when(epoch: float) -> str:
@@ -424,6 +457,11 @@ def print_reconciliation(rec: Reconciliation, write) -> None:
     elif rec.unfinished:
         write(f" THE LAST STOP DID NOT FINISH (run {s.run}, pid {s.pid}, started {when}): it was killed or the host "
               "went down; what it did before:")
+    elif rec.stale:
+        how = "interrupted" if s.interrupted else f"exit {s.exit_code}"
+        write(f" Since the last stop: a stop xendomains did not run came after its last one ({when}, {how}):")
+        write(f"   {rec.stale}; see the log of whatever stopped the guests (`xendomains report stop` shows ours)")
+        return
     else:
         how = "interrupted" if s.interrupted else f"exit {s.exit_code}"
         write(f" Since the last stop ({when}, {how}):")

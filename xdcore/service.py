@@ -92,6 +92,39 @@ class StatusReport:
     #: what the settle step did with partial saves left by a killed run
     settled: tuple[savedir.Settled, ...] = ()
 
+    @property
+    def dying(self) -> tuple[Domain, ...]:
+        """Zombies: still listed by `xl list`, going away."""
+        return tuple(d for d in self.not_running if d.zombie)
+
+    @property
+    def state(self) -> str:
+        """In systemctl's words: active, degraded or inactive (the LSB exit code says the same: 0, 1, 3)."""
+        return {EXIT_OK: "active", EXIT_FAILED: "degraded"}.get(self.exit_code, "inactive")
+
+    @property
+    def why(self) -> tuple[str, ...]:
+        """What makes the state what it is, in words (empty when active)."""
+        def n(count: int, one: str, many: str) -> str:
+            return f"{count} {one if count == 1 else many}"
+
+        if self.exit_code == EXIT_NOT_RUNNING:
+            return ("no lock file",) if not self.lock_present else ("no guest running",)
+        out = []
+        if self.missing_auto:
+            out.append(n(len(self.missing_auto), "auto guest", "auto guests") + " not running")
+        if self.saved:
+            out.append(n(len(self.saved), "saved image", "saved images") + " waiting")
+        if self.quarantined:
+            out.append(n(len(self.quarantined), "image", "images") + " quarantined")
+        if self.suspended:
+            out.append(n(len(self.suspended), "guest", "guests") + " left suspended")
+        return tuple(out)
+
+    def words(self) -> str:
+        """`active`, `degraded: 1 image quarantined`, `inactive: no lock file`."""
+        return self.state + (": " + ", ".join(self.why) if self.why else "")
+
 
 class Service:
     """The xendomains service for one config and one toolstack."""

@@ -41,3 +41,16 @@ def test_ci_run_uses_a_venv_and_runs_the_readme_check():
     assert "/usr/bin/python3" in check.read_text(encoding="utf-8")
     subprocess.run(["bash", "-n", str(check)], check=True)
     subprocess.run(["bash", "-n", str(REPO / ".ci" / "run")], check=True)
+
+
+def test_needs_apt_marks_exactly_the_tests_that_need_debian_packages():
+    import sys
+
+    def collected(*args: str) -> set[str]:
+        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+        return {line.split("::")[0] for line in done.stdout.splitlines() if "::" in line}
+
+    marked = collected("-m", "needs_apt", "tests/xenstore/test_real_utils.py", "tests/tui/test_tmux.py",
+                       "tests/core/test_estimate.py")
+    assert marked == {"tests/xenstore/test_real_utils.py", "tests/tui/test_tmux.py"}

@@ -277,3 +277,66 @@ def test_a_full_disk_under_the_progress_file_warns_and_changes_nothing_else(cli_
     assert not (run / "control.sock").exists()
     text = (run / "progress.jsonl").read_text() if (run / "progress.jsonl").exists() else ""
     assert text == "" or text.endswith("\n"), "a half-written line was left for followers"
+
+
+# -- status in systemctl's words; zombies dying; a newer stop we did not run (issue 13) -----------------------
+
+
+async def test_status_words_active_degraded_inactive_with_the_lsb_codes(tmp_path, capsys):
+    cfg, svc, ts, _ = make(tmp_path)
+    ts.add("web01")
+    auto(cfg, ts, "web01")
+    rep = await svc.status()
+    assert (rep.exit_code, rep.words()) == (3, "inactive: no lock file")
+    await svc.start()  # web01 runs already: the lock is taken and kept
+    rep = await svc.status()
+    assert (rep.exit_code, rep.words()) == (0, "active")
+    jail = cfg.save_dir / ".failed"
+    jail.mkdir(parents=True)
+    (jail / "old").write_bytes(b"Xen saved domain, xl format\n \x00")
+    rep = await svc.status()
+    assert rep.exit_code == 1 and rep.state == "degraded" and rep.words().startswith("degraded: ")
+    cli.print_status(rep)
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("[" + rep.words() + "]")
+    assert "[dead]" not in out and "[running]" not in out
+    assert json.loads(cli.status_json(rep))["state"] == "degraded"
+
+
+async def test_a_zombie_is_shown_dying_while_xl_list_still_lists_it(tmp_path, capsys):
+    cfg, svc, ts, _ = make(tmp_path)
+    ts.add("web01"), ts.add("undead", flags="-b---d")
+    await svc.stop()
+    rep = await svc.status()
+    assert [d.name for d in rep.dying] == ["undead"]
+    rec = cli.reconcile_status(cfg, rep)
+    assert {r.guest: r.now for r in rec.guests}["undead"] == "dying"
+    cli.print_status(rep, reconciliation=rec)
+    out = capsys.readouterr().out
+    assert " dying: undead(" in out and "zombie     → dying" in out and "→ off" not in out
+
+
+def test_a_stop_newer_than_our_report_is_not_described_by_it(tmp_path):
+    import os
+
+    from xdcore.model import ImageKind, SaveImage
+    from xdcore.report import GuestRecord
+
+    stop = RunReport(verb="stop", run="r", started_at=100, finished_at=110, exit_code=0,
+                     guests=(GuestRecord("web01", "saved"),))
+    old = SaveImage(tmp_path / "web01", ImageKind.XL, 10, 105.0, "web01", False)
+    assert reconcile(stop, running=[], saved=[old], quarantined=[], auto=[]).stale == ""
+    newer = SaveImage(tmp_path / "db", ImageKind.XL, 10, 500.0, "db", False)
+    rec = reconcile(stop, running=[], saved=[old, newer], quarantined=[], auto=[])
+    assert "images newer than it" in rec.stale and "db" in rec.stale and rec.to_dict()["guests"] == []
+    lines: list[str] = []
+    from xdcore.report import print_reconciliation
+
+    print_reconciliation(rec, lines.append)
+    assert "did not run" in lines[0] and not any("web01" in ln and "saved" in ln for ln in lines)
+    # our start after our stop brought web01 up; web01 is gone now: someone else stopped it
+    start = RunReport(verb="start", run="s", started_at=200, finished_at=210, exit_code=0,
+                      guests=(GuestRecord("web01", "restored"),))
+    rec = reconcile(stop, running=[], saved=[], quarantined=[], auto=[], start=start)
+    assert "brought up are gone since: web01" in rec.stale
+    assert reconcile(stop, running=["web01"], saved=[], quarantined=[], auto=[], start=start).stale == ""

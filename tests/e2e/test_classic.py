@@ -292,3 +292,22 @@ def test_xdsim_classic_runs_the_classic_script_on_a_demo_host(tmp_path, classic_
     r = subprocess.run(xdsim + ["classic", "status"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "web01" in r.stdout and "MISS AUTO: intranet" in r.stdout
+
+
+def test_after_a_classic_stop_status_does_not_describe_our_earlier_stop(tmp_path, make_classic):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 512, 1)], auto=["web01", "db"])
+    classic_settings(h)
+    assert h.run("stop").returncode == 0  # ours: both saved
+    assert h.run("start").returncode == 0  # ours: both restored
+    classic = make_classic(h)
+    done = classic.run("stop")  # the classic script saves them: a stop xendomains never recorded
+    assert done.returncode == 0, done.stderr
+    assert h.running() == set() and set(images(h)) == {"web01", "db"}
+
+    res = h.run("status", json_out=False)
+
+    assert res.returncode == 3
+    assert "a stop xendomains did not run came after its last one" in res.stdout
+    assert "images newer than it in the save directory: db, web01" in res.stdout
+    assert "saved      → image waiting" not in res.stdout  # our older stop's per-guest lines are not shown
+    assert res.stdout.rstrip().endswith("[inactive: no guest running]")  # our lock stays: the classic one is its own

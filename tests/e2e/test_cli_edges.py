@@ -113,3 +113,50 @@ def test_the_human_start_output_says_restored_once(tmp_path):
     assert res.returncode == 0, res.describe()
     lines = [line for line in res.stdout.splitlines() if "wiki" in line]
     assert len(lines) == 1 and "restored" in lines[0], res.stdout
+
+
+# -- wording and the verbs that behave like the others -------------------------------------------------------
+
+
+def test_report_without_a_config_exits_6_like_every_other_verb(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[])
+    env = h.env()
+    env["XENDOMAINS_CONFIG"] = str(tmp_path / "missing.conf")
+    for verb in ("report", "status", "plan"):
+        done = subprocess.run([h.argv()[0], verb], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 6, (verb, done.stderr)
+        assert "missing.conf" in done.stderr
+
+
+def test_a_malformed_config_is_refused_in_words(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[], XENDOMAINS_STOP_MAXWAIT="soon")
+    res = h.run("status", json_out=False)
+    assert res.returncode == 6 and "refusing to report the status with a malformed config" in res.stderr
+
+
+def test_one_guest_is_one_guest(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 256, 1)])
+    first = h.run("plan", "stop", json_out=False).stdout.splitlines()[0]
+    assert first.startswith("Plan for stop (1 guest, 1 at a time, about ")
+
+
+def test_install_into_a_prefix_says_which_init_system_and_what_to_run_next(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[])
+    done = subprocess.run([*h.argv(json_out=False), "install", "--prefix", str(tmp_path / "root")],
+                          capture_output=True, text=True, env=h.env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "run/systemd/system does not exist: writing the SysV init script" in out
+    assert f"the service runs {h.argv()[0]} --config {h.config}" in out  # the absolute path of this install
+    assert "next (on the system that boots from" in out and "update-rc.d xendomains defaults" in out
+    script = (tmp_path / "root" / "etc" / "init.d" / "xendomains").read_text()
+    assert h.argv()[0] in script
+
+
+def test_the_migration_prompt_suggests_only_what_xl_takes():
+    import inspect
+
+    from xdtui.screens import dialogs
+
+    text = inspect.getsource(dialogs)
+    assert "--live host2" not in text and "ssh -p 2222" in text

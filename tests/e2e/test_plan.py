@@ -270,3 +270,32 @@ def test_the_scheduled_stop_shares_disk_and_link_and_ends_as_its_plan_said(tmp_p
     assert log["local"]["start"] < log["big"]["end"] and log["big"]["start"] < log["local"]["end"]  # at once
     report = h.run("report", "stop", "--timeline", json_out=False)
     assert "link to peer" in report.stdout and "disk (save directory)" in report.stdout and "█" in report.stdout
+
+
+# -- where the estimate comes from (issue 13) -----------------------------------------------------------------
+
+
+def test_the_plan_says_where_its_estimate_comes_from_and_learns_from_the_run(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 2048, 1)], auto=["web01", "db"])
+    plan = plan_json(h, "stop")
+    assert plan["estimate_source"] == "simulated"  # a simulated host before any run: its own latencies
+    assert any(b.startswith("save: disk ") for b in plan["estimate_basis"])
+    text = plan_text(h, "stop")
+    assert "simulated):" in text.splitlines()[0] and "  estimate: save: disk " in text
+
+    assert h.run("stop").returncode == 0
+    assert h.run("start").returncode == 0
+    again = plan_json(h, "stop")
+    assert again["estimate_source"] == "measured"
+    assert plan_json(h, "start")["estimate_source"] == "measured"
+
+
+def test_the_plan_notes_the_options_xl_does_not_take_as_stop_does(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], XENDOMAINS_SAVE="",
+                     XENDOMAINS_SHUTDOWN="--halt --wait", XENDOMAINS_SHUTDOWN_ALL="--all --halt --wait")
+    text = plan_text(h, "stop")
+    notes = [ln for ln in text.splitlines() if ln.startswith("  note:")]
+    assert any("--halt" in n and "XENDOMAINS_SHUTDOWN" in n for n in notes), text
+    res = h.run("stop", json_out=False)
+    printed = [ln for ln in (res.stdout + res.stderr).splitlines() if "--halt" in ln]
+    assert printed and all(any(p.strip() in n for n in notes) for p in printed), (printed, notes)

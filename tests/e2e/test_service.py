@@ -371,7 +371,7 @@ def test_status_and_start_with_200_guests_and_200_auto_configs_spawn_a_constant_
     assert len([e for e in events(r) if e.kind == "guest_skipped"]) == 200
 
 
-@pytest.mark.skipif(not shutil.which("xenstore-read"), reason="needs xenstore-utils (CI installs it)")
+@pytest.mark.skipif(not shutil.which("xenstore-read"), reason="xenstore-utils not installed (apt-get install xenstore-utils; CI installs it)")
 def test_a_xenstore_stub_domain_is_never_selected(tmp_path):
     import time
 

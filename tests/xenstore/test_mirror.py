@@ -11,12 +11,12 @@ import pytest
 import xdcore.xenstore as xs
 from xdcore.sim import xsbridge
 from xdcore.sim.xenstored import HostMirror
+from xdcore.sim import host
 from xdcore.xenstore.store import Store
 from xdcore.xenstore.wire import Framer, Message, Op
 
 from .conftest import needs_lib, needs_utils, start_server, wait_for
 
-host = pytest.importorskip("xdcore.sim.host", reason="the simulated host (xdcore.sim.host) is not there yet")
 
 
 def guest(domid, name, uuid=None, mem=524288, vcpus=2, flags="-b----", online=None):

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from xdcore.model import Domain, DomainState
+from xdcore.sim import host
 from xdcore.xenstore.watcher import watch_domains
 
 from .conftest import needs_lib, start_server
 
-host = pytest.importorskip("xdcore.sim.host", reason="the simulated host (xdcore.sim.host) is not there yet")
 
 
 class HostToolstack:

@@ -149,5 +149,5 @@ def ask_migration_target(screen: Screen, current: str, for_what: str,
             return
         apply(words or None)
 
-    screen.app.push_screen(PromptDialog("Migration target", f"Host (and xl migrate options) for {for_what}, e.g. "
-                                        "'--live host2'. Empty: back to XENDOMAINS_MIGRATE.", current, "host2"), done)
+    screen.app.push_screen(PromptDialog("Migration target", f"Host (and migrate options) for {for_what}, e.g. "
+                                        "'host2' or '-s \"ssh -p 2222\" host2'. Empty: back to XENDOMAINS_MIGRATE.", current, "host2"), done)

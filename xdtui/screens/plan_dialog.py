@@ -73,7 +73,7 @@ def plan_summary(plan: Plan, watchdog: float = 0.0) -> Text:
     t = Text()
     t.append(f"{len(plan.guests)} guest{'s' if len(plan.guests) != 1 else ''}", style="bold")
     t.append(f", {plan.parallel} at a time" if plan.parallel else ", auto")
-    t.append(f", about {duration(plan.estimate_s)}")
+    t.append(f", about {duration(plan.estimate_s)} ({plan.estimate_source})")
     if plan.skipped:
         t.append(f"; {len(plan.skipped)} left out", style="yellow")
     if plan.save_dir_free is not None and plan.save_needed:
