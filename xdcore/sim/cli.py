@@ -12,13 +12,15 @@
     xdsim --state DIR fault OP GUEST fail|hang|ignore|zombie|enospc|delay:S
     xdsim --state DIR clear [--latency]
     xdsim --state DIR memory --total MIB [--free MIB]
-    xdsim --state DIR list | targets | history
+    xdsim --state DIR list | targets | history [--json]
     xdsim --state DIR pool [add NAME [--memory-mib MIB] [--dir D] | name NAME | reach NAME up|down|hang]
     xdsim --state DIR xenstored [--socket PATH]   # a simulated xenstored mirroring the host
     xdsim --state DIR classic start|stop|status [--config FILE]   # the classic upstream script, for comparison
     xdsim --state DIR xl ARGS… | xm ARGS…     (run the simulated tool without a shim)
 
-DIR defaults to $XDSIM_STATE.
+DIR defaults to $XDSIM_STATE; it must hold a host, except for init, demo and shim.
+Every argument is checked (an unknown operation or guest, a negative number:
+exit 2, nothing changed) and every change prints one line saying what it did.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--value", default="1")
     sub.add_parser("list", help="show domains, faults and latencies")
     sub.add_parser("targets", help="show guests received by migration targets")
-    sub.add_parser("history", help="show the state-changing commands run so far")
+    s = sub.add_parser("history", help="show the state-changing commands run so far (killed ones too)")
+    s.add_argument("--json", action="store_true", help="one JSON object a line instead of the table")
     s = sub.add_parser("pool", help="list the hosts of this host's simulated pool (or add one, name one, cut one off)")
     s.add_argument("action", nargs="?", choices=("add", "name", "reach"))
     s.add_argument("host", nargs="?")
@@ -106,14 +109,39 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Bad(Exception):
+    """An argument xdsim refuses: printed as `xdsim: CMD: why`, exit 2, nothing changed."""
+
+
+def _number(value: float, what: str, *, positive: bool = False) -> float:
+    """A finite number, at least 0 (above 0 when `positive`), or _Bad naming `what`."""
+    import math
+
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise _Bad(f"{what} must be a {'positive' if positive else 'non-negative'} number, got {value:g}")
+    return value
+
+
 def _fault(op: str, guest: str, kind: str) -> host.Fault:
     seconds = 0.0
     if kind.startswith("delay:"):
         kind, _, value = kind.partition(":")
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise _Bad(f"delay:SECONDS needs a number of seconds, got {value!r}") from None
+        _number(seconds, "the delay")
     if kind not in host.FAULT_KINDS:
-        raise SystemExit(f"xdsim: unknown fault {kind!r} (one of {', '.join(host.FAULT_KINDS)}, delay:S)")
+        raise _Bad(f"unknown fault {kind!r} (one of {', '.join(host.FAULT_KINDS)}, delay:S)")
     return host.Fault(op, guest, kind, seconds)
+
+
+def _guest_exists(st: host.HostState, guest: str) -> bool:
+    return any(d.name == guest or str(d.domid) == guest for d in st.domains if d.domid != 0)
+
+
+def _fmt_fault(f: host.Fault) -> str:
+    return f"{f.op} on {f.guest}: {f.kind}" + (f" {f.seconds:g}s" if f.kind == "delay" else "")
 
 
 def _join_dash_values(argv: list[str]) -> list[str]:
@@ -130,13 +158,35 @@ def _join_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+#: verbs that lay out a host where there is none; every other verb needs an existing host
+_CREATING = ("init", "demo", "shim")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..output import PipeSafeStdout
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(_join_dash_values(argv))
     if not args.state:
         print("xdsim: no state directory: pass --state DIR or set XDSIM_STATE", file=sys.stderr)
         return 2
     sdir = Path(args.state)
+    if args.cmd not in _CREATING and not host.state_path(sdir).is_file():
+        print(f"xdsim: {args.cmd}: no simulated host in {sdir} (lay one out: xdsim --state {sdir} init, or demo)",
+              file=sys.stderr)
+        return 2
+    stdout = sys.stdout
+    sys.stdout = PipeSafeStdout(stdout)  # type: ignore[assignment]  # `xdsim history | head` ends quietly
+    try:
+        return _main(args, sdir)
+    except _Bad as exc:
+        print(f"xdsim: {args.cmd}: {exc}; nothing changed", file=sys.stderr)
+        return 2
+    finally:
+        sys.stdout = stdout
+
+
+def _main(args: argparse.Namespace, sdir: Path) -> int:  # noqa: C901 - one branch per verb
     if args.cmd == "xenstored":
         from .xenstored import main as xenstored_main
 
@@ -146,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd in ("xl", "xm"):
         from .tool import run_command
 
-        host.init_state(sdir)
         return run_command(args.cmd, sdir, args.args, sys.stdout, sys.stderr)
     if args.cmd == "demo":
         from .demo import build_demo, usage_text
@@ -160,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_shims(sdir, args.bindir):
             print(path)
     elif args.cmd == "add":
+        _check_add(sdir, args)
         if args.config:
             cfg_path = Path(args.config)
         else:
@@ -176,19 +226,29 @@ def main(argv: list[str] | None = None) -> int:
                            devices_in_xenstore=not args.no_devices)
         print(domid)
     elif args.cmd == "latency":
+        if args.op not in host.DEFAULT_LATENCY:
+            raise _Bad(f"unknown operation {args.op!r} (one of {', '.join(host.DEFAULT_LATENCY)})")
+        _number(args.seconds, "SECONDS")
         with host.transaction(sdir) as st:
+            was = st.lat(args.op)
             st.latency[args.op] = args.seconds
+        print(f"latency {args.op}: {args.seconds:g}s (was {was:g}s)")
     elif args.cmd == "rate":
+        _number(args.mbps, "MBPS")
         with host.transaction(sdir) as st:
+            was = float(st.rate.get(args.op, 0.0) or 0.0)
             st.rate[args.op] = args.mbps
+        how = lambda v: f"{v:g} MB/s" if v > 0 else "unlimited (0)"  # noqa: E731
+        print(f"rate {args.op}: {how(args.mbps)} (was {how(was)})")
     elif args.cmd == "resource":
         return _set_resource(sdir, args.kind, args.words)
     elif args.cmd == "dirty":
-        if args.mbps < 0:
-            print(f"xdsim: dirty: a rate of MB/s cannot be negative, got {args.mbps:g}", file=sys.stderr)
-            return 2
-        with host.transaction(sdir) as st:
+        _number(args.mbps, "MBPS")
+        with host.transaction(sdir) as st:  # by name: may be set before the guest is created or restored
             st.dirty[args.guest] = args.mbps
+            running = _guest_exists(st, args.guest)
+        print(f"dirty {args.guest}: {args.mbps:g} MB/s re-dirtied during a live migration"
+              + ("" if running else " (not running now)"))
     elif args.cmd == "transfers":
         st = host.load(sdir)
         for entry in st.transfer_log:
@@ -199,21 +259,40 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "fault":
         fault = _fault(args.op, args.guest, args.kind)
         with host.transaction(sdir) as st:
+            # create and restore faults name guests that do not run yet; every other operation acts on one that does
+            if args.guest != "*" and args.op not in ("create", "restore") and not _guest_exists(st, args.guest):
+                raise _Bad(f"no guest {args.guest!r} on this host (a name, a domid or *; "
+                           "create and restore faults may name a guest that is not running)")
+            old = [f for f in st.faults if f.op == fault.op and f.guest == fault.guest]
             st.faults = [f for f in st.faults if not (f.op == fault.op and f.guest == fault.guest)]
             st.faults.append(fault)
+        print(f"fault {_fmt_fault(fault)}" + (f" (replaces {old[0].kind})" if old else ""))
     elif args.cmd == "clear":
         with host.transaction(sdir) as st:
+            n = len(st.faults)
             st.faults = []
             if args.latency:
                 st.latency = dict(host.DEFAULT_LATENCY)
                 st.rate = dict(host.DEFAULT_RATE)
+        print(f"cleared {n} fault{'' if n == 1 else 's'}" + ("; latencies and rates back to defaults" if args.latency else ""))
     elif args.cmd == "memory":
+        if args.total is None and args.free is None:
+            raise _Bad("give --total MIB and/or --free MIB")
+        if args.total is not None:
+            _number(args.total, "--total", positive=True)
+        if args.free is not None:
+            _number(args.free, "--free")
         with host.transaction(sdir) as st:
             if args.total is not None:
                 st.total_memory_mib = args.total
             if args.free is not None:
                 used = sum(d.current_kib for d in st.domains) // 1024
+                if args.free > st.total_memory_mib - used:
+                    raise _Bad(f"--free {args.free} MiB is more than the {st.total_memory_mib - used} MiB"
+                               " the guests leave of the host's memory")
                 st.reserved_mib = max(0, st.total_memory_mib - used - args.free)
+            total, free = st.total_memory_mib, st.free_memory_mib()
+        print(f"memory: total {total} MiB, free {free} MiB")
     elif args.cmd == "ready":
         when = args.when
         if when == ["now"]:
@@ -224,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError:
                 print(f"xdsim ready: not a number of seconds: {when[1]!r}", file=sys.stderr)
                 return 2
+            _number(after, "the seconds after")
         elif when != ["never"]:
             print("xdsim ready: say `after S`, `now` or `never`", file=sys.stderr)
             return 2
@@ -233,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 st.ready[args.guest] = {"after": after, "set_at": __import__("time").time(), "key": args.key,
                                         "value": args.value}
+        print(f"ready {args.guest}: " + ("never" if when == ["never"] else f"after {after:g}s"))
     elif args.cmd == "list":
         st = host.load(sdir)
         snap = host.snapshot_of(st, __import__("time").time())
@@ -258,9 +339,60 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "pool":
         return _pool(sdir, args)
     elif args.cmd == "history":
-        for entry in host.load(sdir).history:
-            print(json.dumps(entry))
+        entries = host.load(sdir).history
+        if args.json:
+            for entry in entries:
+                print(json.dumps(entry))
+        else:
+            _print_history(entries)
     return 0
+
+
+def _check_add(sdir: Path, args: argparse.Namespace) -> None:
+    """Refuse what `xl` could never show: sizes below 1, a duplicate name or domid, bad state flags."""
+    import re
+
+    if not args.name or args.name == "Domain-0" or "/" in args.name:
+        raise _Bad(f"a guest name cannot be {args.name!r}")
+    _number(args.mem, "--mem", positive=True)
+    _number(args.vcpus, "--vcpus", positive=True)
+    _number(args.cpu_time, "--cpu-time")
+    if args.maxmem is not None and args.maxmem < args.mem:
+        raise _Bad(f"--maxmem {args.maxmem} is below --mem {args.mem}")
+    if not re.fullmatch(r"[r-][b-][p-][s-][c-][d-]", args.state_flags):
+        raise _Bad(f"--state-flags must be six characters like -b---- (r b p s c d or -), got {args.state_flags!r}")
+    if args.config and not Path(args.config).is_file():
+        raise _Bad(f"--config {args.config}: no such file")
+    st = host.load(sdir)
+    if any(d.name == args.name for d in st.domains):
+        raise _Bad(f"a guest named {args.name!r} is already on this host")
+    if args.domid is not None and (args.domid < 1 or any(d.domid == args.domid for d in st.domains)):
+        raise _Bad(f"--domid {args.domid} is {'taken' if args.domid >= 1 else 'not a guest domid (1 or more)'}")
+
+
+def _print_history(entries: list[dict]) -> None:
+    """The state-changing commands as a table: when, how long, how it ended, what."""
+    import time as _time
+
+    rows = [("started", "took", "result", "command")]
+    for e in entries:
+        t = e.get("t")
+        when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(t)) if isinstance(t, (int, float)) else "?"
+        end = e.get("end")
+        took = f"{end - t:.2f}s" if isinstance(end, (int, float)) and isinstance(t, (int, float)) else "?"
+        if e.get("killed"):
+            result = "killed"
+        elif e.get("rc") is None:
+            result = "?"
+        else:
+            result = "ok" if e["rc"] == 0 else f"exit {e['rc']}"
+        rows.append((when, took, result, " ".join(str(a) for a in e.get("argv", []))))
+    if len(rows) == 1:
+        print("no state-changing command yet")
+        return
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
 
 
 def _set_resource(sdir: Path, kind: str, words: list[str]) -> int:
@@ -275,17 +407,20 @@ def _set_resource(sdir: Path, kind: str, words: list[str]) -> int:
         mbps = float(words[-1])
     except ValueError:
         mbps = -1.0
-    if not mbps >= 0:
+    if not (mbps >= 0 and mbps != float('inf')):
         print(f"xdsim: resource {kind}: MBPS must be a number of MB/s (0 removes it), got {words[-1]!r}",
               file=sys.stderr)
         return 2
     name = physics.link(words[0]) if kind == "link" else physics.DISK
     with host.transaction(sdir) as st:
         host.advance_ledger(st, __import__("time").time())  # what ran so far ran at the old rate
+        was = float(st.resources.get(name) or 0.0)
         if mbps > 0:
             st.resources[name] = mbps
         else:
             st.resources.pop(name, None)
+    how = lambda v: f"{v:g} MB/s, shared" if v > 0 else "not shared"  # noqa: E731
+    print(f"resource {name}: {how(mbps)} (was {how(was)})")
     return 0
 
 

@@ -476,6 +476,9 @@ def apply_transitions(st: HostState, now: float) -> bool:
         changed = True
     for dom in list(st.domains):
         if dom.busy and not _pid_alive(int(dom.busy.get("pid", 0))):
+            if dom.busy.get("argv"):  # killed (the watchdog's SIGKILL): it never recorded itself
+                st.history.append({"t": dom.busy.get("t"), "end": round(now, 3), "argv": dom.busy["argv"],
+                                   "rc": None, "killed": True})
             abort_busy(st, dom, died=True)
             changed = True
             if dom not in st.domains:

@@ -42,6 +42,14 @@ class Run:
         self.verbose = 0
         self.dryrun = False
         self.force = False
+        #: the command line and when it started: kept with a busy domain, so that a command the
+        #: watchdog kills (SIGKILL: no handler runs) still reaches the history, as "killed"
+        self.argv: list[str] = []
+        self.started = 0.0
+
+    def busy(self, op: str, **extra) -> dict:
+        """The `busy` record of a domain this command works on."""
+        return {"op": op, "pid": self.pid, "argv": self.argv, "t": self.started, **extra}
 
     def stdout(self, text: str) -> None:
         self.out.write(text)

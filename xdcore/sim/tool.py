@@ -49,11 +49,13 @@ def flavour_module(flavour: str):
     return xlcmd
 
 
-def record(state_dir, flavour: str, argv: list[str], rc: int, started: float) -> None:
+def record(state_dir, flavour: str, argv: list[str], rc: int | None, started: float, killed: bool = False) -> None:
     try:
         with host.transaction(state_dir) as st:
-            st.history.append({"t": round(started, 3), "end": round(time.time(), 3),
-                               "argv": [flavour, *argv], "rc": rc})
+            entry = {"t": round(started, 3), "end": round(time.time(), 3), "argv": [flavour, *argv], "rc": rc}
+            if killed:
+                entry["killed"] = True
+            st.history.append(entry)
             del st.history[:-HISTORY_LIMIT]
     except OSError:
         pass
@@ -69,6 +71,8 @@ def run_command(flavour: str, state_dir, argv: list[str], out: TextIO, err: Text
     mod = flavour_module(flavour)
     run = Run(state_dir, flavour, out, err)
     started = time.time()
+    if subcommand(flavour, argv) in mod.MUTATING:
+        run.argv, run.started = [flavour, *argv], round(started, 3)
     gen = mod.main(run, list(argv))
     try:
         rc = drive_sync(gen, time.sleep)
@@ -81,6 +85,8 @@ def run_command(flavour: str, state_dir, argv: list[str], out: TextIO, err: Text
     except BaseException:
         gen.close()
         run.run_aborts()
+        if run.argv:  # SIGTERM/SIGHUP (or ^C): it ends here, and the history says so
+            record(state_dir, flavour, argv, None, started, killed=True)
         raise
     if subcommand(flavour, argv) in mod.MUTATING:
         record(state_dir, flavour, argv, rc, started)

@@ -258,7 +258,7 @@ def _wait_ready(run: Run, domid: int, op: str, name: str, seconds: float) -> Com
             dom = st.by_id(domid)
             if dom is not None:
                 dom.ready_at = None
-                dom.busy = {"op": op, "pid": run.pid}
+                dom.busy = run.busy(op)
 
         def _abort() -> None:
             with host.transaction(run.state_dir) as st2:
@@ -513,7 +513,7 @@ def cmd_restore(run: Run, args: list[str]) -> Command:
         dom.ready_flags = "--p---" if "p" in got else "-b----"
         if res is not None and image.complete:  # read the image over the shared disk, then finish building
             latency = st.lat("restore") + st.delay("restore", name)
-            dom.busy = {"op": "restore", "pid": run.pid}
+            dom.busy = run.busy("restore")
         else:
             dom.ready_at = now + latency
         st.add(dom)
@@ -581,7 +581,7 @@ def _suspend(run: Run, domid: int, op: str, rename: str | None = None) -> Callab
     with host.transaction(run.state_dir) as st:
         dom = st.by_id(domid)
         assert dom is not None
-        dom.busy = {"op": op, "pid": run.pid, "prev_flags": dom.flags, "prev_name": dom.name}
+        dom.busy = run.busy(op, prev_flags=dom.flags, prev_name=dom.name)
         if op == "save":
             dom.flags = "---ss-"  # as real xl 4.17 lists a domain being saved (real-4.17/xl_list_during_save)
         if rename:

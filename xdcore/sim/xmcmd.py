@@ -263,7 +263,7 @@ def cmd_save(run: Run, args: list[str]) -> Command:
         head, body = images.xm_image(sxp.prettyprint(domain_sxp(dom, now)), mem)
         fault = st.fault("save", dom.name, domid)
         seconds = st.transfer_time("save", mem) + st.delay("save", dom.name, domid)
-        dom.busy = {"op": "save", "pid": run.pid, "prev_flags": dom.flags, "prev_name": dom.name}
+        dom.busy = run.busy("save", prev_flags=dom.flags, prev_name=dom.name)
         dom.flags = "-b-ss-"
 
     def resume() -> None:
@@ -345,7 +345,7 @@ def cmd_migrate(run: Run, args: list[str]) -> Command:
         seconds = st.transfer_time("migrate", mem) + st.delay("migrate", name, domid)
         record = {"name": name, "uuid": dom.uuid, "memory_mib": mem // 1024, "vcpus": dom.online_vcpus,
                   "from_domid": domid, "options": sorted(got), "config": dom.userdata}
-        dom.busy = {"op": "migrate", "pid": run.pid, "prev_flags": dom.flags, "prev_name": dom.name}
+        dom.busy = run.busy("migrate", prev_flags=dom.flags, prev_name=dom.name)
         dom.name = f"{name}--migratedaway"
 
     def resume() -> None:
