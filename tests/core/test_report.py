@@ -265,7 +265,7 @@ def test_a_full_disk_under_the_progress_file_warns_and_changes_nothing_else(cli_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("xdcore.report.write_atomic", atomic)
-    monkeypatch.setattr("xdcore.estimate.write_atomic", atomic)  # the measurements file (xdcore.estimate)
+    monkeypatch.setattr("xdcore.plan.write_atomic", atomic)
 
     assert cli.main(["--config", str(conf), "stop"]) == 0
     err = capsys.readouterr().err
