@@ -343,10 +343,12 @@ def simulated_state_dir(toolstack) -> Path | None:
 
 
 def simulated_throughputs(toolstack) -> Throughputs | None:
-    """A simulated host's own latencies, rates and shared bandwidths as Throughputs (None: not simulated).
+    """A simulated host's own latencies, rates and shared bandwidths as Throughputs.
 
-    One operation alone gets a shared resource's whole bandwidth, which replaces the operation's own rate
-    when set, as in the simulator (xdcore.sim.physics); a rate of 0 (no limit) becomes a very fast one.
+    None when the host is not simulated, or declares no shared bandwidth (`xdsim resource`): the
+    scheduler then plans from the defaults, as on a real host.  One operation alone gets a shared
+    resource's whole bandwidth, which replaces the operation's own rate, as in the simulator
+    (xdcore.sim.physics).
     """
     sdir = simulated_state_dir(toolstack)
     if sdir is None:
@@ -357,15 +359,17 @@ def simulated_throughputs(toolstack) -> Throughputs | None:
         st = simhost.load(sdir)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not st.resources:  # a host without declared bandwidths (the tests' fast hosts): nothing to go by
+        return None
     spawn = 0.0 if getattr(toolstack, "state_dir", None) is not None else SPAWN_S
 
     def mbps(op: str, res: str) -> float:
         rate = float(st.resources.get(res) or 0.0) or float(st.rate.get(op, 0.0) or 0.0)
-        return rate if rate > 0 else 1e9
+        return rate if rate > 0 else DEFAULTS[f"{op}_mbps"]
 
     links = {k[5:]: float(v) for k, v in st.resources.items() if k.startswith("link:") and float(v or 0) > 0}
     return Throughputs(save_mbps=mbps("save", "disk"), restore_mbps=mbps("restore", "disk"),
-                       migrate_mbps=float(st.rate.get("migrate", 0.0) or 0.0) or 1e9,
+                       migrate_mbps=float(st.rate.get("migrate", 0.0) or 0.0) or DEFAULTS["migrate_mbps"],
                        shutdown_s=st.lat("ack") + st.lat("shutdown") + spawn, create_s=st.lat("create") + spawn,
                        sysrq_s=st.lat("sysrq") + spawn, samples=0, links=links,
                        fixed={"save": st.lat("save") + spawn, "migrate": st.lat("migrate") + spawn,

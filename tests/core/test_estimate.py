@@ -24,9 +24,11 @@ def test_a_real_host_before_its_first_run_says_assumed_and_after_it_measured():
 
 def test_a_simulated_host_before_its_first_run_is_estimated_from_its_own_figures(tmp_path):
     state = simhost.init_state(tmp_path / "host", fast=True)
+    assert estimator(Config(), Throughputs(), toolstack=SimToolstack(state)).source == "assumed"  # no bandwidths
     with simhost.transaction(state) as st:
         st.latency.update({"save": 0.5, "shutdown": 3.0, "ack": 0.2, "create": 1.5})
         st.rate["save"] = 600.0
+        st.resources["link:peer"] = 1000.0  # it declares its bandwidths (as the demo host does)
     est = estimator(Config(), Throughputs(), toolstack=SimToolstack(state))  # in-process: no spawn cost
     assert est.source == "simulated"
     assert est("save", Domain(3, "web01", memory_mib=1200)) == pytest.approx(0.5 + 1200 / 600)
@@ -44,6 +46,8 @@ def test_a_simulated_host_before_its_first_run_is_estimated_from_its_own_figures
 
 def test_the_cli_recognises_a_simulated_xl_on_path(tmp_path, monkeypatch):
     state = simhost.init_state(tmp_path / "host", fast=True)
+    with simhost.transaction(state) as st:
+        st.resources["disk"] = 500.0
     write_shims(state, tmp_path / "bin")
 
     class Xl:

@@ -278,6 +278,7 @@ def test_the_scheduled_stop_shares_disk_and_link_and_ends_as_its_plan_said(tmp_p
 def test_the_plan_says_where_its_estimate_comes_from_and_learns_from_the_run(tmp_path):
     h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("db", 2048, 1)], auto=["web01", "db"])
     h.sim("latency", "save", "0.3")  # long enough to be measured (a resource busy under 50 ms teaches nothing)
+    h.sim("resource", "disk", "2000")  # a simulated host that declares its bandwidths is estimated from them
     plan = plan_json(h, "stop")
     assert plan["estimate_source"] == "simulated"  # a simulated host before any run: its own latencies
     assert any(b.startswith("save: disk ") for b in plan["estimate_basis"])
