@@ -85,8 +85,6 @@ def run_command(flavour: str, state_dir, argv: list[str], out: TextIO, err: Text
     except BaseException:
         gen.close()
         run.run_aborts()
-        if run.argv:  # SIGTERM/SIGHUP (or ^C): it ends here, and the history says so
-            record(state_dir, flavour, argv, None, started, killed=True)
         raise
     if subcommand(flavour, argv) in mod.MUTATING:
         record(state_dir, flavour, argv, rc, started)
