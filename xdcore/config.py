@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ConfigMissing, ConfigUnreadable
+from .fsutil import read_at_most
 
 #: a config file larger than this is not a config file (read no further, never parse it)
 MAX_CONFIG_BYTES = 1 << 20
@@ -687,17 +688,10 @@ def read_config_bytes(path: Path) -> bytes:
         if not stat.S_ISREG(mode):
             kind = next((word for test, word in _KINDS if test(mode)), "not a regular file")
             raise ConfigUnreadable(f"{path}: the config file is {kind}, not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_CONFIG_BYTES:
-            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_CONFIG_BYTES:
+        data = read_at_most(fd, MAX_CONFIG_BYTES)
+        if len(data) > MAX_CONFIG_BYTES:
             raise ConfigUnreadable(f"{path}: the config file is larger than {MAX_CONFIG_BYTES} bytes; not read")
-        return b"".join(chunks)
+        return data
     except OSError as exc:
         raise ConfigUnreadable(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     finally:

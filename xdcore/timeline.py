@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .plan import busy_time
+
 PLANNED, ACTUAL = "░", "█"
 
 
@@ -77,7 +79,7 @@ def draw(bars: Sequence[Bar], width: int = 60, name_width: int | None = None) ->
     lines.append(" " * pad + ticks)
     lines.append(" " * pad + labels)
     for res, items in group(bars).items():
-        busy = _busy([(b.start, b.finish) for b in items if b.kind == ("actual" if both else b.kind)])
+        busy = busy_time([(b.start, b.finish) for b in items if b.kind == ("actual" if both else b.kind)])
         lines.append(f"{resource_title(res)}: busy {busy:.1f}s of {span:.1f}s")
         guests: list[str] = []
         for b in sorted(items, key=lambda b: (b.start if b.kind == "planned" else b.start + 1e-6, b.guest)):
@@ -97,16 +99,6 @@ def draw(bars: Sequence[Bar], width: int = 60, name_width: int | None = None) ->
 
 def _has_planned(items: Sequence[Bar], guest: str) -> bool:
     return any(b.guest == guest and b.kind == "planned" for b in items)
-
-
-def _busy(intervals: Sequence[tuple[float, float]]) -> float:
-    total, end = 0.0, float("-inf")
-    for a, b in sorted(intervals):
-        if b <= end:
-            continue
-        total += b - max(a, end)
-        end = b
-    return total
 
 
 def plan_bars(plan) -> list[Bar]:  # plan: xdcore.plan.Plan
