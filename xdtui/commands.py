@@ -54,6 +54,8 @@ HOST_COMMANDS: tuple[Command, ...] = (
     Command("plus", "parallel_step(1)", "More parallel", "One more guest at once", "Parallel"),
     Command("minus", "parallel_step(-1)", "Less parallel", "One guest fewer at once"),
     Command("a", "attach", "Show the run full screen", "The run in progress (whoever started it) full screen, and whether this console may steer it"),
+    Command("T", "timeline", "Timeline of the last run",
+            "The last stop's (or start's) guests as bars over time, grouped by disk and link: planned vs actual"),
     Command("r", "refresh", "Refresh", "Read domains, lists and figures now"),
     Command("z", "zoom", "Zoom pane", "The focused pane (domains, board, log, lists) full screen; z again: back"),
     Command("question_mark", "help", "Keys", "Every key of this screen and what it does", "Help"),
@@ -64,6 +66,8 @@ HOST_COMMANDS: tuple[Command, ...] = (
 ATTACH_COMMANDS: tuple[Command, ...] = (
     Command("h", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host", "Host view"),
     Command("escape", "host_view", "Back to host view", "Leave the attached run (it goes on) and show this host"),
+    Command("T", "timeline", "Timeline of the last run",
+            "The finished run's guests as bars over time, grouped by disk and link: planned vs actual"),
     Command("z", "zoom", "Zoom pane", "The focused pane (board, log) full screen; z again: back"),
     Command("question_mark", "help", "Keys", "Every key of this screen and what it does", "Help"),
     Command("q", "quit", "Quit", "Leave the console (the run goes on: it is headless)", "Quit"),

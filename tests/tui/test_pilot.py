@@ -352,3 +352,43 @@ async def test_a_failing_watcher_is_reported_in_the_log_and_started_again(demo, 
         await wait_for(pilot, lambda: app.host_screen and app.host_screen.domains_seen, what="the watcher to recover")
         log = app.host_screen.query_one(EventLog)
         assert any("simulated failure" in line.text for line in log.lines)
+
+
+async def test_the_timeline_of_a_finished_evacuation_shows_each_guest_planned_and_actual(demo):
+    from xdtui.screens.run_timeline import RunTimeline
+    from xdtui.widgets.timeline import TimelineView
+
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        table = app.screen.query_one(DomainTable)
+        table.move_cursor(row=table.get_row_index("web02"))
+        await pilot.press("space", "space")  # web02 and the next row (db-primary)
+        assert table.marked == {"web02", "db-primary"}
+        await pilot.press("E")
+        await confirm_plan(pilot, app)
+        await run_to_end(pilot, app)
+        run = app.host_screen.board_state.run
+        await palette(pilot, app, "Timeline of the last run")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunTimeline), what="the timeline")
+        screen = app.screen
+        # the board may see RunFinished a moment before the report is final: the screen reads it again until then
+        await wait_for(pilot, lambda: screen.report is not None and screen.report.run == run
+                       and screen.report.exit_code is not None and not screen.waiting(), what="the run's final report")
+        text = str(screen.query_one(TimelineView).render())
+        lines = text.splitlines()
+        assert "disk (save directory)" in text
+        for guest in ("web02", "db-primary"):
+            plan = next(i for i, ln in enumerate(lines) if ln.strip().startswith(f"{guest}") and " plan │" in ln)
+            assert "░" in lines[plan] and "save" in lines[plan]
+            assert " run  │" in lines[plan + 1] and "█" in lines[plan + 1] and "saved" in lines[plan + 1]
+        assert f"run {run}" in str(screen.query_one("#timeline-heading").render())
+        await pilot.press("s")  # the last start: none on this host yet
+        await wait_for(pilot, lambda: screen.verb == "start", what="the start report")
+        assert "No start report yet" in str(screen.query_one("#timeline-heading").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostScreen), what="the host view")
+        await pilot.press("T")  # the key opens the same view
+        await wait_for(pilot, lambda: isinstance(app.screen, RunTimeline) and app.screen.report is not None,
+                       what="the timeline by its key")
+        assert "web02" in str(app.screen.query_one(TimelineView).render())

@@ -73,6 +73,7 @@ class AttachScreen(RunView):
             t.append("  process gone without finishing", style="bold red")
         elif b.finished is not None:
             t.append("  finished", style="green" if b.exit_code == 0 else "bold red")
+            t.append(" · T timeline", style="dim")
         t.append(f" · run {b.run}", style="dim")  # last: the first thing cut on a narrow terminal
         t.append("\n")
         s = self.steering

@@ -310,6 +310,15 @@ class RunView(Screen):
 
         self.app.push_screen(GuestDetail(self.guest_facts(name), self.host.cfg))
 
+    def action_timeline(self) -> None:
+        """The timeline of the last run: the verb of the run on the board (a finished one: wait for its report)."""
+        from .run_timeline import RunTimeline
+
+        b = self.board_state
+        verb = b.verb if b.verb in ("stop", "start") else "stop"
+        finished = b.run if b.finished is not None and not b.active else ""
+        self.app.push_screen(RunTimeline(self.host.cfg, verb, expect_run=finished))
+
     def action_zoom(self) -> None:
         """The focused pane full screen (Textual's maximize), or back."""
         if self.maximized is not None:
