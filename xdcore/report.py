@@ -152,7 +152,7 @@ def load_report(path: Path) -> RunReport | None:
     """A report file, or None when it is missing or unreadable (a report never breaks status)."""
     try:
         return RunReport.from_dict(json.loads(read_small(Path(path))))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError):  # int(inf)
         return None
 
 

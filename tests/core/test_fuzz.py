@@ -504,6 +504,7 @@ def test_any_throughput_file_gives_finite_positive_estimates(tmp_path_factory, d
        st.lists(st.dictionaries(st.sampled_from(["guest", "outcome", "detail", "elapsed", "domid", "stages", "notes"]),
                                 _json_values, max_size=7), max_size=3),
        st.tuples(st.floats(), st.none() | st.floats()))
+@example({"exit_code": float("inf")}, [], (0.0, None))  # int(inf) raises OverflowError, not ValueError
 def test_any_report_file_is_read_or_ignored_and_printing_it_never_raises(tmp_path_factory, data, guests, when):
     from xdcore.report import format_report, load_report, print_reconciliation, reconcile
 
