@@ -10,9 +10,18 @@ or `xdsim --state DIR add …`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on a fixed set of examples (the same every run), so a red CI always
+# means a change broke something; developers' runs keep exploring new random examples, and what they
+# find becomes an explicit @example.  Loaded here, before any test module makes its own settings.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from xdcore.sim import host
 from xdcore.sim.testing import write_shims
