@@ -8,6 +8,7 @@ pure header sniffing of save images (a file's first bytes).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -213,3 +214,12 @@ class HostInfo:
     xen_version: str = ""
     host: str = ""
     raw: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def xen_release(self) -> tuple[int, int] | None:
+        """(xen_major, xen_minor) as `xl info` says them, else read from xen_version ("4.17.7"); None: unknown."""
+        major, minor = self.raw.get("xen_major", "").strip(), self.raw.get("xen_minor", "").strip()
+        if major.isdigit() and minor.isdigit():
+            return int(major), int(minor)
+        m = re.match(r"\s*(\d+)\.(\d+)", self.xen_version)
+        return (int(m.group(1)), int(m.group(2))) if m else None

@@ -20,24 +20,47 @@ tests share it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class TargetHost:
-    """A migration target as it answered `xl info` before the stop; `error` set: unreachable, left out."""
+    """A migration target as it answered `xl info` before the stop; `error` set: left out (unreachable, or
+    its Xen is older than this host's)."""
 
     name: str
     free_mib: int = 0
     total_mib: int = 0
     xen_version: str = ""
     error: str = ""
+    xen_release: tuple[int, int] | None = None  # (xen_major, xen_minor) of its `xl info`; None: it did not say
 
     @property
     def reachable(self) -> bool:
         return not self.error
+
+
+def release_text(release: tuple[int, int] | None) -> str:
+    return f"{release[0]}.{release[1]}" if release else "?"
+
+
+def leave_out_older(targets: Sequence[TargetHost], source_version: str,
+                    source_release: tuple[int, int] | None) -> list[TargetHost]:
+    """Targets running an older Xen than this host are left out (error set): Xen migrates a guest to the
+    same or a newer hypervisor, never to an older one.  A version either side does not state is not judged."""
+    if source_release is None:
+        return list(targets)
+    out = []
+    for t in targets:
+        if t.reachable and t.xen_release is not None and t.xen_release < source_release:
+            t = replace(t, error=(f"runs Xen {t.xen_version or release_text(t.xen_release)}, older than this host's "
+                                  f"Xen {source_version or release_text(source_release)} "
+                                  f"({release_text(t.xen_release)} < {release_text(source_release)}): "
+                                  "Xen migrates a guest only to the same or a newer version"))
+        out.append(t)
+    return out
 
 
 @dataclass(frozen=True)
@@ -121,7 +144,7 @@ class Ledger:
         if t is None:
             return f"{target} is not one of the migration targets"
         if not t.reachable:
-            return f"{target} is unreachable ({t.error})"
+            return f"{target} is left out ({t.error})"
         if need.targets and target not in need.targets:
             return f"pinned to {', '.join(need.targets)}"
         if target in self.tried.get(need.name, ()):
@@ -222,4 +245,5 @@ def needs_from(guests: Iterable, policies: Mapping | None = None) -> list[GuestN
     return out
 
 
-__all__ = ["Decision", "GuestNeed", "Ledger", "TargetHost", "TargetRoom", "needs_from", "place"]
+__all__ = ["Decision", "GuestNeed", "Ledger", "TargetHost", "TargetRoom", "leave_out_older", "needs_from", "place",
+           "release_text"]

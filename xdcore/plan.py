@@ -552,6 +552,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
             notes.append("under the deadline, guests with a higher xendomains_priority take the first slots")
     notes += order.notes
     rooms = tuple(pool.rooms()) if pool is not None else ()
+    notes += pool.notes if pool is not None else []
     for r in rooms:
         if r.error:
             notes.append(f"migration target {r.name} left out: {r.error}")

@@ -40,7 +40,7 @@ from .events import (
     TargetProbed,
 )
 from .lock import RunLock, default_lock_path
-from .model import AutoConfig, Domain, SaveImage
+from .model import AutoConfig, Domain, HostInfo, SaveImage
 from .pipeline.control import RunControl
 from .bootorder import BootOrder, boot_order
 from .gates import wait_gate
@@ -48,6 +48,7 @@ from .policy import Gate, GuestPolicy, Policies, load_policies, policy_configs
 from .pipeline.runner import Deadline, Estimator, GuestResult, StopRunner, attach_command_events, current_step
 from .pipeline.stages import START_STAGES, STOP_STAGES
 from .pipeline.targets import TargetPool, migrate_setup, probe_targets, probe_timeout
+from .placement import leave_out_older
 from .toolstack.port import Toolstack
 
 _UNKNOWN = object()  # the xenstore stub domid before it was asked
@@ -411,6 +412,16 @@ class Service:
             return {}
         return {g.guest: g.target for g in stop.guests if g.outcome == "migrated" and g.target}
 
+    async def _own_xen(self) -> HostInfo | str:
+        """This host's `xl info` (its Xen version, to compare the targets' with), or why it is not known."""
+        try:
+            info = await self.ts.host_info()
+        except ToolstackError as exc:
+            return f"cannot read this host's Xen version ({exc}): the targets' Xen versions are not checked"
+        if info.xen_release is None:
+            return "this host's `xl info` states no Xen version: the targets' Xen versions are not checked"
+        return info
+
     async def target_pool(self, selected: Sequence[Domain], *, announce: bool = True,
                           policies: Policies | None = None) -> TargetPool | None:
         """Ask every migration target for its room and place the selected guests (None: one target or none).
@@ -422,7 +433,10 @@ class Service:
         if setup is None or not self.control.stage_enabled("migrate"):
             return None
         observers = self.ts.observers if announce else ()
-        targets = await probe_targets(setup, self.ts.name, probe_timeout(self.cfg), observers)
+        targets, source = await asyncio.gather(probe_targets(setup, self.ts.name, probe_timeout(self.cfg), observers),
+                                               self._own_xen())
+        if isinstance(source, HostInfo):  # a target on an older Xen is left out: no migration to an older hypervisor
+            targets = leave_out_older(targets, source.xen_version, source.xen_release)
         if policies is None:  # xendomains_targets / xendomains_apart from each guest's config
             policies = await self.policies([d.name for d in selected])
         policies = policies.with_defaults_for_problems()
@@ -432,7 +446,11 @@ class Service:
         pool = TargetPool(setup, targets, needs_from(movable, policies), self.cfg.target_reserve_mib,
                           self.cfg.parallel_migrate)
         decisions = pool.place_all()
+        if isinstance(source, str):
+            pool.notes.append(source)
         if announce:
+            for n in pool.notes:
+                self._warn(n)
             for t in targets:
                 self.bus.emit(TargetProbed(target=t.name, free_mib=t.free_mib, total_mib=t.total_mib,
                                            reserve_mib=self.cfg.target_reserve_mib, xen_version=t.xen_version,

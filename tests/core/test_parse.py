@@ -391,6 +391,13 @@ def test_xl_info_fixture():
     assert info.raw["hw_caps"].count(":") == 7 and info.raw["xen_changeset"] == ""
 
 
+def test_the_xen_release_is_read_from_xen_major_and_xen_minor_as_real_xl_prints_them():
+    info = parse_xl_info((FIXTURES / "real-4.17/xl_info.stdout").read_text())
+    assert info.xen_release == (4, 17) and info.xen_version == "4.17.7"
+    assert parse_xl_info("xen_version            : 4.9.1\n").xen_release == (4, 9)  # no major/minor lines
+    assert parse_xl_info("host                   : h\n").xen_release is None
+
+
 def test_xm_info_version_from_major_minor_extra():
     info = parse_xl_info("host                   : h\nxen_major              : 4\nxen_minor              : 1\nxen_extra              : .3OVM\n")
     assert info.xen_version == "4.1.3OVM"

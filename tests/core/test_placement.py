@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xdcore.placement import GuestNeed, Ledger, TargetHost, place
+from xdcore.placement import GuestNeed, Ledger, TargetHost, leave_out_older, place
 
 T = [TargetHost("xen02", 16384), TargetHost("xen03", 24576), TargetHost("xen04", 8192)]
 
@@ -25,6 +25,20 @@ def test_an_unreachable_target_is_never_chosen():
     targets = [TargetHost("xen02", 4096), TargetHost("xen03", error="No route to host")]
     _, [d] = place(targets, [GuestNeed("web", 1024)], 1024)
     assert d.target == "xen02"
+
+
+def test_a_target_on_an_older_xen_is_left_out_and_the_same_or_newer_kept():
+    targets = [TargetHost("old", 65536, xen_version="4.16.5", xen_release=(4, 16)),
+               TargetHost("same", 4096, xen_version="4.17.2", xen_release=(4, 17)),
+               TargetHost("newer", 8192, xen_version="4.18.0", xen_release=(4, 18)),
+               TargetHost("major", 2048, xen_version="3.4.0", xen_release=(3, 4)),
+               TargetHost("silent", 2048)]  # states no version: not judged
+    checked = {t.name: t for t in leave_out_older(targets, "4.17.7", (4, 17))}
+    assert [n for n, t in checked.items() if not t.reachable] == ["old", "major"]
+    assert checked["old"].error.startswith("runs Xen 4.16.5, older than this host's Xen 4.17.7 (4.16 < 4.17)")
+    _, [d] = place(list(checked.values()), [GuestNeed("web", 3000)], 1024)
+    assert d.target == "newer"  # "old" had by far the most room
+    assert leave_out_older(targets, "", None) == targets  # this host's version unknown: nothing judged
 
 
 def test_a_pinned_guest_goes_only_to_its_targets_even_with_less_room():

@@ -253,13 +253,13 @@ class E2EHost:
             return entries
         return [h for h in entries if h["argv"][1:2] == [op]]
 
-    def add_peer(self, name: str, memory_mib: int) -> Path:
+    def add_peer(self, name: str, memory_mib: int, xen_version: str | None = None) -> Path:
         """Another simulated host beside this one (a pool member reachable by name); its state directory."""
         from xdcore.sim import pool
 
         if simhost.load(self.state).pool is None:
             pool.rename_self(self.state, "xen01")
-        return Path(pool.add_member(self.state, name, memory_mib))
+        return Path(pool.add_member(self.state, name, memory_mib, xen_version=xen_version))
 
     def pool_member(self, name: str) -> Path:
         """The state directory of pool member `name`."""

@@ -20,11 +20,12 @@ GIB = 1024
 DOM0 = 2048
 
 
-def pool_of_four(tmp_path, guests, rooms=(16, 24, 8), **settings) -> E2EHost:
-    """xen01 runs `guests`; xen02..xen04 have `rooms` GiB free after dom0 (before the 1 GiB reserve)."""
+def pool_of_four(tmp_path, guests, rooms=(16, 24, 8), xen=(None, None, None), **settings) -> E2EHost:
+    """xen01 runs `guests`; xen02..xen04 have `rooms` GiB free after dom0 (before the 1 GiB reserve) and run
+    Xen `xen` (None: xen01's, 4.17)."""
     h = E2EHost.make(tmp_path, guests=guests, **settings)
-    for name, gib in zip(("xen02", "xen03", "xen04"), rooms):
-        h.add_peer(name, DOM0 + gib * GIB)
+    for name, gib, version in zip(("xen02", "xen03", "xen04"), rooms, xen):
+        h.add_peer(name, DOM0 + gib * GIB, version)
     h.configure(XENDOMAINS_MIGRATE_TARGETS="xen02 xen03 xen04", XENDOMAINS_PARALLEL=4)
     return h
 
@@ -94,6 +95,26 @@ def test_an_unreachable_target_is_left_out_with_a_warning(tmp_path):
     assert {e.target: bool(e.error) for e in res.of(ev.TargetProbed)} == {"xen02": False, "xen03": True, "xen04": False}
 
 
+def test_a_target_on_an_older_xen_than_this_host_is_left_out_in_the_plan_the_run_and_the_report(tmp_path):
+    guests = [("big", 12 * GIB, 2), ("web", 2 * GIB, 1)]
+    # xen03 has the most room but runs Xen 4.16 (this host 4.17): a guest cannot go back to an older hypervisor
+    h = pool_of_four(tmp_path, guests, rooms=(16, 24, 8), xen=("4.17.2", "4.16.5", "4.18.0"))
+    plan = h.run("plan", json_out=False)
+    assert plan.returncode == 0, plan.describe()
+    assert ("target xen03: left out (runs Xen 4.16.5, older than this host's Xen 4.17.7-fake (4.16 < 4.17): "
+            "Xen migrates a guest only to the same or a newer version)") in plan.stdout
+    assert "Xen 4.18.0" in next(ln for ln in plan.stdout.splitlines() if "target xen04" in ln)
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert res.message_about("xen03", "left out", "older than this host's Xen 4.17.7-fake").level == "warning"
+    where = assert_each_guest_once(h, ["big", "web"])
+    assert where == {"big": "xen02", "web": "xen04"}  # by room among xen02 (15 GiB) and xen04 (7 GiB)
+    assert {e.target: e.xen_version for e in res.of(ev.TargetProbed)} == {"xen02": "4.17.2", "xen03": "4.16.5",
+                                                                          "xen04": "4.18.0"}
+    report = json.loads((h.progress.parent / "last-stop.json").read_text())
+    assert any("xen03 left out: runs Xen 4.16.5" in m for m in report["messages"])
+
+
 def test_a_hanging_target_is_left_out_by_the_probe_watchdog(tmp_path):
     h = pool_of_four(tmp_path, [("web", 2 * GIB, 1)], rooms=(4, 24, 8), XENDOMAINS_STOP_MAXWAIT=1)
     simpool.set_reach(h.state, "xen03", "hang")
@@ -151,8 +172,9 @@ def test_options_of_xendomains_migrate_are_shared_by_every_target(tmp_path, opti
     h = pool_of_four(tmp_path, [("web", 2 * GIB, 1)], XENDOMAINS_MIGRATE=options)
     res = h.run("stop")
     assert res.returncode == 0, res.describe()
-    probes = [e.argv for e in res.of(ev.CommandStarted) if "info" in e.argv]
-    assert probes and all(list(p[:3]) == ["ssh", "-p", "2222"] for p in probes)
+    infos = [e.argv for e in res.of(ev.CommandStarted) if "info" in e.argv]
+    probes = [a for a in infos if tuple(a) != ("xl", "info")]  # `xl info` alone: this host's own Xen version
+    assert len(probes) == 3 and all(list(p[:3]) == ["ssh", "-p", "2222"] for p in probes)
     migrate = next(h["argv"] for h in h.history("migrate"))
     assert migrate[2:4] == ["-s", "ssh -p 2222"]
 

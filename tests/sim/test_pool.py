@@ -95,3 +95,21 @@ def test_a_killed_migration_leaves_no_incoming_domain_on_the_peer(two_hosts):
     proc.wait()
     wait_for(lambda: "web01--incoming" not in names(peer), what="the dead sender's incoming domain to go")
     assert names(layout.state_dir)["web01"].flags == "-b----"
+
+
+def test_a_pool_member_runs_the_xen_version_it_was_added_with(two_hosts):
+    layout, peer, env = two_hosts
+    done = subprocess.run([sys.executable, "-m", "xdcore.sim.cli", "--state", str(layout.state_dir), "pool", "add",
+                           "xen03", "--memory-mib", "8192", "--xen-version", "4.16.5"], capture_output=True, text=True,
+                          env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    info = run("ssh", "xen03", "xl", "info", env=env).stdout.decode()
+    assert "xen_major              : 4\nxen_minor              : 16\nxen_extra              : .5\n" in info
+    assert "xen_version            : 4.16.5\n" in info
+    assert "xen_minor              : 17\n" in run("ssh", "xen02", "xl", "info", env=env).stdout.decode()  # the first's
+    listing = subprocess.run([sys.executable, "-m", "xdcore.sim.cli", "--state", str(layout.state_dir), "pool"],
+                             capture_output=True, text=True, env=env, timeout=30).stdout
+    assert "Xen 4.16.5" in next(ln for ln in listing.splitlines() if ln.startswith("xen03"))
+    bad = subprocess.run([sys.executable, "-m", "xdcore.sim.cli", "--state", str(layout.state_dir), "pool", "add",
+                          "xen04", "--xen-version", "four"], capture_output=True, text=True, env=env, timeout=30)
+    assert bad.returncode == 2 and "not 'four'" in bad.stderr

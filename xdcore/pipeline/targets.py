@@ -81,7 +81,7 @@ async def probe_target(host: str, ssh: Sequence[str], tool: str, timeout: float,
     info = parse_xl_info(done.stdout)
     if not info.total_memory_mib:
         return TargetHost(host, error=f"`{' '.join(argv)}` gave no memory figures")
-    return TargetHost(host, info.free_memory_mib, info.total_memory_mib, info.xen_version)
+    return TargetHost(host, info.free_memory_mib, info.total_memory_mib, info.xen_version, xen_release=info.xen_release)
 
 
 async def probe_targets(setup: MigrateSetup, tool: str, timeout: float,
@@ -100,6 +100,7 @@ class TargetPool:
         self.links = {t.name: Limiter(per_target) for t in targets}
         self.in_flight: dict[str, str] = {}  # guest -> target it is migrating to now
         self.decisions: list[Decision] = []  # the first placement
+        self.notes: list[str] = []  # what the plan and the run say about the targets as a whole
 
     def place_all(self) -> list[Decision]:
         self.decisions = self.ledger.place_all()

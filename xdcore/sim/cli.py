@@ -13,7 +13,7 @@
     xdsim --state DIR clear [--latency]
     xdsim --state DIR memory --total MIB [--free MIB]
     xdsim --state DIR list | targets | history [--json]
-    xdsim --state DIR pool [add NAME [--memory-mib MIB] [--dir D] | name NAME | reach NAME up|down|hang]
+    xdsim --state DIR pool [add NAME [--memory-mib MIB] [--xen-version V] [--dir D] | name NAME | reach NAME up|down|hang]
     xdsim --state DIR xenstored [--socket PATH]   # a simulated xenstored mirroring the host
     xdsim --state DIR classic start|stop|status [--config FILE]   # the classic upstream script, for comparison
     xdsim --state DIR xl ARGS… | xm ARGS…     (run the simulated tool without a shim)
@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("host", nargs="?")
     s.add_argument("reach", nargs="?", choices=("up", "down", "hang"))
     s.add_argument("--memory-mib", type=int, default=65536, help="total memory of an added host")
+    s.add_argument("--xen-version", help="Xen version an added host runs, e.g. 4.16 (default: this host's)")
     s.add_argument("--dir", help="state directory of an added host (default DIR/pool/NAME)")
     s = sub.add_parser("xenstored", help="serve the xs_wire protocol mirroring this host (DIR/xenstored.sock)")
     s.add_argument("--socket", help="socket path (default DIR/xenstored.sock)")
@@ -431,7 +432,7 @@ def _pool(sdir: Path, args: argparse.Namespace) -> int:
         if args.action == "add":
             if not args.host:
                 raise ValueError("pool add needs a host name")
-            mdir = pool.add_member(sdir, args.host, args.memory_mib, args.dir)
+            mdir = pool.add_member(sdir, args.host, args.memory_mib, args.dir, args.xen_version)
             print(f"{args.host}: simulated host in {mdir} (shims in {mdir}/bin)")
             return 0
         if args.action == "name":
@@ -453,7 +454,8 @@ def _pool(sdir: Path, args: argparse.Namespace) -> int:
         snap = host.load_snapshot(entry["state"])
         guests = [d.name for d in snap.domains if d.domid != 0]
         reach = "" if entry.get("reach", "up") == "up" else f" [{entry['reach']}]"
-        print(f"{name}{reach}\t{entry['state']}\tfree {snap.free_memory_mib} of {snap.total_memory_mib} MiB\t"
+        xen = host.load(entry["state"]).info.get("xen_version") or host.DEFAULT_INFO["xen_version"]
+        print(f"{name}{reach}\t{entry['state']}\tXen {xen}\tfree {snap.free_memory_mib} of {snap.total_memory_mib} MiB\t"
               f"{len(guests)} guests: {' '.join(guests) or '-'}")
     return 0
 

@@ -93,10 +93,26 @@ def ensure_pool(state_dir: str | os.PathLike[str]) -> str:
     return registry_path(sdir)
 
 
-def add_member(state_dir: str | os.PathLike[str], name: str, memory_mib: int, member_dir: str | None = None) -> str:
-    """Create host `name` beside the one in state_dir: its own state, shims (xl, xm, ssh) and directories."""
+def xen_info(version: str) -> dict[str, str]:
+    """The `xl info` lines of a Xen version "4.16" or "4.16.5" (xen_major, xen_minor, xen_extra, xen_version)."""
+    import re
+
+    m = re.fullmatch(r"(\d+)\.(\d+)((?:\.\d+)?(?:[-+~.]\w[\w.+~-]*)?)", version.strip())
+    if m is None:
+        raise ValueError(f"a Xen version is MAJOR.MINOR[.EXTRA], e.g. 4.16 or 4.17.7, not {version!r}")
+    major, minor, extra = m.group(1), m.group(2), m.group(3) or ".0"
+    return {"xen_major": str(int(major)), "xen_minor": str(int(minor)), "xen_extra": extra,
+            "xen_version": f"{int(major)}.{int(minor)}{extra}"}
+
+
+def add_member(state_dir: str | os.PathLike[str], name: str, memory_mib: int, member_dir: str | None = None,
+               xen_version: str | None = None) -> str:
+    """Create host `name` beside the one in state_dir: its own state, shims (xl, xm, ssh) and directories.
+
+    xen_version: the Xen it runs ("4.16"; default the first host's), as its `xl info` says it."""
     from .testing import make_host
 
+    xen = xen_info(xen_version) if xen_version else {}
     registry = ensure_pool(state_dir)
     hosts = read(registry)
     if name in hosts:
@@ -111,7 +127,7 @@ def add_member(state_dir: str | os.PathLike[str], name: str, memory_mib: int, me
         st.reserved_mib = first.reserved_mib
         st.latency = dict(first.latency)
         st.rate = dict(first.rate)
-        st.info = {**first.info, "host": name}
+        st.info = {**first.info, **xen, "host": name}
         st.pool = registry
     with _locked(registry) as reg:
         reg[name] = {"state": mdir, "reach": "up"}
