@@ -381,8 +381,9 @@ def print_plan(plan, out=None) -> None:
         if t.error:
             w(f"  target {t.name}: left out ({t.error})")
         else:
+            at_once = f", {t.at_once} migration{'s' if t.at_once != 1 else ''} at a time" if t.at_once else ""
             w(f"  target {t.name}: {t.free_mib} MiB free, {t.reserve_mib} reserved, {t.room_left_mib} MiB left"
-              f" (Xen {t.xen_version or '?'}): {' '.join(t.guests) or 'no guest'}")
+              f" (Xen {t.xen_version or '?'}){at_once}: {' '.join(t.guests) or 'no guest'}")
     for n in plan.notes:
         w(f"  note: {n}")
     for e in plan.errors:

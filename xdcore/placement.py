@@ -93,6 +93,7 @@ class TargetRoom:
     xen_version: str = ""
     error: str = ""
     guests: tuple[str, ...] = ()
+    at_once: int = 0  # migrations to it at once, like its link (the schedule's cap; 0: no bound of its own)
 
 
 def _apart_pairs(needs: Iterable[GuestNeed]) -> dict[str, set[str]]:

@@ -551,6 +551,8 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
         if any(pols[g.guest].priority for g in out):
             notes.append("under the deadline, guests with a higher xendomains_priority take the first slots")
     notes += order.notes
+    if pool is not None and sched is not None and cfg.schedule == "auto" and cfg.parallel_migrate is None:
+        pool.follow_schedule(sched.caps)  # what the runner will do: each target's migrations bounded like its link
     rooms = tuple(pool.rooms()) if pool is not None else ()
     notes += pool.notes if pool is not None else []
     for r in rooms:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
@@ -231,3 +232,72 @@ def test_the_command_line_takes_parallel_auto_and_refuses_zero(tmp_path, capsys)
     assert main(["--config", str(conf), "--parallel", "0", "report"]) == 2
     assert "at least 1 or auto" in capsys.readouterr().err
     assert main(["--config", str(conf), "--parallel", "auto", "report"]) != 2  # no report yet, but accepted
+
+
+async def _pooled_stop(tmp_path: Path, fixed_migrate: float, **kw) -> tuple[dict[str, int], dict[str, int], list]:
+    """Six 1000 MiB guests onto targets b and c (each measured at 200 MB/s), no overall cap: (peak migrations
+    at once per target, the schedule's cap per link, the events)."""
+    from xdcore.pipeline.control import RunControl
+    from xdcore.pipeline.runner import StopRunner
+    from xdcore.pipeline.targets import MigrateSetup, TargetPool
+    from xdcore.placement import TargetHost, needs_from
+
+    ts = FakeToolstack()
+    for i in range(6):
+        ts.add(f"g{i}", 1000)
+    cfg = Config(**{**dict(path=None, save_dir=tmp_path / "save", auto_dir=tmp_path / "auto", lockfile=tmp_path / "lock",
+                           progress=tmp_path / "progress.jsonl", usleep_us=0, stop_maxwait=5, parallel=0,
+                           migrate_targets=("b", "c")), **kw})
+    t = Throughputs(save_mbps=100.0, links={"b": 200.0, "c": 200.0}, fixed={"save": 0.5, "migrate": fixed_migrate,
+                                                                             "restore": 0.5})
+    events: list = []
+    bus = EventBus([events.append])
+    guests = [d for d in await ts.list_domains() if d.domid]
+    pool = TargetPool(MigrateSetup((), ("ssh",), ("b", "c")), [TargetHost("b", 65536), TargetHost("c", 65536)],
+                      needs_from(guests), 1024, cfg.parallel_migrate)
+    pool.place_all()
+    runner = StopRunner(cfg, ts, bus, RunControl(cfg.parallel, emit=bus.emit), estimate=Estimator(cfg, t), pool=pool)
+    active: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    orig = ts.migrate
+
+    async def counting(domid, words, timeout=None):
+        host = words[-1]
+        active[host] = active.get(host, 0) + 1
+        peak[host] = max(peak.get(host, 0), active[host])
+        try:
+            for _ in range(20):  # let every other guest that may begin its migration do so
+                await asyncio.sleep(0)
+            await orig(domid, words, timeout)
+        finally:
+            active[host] -= 1
+
+    ts.migrate = counting
+    sched = runner.make_schedule(guests)
+    results = await runner.run(guests, sched)
+    assert {r.outcome for r in results} == {"migrated"}
+    return peak, {r[5:]: c for r, c in sched.caps.items() if r.startswith("link:")}, events
+
+
+async def test_each_targets_migrations_are_bounded_like_its_link_by_the_schedules_auto_cap(tmp_path):
+    # no fixed part to hide: sharing a link makes nothing end sooner, so the schedule runs one at a time per link
+    peak, caps, _ = await _pooled_stop(tmp_path, fixed_migrate=0.0)
+    assert caps == {"b": 1, "c": 1}
+    assert peak == {"b": 1, "c": 1}  # three guests each, and nothing else bounds them (XENDOMAINS_PARALLEL auto)
+    # a fixed part per migration: concurrency hides it, up to where sharing stops helping
+    peak, caps, _ = await _pooled_stop(tmp_path, fixed_migrate=2.0)
+    assert caps["b"] > 1 and peak == caps
+    # an explicit XENDOMAINS_PARALLEL_MIGRATE wins over the schedule's choice, per target
+    peak, caps, _ = await _pooled_stop(tmp_path, fixed_migrate=0.0, parallel_migrate=3)
+    assert caps == {"b": 3, "c": 3} and peak == {"b": 3, "c": 3}
+
+
+def test_a_target_the_schedule_did_not_plan_for_takes_the_most_cautious_planned_links_cap():
+    from xdcore.pipeline.targets import MigrateSetup, TargetPool
+    from xdcore.placement import TargetHost
+
+    pool = TargetPool(MigrateSetup((), ("ssh",), ("b", "c", "d")), [TargetHost(n, 65536) for n in "bcd"], [], 1024, None)
+    assert pool.link_cap("b") is None  # before the schedule: no bound of its own
+    pool.follow_schedule({"disk": 4, "link:b": 3, "link:c": 2})
+    assert [pool.link_cap(n) for n in "bcd"] == [3, 2, 2]
+    assert [r.at_once for r in pool.rooms()] == [3, 2, 2]

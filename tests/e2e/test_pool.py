@@ -164,6 +164,14 @@ def test_the_plan_shows_each_guests_target_and_the_room_left_on_each(tmp_path):
     assert targets == {"big": "xen03", "huge": ""}
     assert {t["name"]: t["room_left_mib"] for t in plan["targets"]} == {"xen02": 15 * GIB, "xen03": 11 * GIB,
                                                                         "xen04": 7 * GIB}
+    # each target's migrations are bounded like its link: the schedule's cap for it (auto), else the most cautious
+    caps = dict(map(tuple, plan["caps"]))
+    at_once = {t["name"]: t["at_once"] for t in plan["targets"]}
+    assert at_once["xen03"] == caps["link:xen03"] >= 1 and at_once["xen02"] == at_once["xen04"] == caps["link:xen03"]
+    assert f"11264 MiB left (Xen 4.17.7-fake), {caps['link:xen03']} migration" in out
+    h.configure(XENDOMAINS_PARALLEL_MIGRATE=5)  # as configured wins, on every target
+    fixed = json.loads(h.run("--json", "plan", json_out=False).stdout)
+    assert {t["name"]: t["at_once"] for t in fixed["targets"]} == {"xen02": 5, "xen03": 5, "xen04": 5}
     assert h.pool_guests()["xen01"] == {"big", "huge"}  # a plan does nothing
 
 

@@ -355,15 +355,18 @@ class StopRunner:
         return Schedule(tuple(slots), chosen, round(offset, 3), deadline, tuple(notes))
 
     def _follow(self, sched: Schedule) -> None:
-        """Apply the schedule's concurrency to the stages whose cap is auto."""
+        """Apply the schedule's concurrency to the stages whose cap is auto (with several targets, to each
+        target's link limiter: migrations to one target are bounded like its link)."""
         for res, c in sched.caps.items():
             name = "save" if res == "disk" else "migrate"
             if name == "migrate" and self.pool is not None:
-                continue  # several targets: each target's link has its own limiter (TargetPool)
+                continue  # several targets: each target's link has its own limiter (TargetPool), below
             configured = self.cfg.parallel_save if name == "save" else self.cfg.parallel_migrate
             lim = self.control.stage_limiters.get(name)
             if configured is None and lim is not None:
                 lim.set_limit(c)
+        if self.pool is not None and self.cfg.parallel_migrate is None:
+            self.pool.follow_schedule(sched.caps)
 
     def _planned_skip(self, d: Domain, st: Stage) -> str | None:
         """Why the schedule skips this terminal stage for `d` (it planned a later one), else None."""

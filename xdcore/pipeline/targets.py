@@ -6,15 +6,16 @@ XENDOMAINS_MIGRATE, else `ssh`), all at once and each under a watchdog; a
 target that does not answer is left out with a warning.  `TargetPool` then
 holds the placement ledger (xdcore.placement) and one limiter per target:
 migrations to one target share its link (XENDOMAINS_PARALLEL_MIGRATE bounds
-each target, not the sum), and the operator's moves go through it.
+each target, not the sum; when it is auto, the scheduler's cap for that link,
+chosen from the measured throughputs), and the operator's moves go through it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from ..config import Config
 from ..errors import CommandFailed, CommandTimedOut, ToolstackError
@@ -106,6 +107,20 @@ class TargetPool:
         self.decisions = self.ledger.place_all()
         return self.decisions
 
+    def follow_schedule(self, schedule_caps: Mapping[str, int]) -> None:
+        """The schedule's concurrency per link ("link:HOST", auto: from the measured throughputs) bounds each
+        target's migrations.  A target the schedule did not plan for (no guest placed there at first; a
+        re-placed or moved guest may still go) takes the most cautious of the planned links' caps."""
+        caps = {res[len("link:"):]: c for res, c in schedule_caps.items() if res.startswith("link:")}
+        fallback = min(caps.values()) if caps else None
+        for name, link in self.links.items():
+            link.set_limit(caps.get(name, fallback))
+
+    def link_cap(self, target: str) -> int | None:
+        """How many migrations to `target` may run at once (None: no bound of its own)."""
+        link = self.links.get(target)
+        return link.limit if link is not None else None
+
     def target_of(self, guest: str) -> str | None:
         return self.ledger.target_of(guest)
 
@@ -142,7 +157,7 @@ class TargetPool:
         return self.ledger.failed(guest, target)
 
     def rooms(self) -> list[TargetRoom]:
-        return self.ledger.rooms()
+        return [replace(r, at_once=self.link_cap(r.name) or 0) for r in self.ledger.rooms()]
 
     def status(self) -> list[dict]:
         """For the control socket and the console: each target's figures and what goes there."""
@@ -150,6 +165,7 @@ class TargetPool:
         for r in self.rooms():
             out.append({"name": r.name, "free_mib": r.free_mib, "room_left_mib": r.room_left_mib,
                         "reserve_mib": r.reserve_mib, "xen_version": r.xen_version, "error": r.error,
+                        "at_once": r.at_once,
                         "in_flight": sorted(g for g, t in self.in_flight.items() if t == r.name),
                         "guests": list(r.guests)})
         return out
