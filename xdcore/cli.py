@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import MAX_PARALLEL, Config, load_config
-from .errors import ConfigMissing, ConfigUnreadable, ToolstackMissing, UnknownGuest, XendomainsError
+from .errors import ConfigMissing, ConfigUnreadable, PlacementRefused, ToolstackMissing, UnknownGuest, XendomainsError
 from .events import EventBus
 from .output import HumanPrinter, JsonWriter, PipeSafeStdout, ProgressFile, shown_name
 from .service import (
@@ -84,6 +84,9 @@ Options of start and stop (the console passes its choices this way):
   --disable-stage STAGE   turn a stage off for this run (repeatable)
   --leave-out GUEST       leave a guest out of this run (repeatable)
   --migrate-target "HOST [OPTIONS]"  override XENDOMAINS_MIGRATE for this run
+  --place GUEST=TARGET    several migration targets: send GUEST to TARGET, placed before the rest
+                          (repeatable; also for plan); refused, nothing stopped, when TARGET is not
+                          a target, unreachable, on an older Xen, or has no room for GUEST
   --on-hangup continue|stop  a run started from the console: what to do if its terminal goes away
 
 stop takes optional guest names: only those guests are evacuated.
@@ -102,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--leave-out", action="append", default=[])
     p.add_argument("--migrate-target")
     p.add_argument("--on-hangup")
+    p.add_argument("--place", action="append", default=[])
     p.add_argument("--version", action="store_true")
     p.add_argument("--timeline", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
@@ -249,6 +253,8 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, time
         which = args[0] if args else "stop"
         if which not in ("stop", "start"):
             raise _UsageError(f"plan takes stop or start, not {which!r}")
+        if opts is not None:
+            opts.apply(svc.control)  # --place: the plan shows the operator's placements
         plan = await (stop_plan(svc, args[1:] or None) if which == "stop" else start_plan(svc))
         if as_json:
             print(json.dumps(plan.to_dict()))
@@ -357,7 +363,7 @@ def print_plan(plan, out=None) -> None:
             if 0 <= g.group < len(groups):
                 w(f"  group {g.group + 1} ({groups[g.group]['label']}):")
         stages = " → ".join(g.stages) if g.stages else "nothing"
-        to = f"  to {g.target}" if g.target else ""
+        to = (f"  to {g.target}" + (" (placed by the operator)" if g.placed_by == "operator" else "")) if g.target else ""
         if g.planned:
             waits = f"waits on {g.resource}" if g.resource else "no shared resource"
             w(f"  {g.guest:<24} {stages:<32} {g.planned:<8} {waits:<22} {g.start_s:6.1f}s → {g.finish_s:6.1f}s"
@@ -409,7 +415,8 @@ def _overrides(ns: argparse.Namespace) -> dict | str:
     return out
 
 
-_VALUE_OPTIONS = ("--config", "--parallel", "--targets", "--deadline", "--stage", "--disable-stage", "--leave-out", "--migrate-target", "--on-hangup")
+_VALUE_OPTIONS = ("--config", "--parallel", "--targets", "--deadline", "--stage", "--disable-stage", "--leave-out", "--migrate-target",
+                  "--on-hangup", "--place")
 
 
 
@@ -627,14 +634,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
         _err(f"--stage, --disable-stage, --leave-out, --migrate-target and --on-hangup are options of start and stop, not {verb}")
         sys.stderr.write(USAGE + "\n")
         return EXIT_USAGE
-    if verb in ("start", "stop") and (ns.stage or ns.disable_stage or ns.leave_out or ns.migrate_target is not None
-                                      or ns.on_hangup):
+    if ns.place and not (verb == "stop" or (verb == "plan" and ns.args[:1] in ([], ["stop"]))):
+        _err(f"--place chooses where guests migrate: an option of stop and plan stop, not {' '.join([verb, *ns.args[:1]])}")
+        sys.stderr.write(USAGE + "\n")
+        return EXIT_USAGE
+    if verb in ("start", "stop", "plan") and (run_opts_given or ns.place):
         from .run_options import RunOptions, RunOptionsError
 
         try:
             opts = RunOptions.from_args(stage=ns.stage, disabled=ns.disable_stage, leave_out=ns.leave_out,
-                                        migrate_target=ns.migrate_target, on_hangup=ns.on_hangup)
-            opts.check_guests(verb, ns.args)
+                                        migrate_target=ns.migrate_target, on_hangup=ns.on_hangup, place=ns.place)
+            opts.check_guests("stop" if verb == "plan" else verb, ns.args[1:] if verb == "plan" else ns.args)
         except RunOptionsError as exc:
             _err(str(exc))
             sys.stderr.write(USAGE + "\n")
@@ -648,7 +658,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             _err(str(exc))
             # LSB: 5 "program is not installed"; status reports 3 ("not running")
             return EXIT_NOT_RUNNING if v == "status" else EXIT_NOT_INSTALLED
-        except (_UsageError, UnknownGuest) as exc:
+        except (_UsageError, UnknownGuest, PlacementRefused) as exc:
             _err(str(exc))
             return EXIT_USAGE
         except XendomainsError as exc:

@@ -13,6 +13,7 @@ carrying a human title and, for toolstack failures, the command that failed::
      ├── UnsafePathError        a path would leave the directory it must stay in
      ├── GuestLeftSuspended     a save died after suspending its guest: not running, not saved
      ├── UnknownGuest           a guest named on the command line is not on this host
+     ├── PlacementRefused       `--place GUEST=TARGET` cannot be honoured (no such target, no room, …)
      └── ToolstackError
           ├── ToolstackMissing  neither xl nor xm on PATH (or the chosen one absent)
           ├── ParseError        toolstack output we could not read (what, where)
@@ -85,6 +86,14 @@ class UnknownGuest(XendomainsError):
         listed = ", ".join(self.known[:20]) + (", …" if len(self.known) > 20 else "")
         super().__init__(f"no such guest: {', '.join(self.names)}"
                          f" (guests on this host: {listed or 'none'}); nothing done")
+
+
+class PlacementRefused(XendomainsError):
+    """The operator's placements (`--place GUEST=TARGET`) that cannot be honoured, each with why; nothing done."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems) + "; nothing done")
 
 
 class ToolstackError(XendomainsError):

@@ -80,6 +80,7 @@ class Decision:
     guest: str
     target: str
     reason: str
+    by: str = "placement"  # "operator": chosen before the run (`--place GUEST=TARGET`)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Ledger:
         self.where: dict[str, str] = {}  # guest -> target holding its room
         self.tried: dict[str, set[str]] = {}  # guest -> targets whose migration failed
         self.done: dict[str, str] = {}  # guest -> target it migrated to
+        self.refused: list[tuple[str, str, str]] = []  # operator placements place_all could not honour: (guest, target, why)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -183,10 +185,22 @@ class Ledger:
         if t is not None:
             self.room[t] += self.needs[guest].memory_mib
 
-    def place_all(self) -> list[Decision]:
-        """Largest first, each onto the target with the most room that may take it."""
+    def place_all(self, chosen: Mapping[str, str] | None = None) -> list[Decision]:
+        """The operator's choices first (`chosen`: guest -> target, each checked like a move; what cannot be
+        honoured is in `refused` and nothing of it is taken), then the rest largest first, each onto the
+        target with the most room that may take it."""
         out = []
+        self.refused = []
+        for guest, target in (chosen or {}).items():
+            problem = self.move(guest, target)
+            if problem is None:
+                out.append(Decision(guest, target, f"placed by the operator ({self.room[target]} MiB left there)",
+                                    "operator"))
+            else:
+                self.refused.append((guest, target, problem))
         for need in sorted(self.needs.values(), key=lambda n: (-n.memory_mib, n.name)):
+            if need.name in self.where:
+                continue  # the operator's
             target, why = self.best(need)
             if target is not None:
                 self._take(need.name, target)
@@ -207,7 +221,8 @@ class Ledger:
         """The operator moves `guest` to `target`; an error (nothing changed) or None."""
         need = self.needs.get(guest)
         if need is None:
-            return f"{guest} is not a guest of this evacuation"
+            return (f"{guest} does not migrate in this evacuation (not selected, dying, or its xendomains_stop "
+                    "has no migrate)")
         if guest in self.done:
             return f"{guest} has already migrated to {self.done[guest]}"
         problem = self.why_not(need, target)

@@ -437,6 +437,7 @@ class GuestPlan:
     finish_s: float = 0.0
     why_planned: str = ""
     target: str = ""  # with several migration targets: where it is placed ("" : none can take it)
+    placed_by: str = ""  # who chose the target: "placement" (by room) or "operator" (--place)
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     control: RunControl = service.control
     estimate = _estimate_of(service)
     await service.check_names(only)
+    await service.check_placements(only)
     guests = await service.guests()
     selected, skipped = await service.select_for_stop(guests, set(only) if only else None)
     no_room = guests_without_room(cfg, selected, control) if (cfg.save_dir and control.stage_enabled("save")) else frozenset()
@@ -489,6 +491,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     gindex = {n: i for i, g in enumerate(order.stop_groups()) for n in g.guests}
     pool = await service.target_pool(selected, announce=False, policies=pols)
     decisions = pool.decisions if pool is not None else []
+    errors += service.placement_problems(pool)  # the run would refuse them: nothing stopped
     out: list[GuestPlan] = []
     for d in selected:
         if d.zombie:
@@ -527,8 +530,9 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
                 break
         note = "" if any(STAGES[s].terminal for s in stages) else "no stage can stop this guest: it will stay running"
         target = (pool.target_of(d.name) or "") if pool is not None else ""
+        by = next((dec.by for dec in decisions if dec.guest == d.name and dec.target), "") if target else ""
         out.append(GuestPlan(d.name, d.domid, d.memory_mib, tuple(stages), tuple(reasons), round(est, 1), note,
-                             gindex.get(d.name, 0), pol.describe(), target=target))
+                             gindex.get(d.name, 0), pol.describe(), target=target, placed_by=by))
     sched = _schedule_for(service, selected, no_room, pols, order, pool)
     if sched is not None:
 

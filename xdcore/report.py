@@ -77,6 +77,7 @@ class GuestRecord:
     notes: tuple[str, ...] = ()  # downgrades, operator actions, warnings naming this guest
     planned: dict[str, Any] | None = None  # the scheduler's slot: stage, resource, order, start, finish, reason
     target: str = ""  # the host it migrated to (migrated guests only)
+    placed_by: str = ""  # who chose that host: "placement" (by room) or "operator" (--place, control move)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class RunReport:
         guests = tuple(GuestRecord(str(g["guest"]), str(g["outcome"]), str(g.get("detail", "")), float(g.get("elapsed", 0.0)),
                                    int(g.get("domid", -1)), stages(g.get("stages", ())), tuple(g.get("notes", ())),
                                    dict(g["planned"]) if isinstance(g.get("planned"), dict) else None,
-                                   str(g.get("target", "")))
+                                   str(g.get("target", "")), str(g.get("placed_by", "")))
                        for g in d.get("guests", ()))
         return cls(verb=str(d["verb"]), run=str(d.get("run", "")), started_at=float(d["started_at"]),
                    finished_at=None if d.get("finished_at") is None else float(d["finished_at"]),
@@ -175,6 +176,7 @@ class _Guest:
         self.notes: list[str] = []
         self.planned: dict[str, Any] | None = None
         self.migrating_to = ""
+        self.placed_by = ""  # by whom its latest target was chosen (GuestPlaced.by)
 
     def freeze(self, interrupted: bool) -> GuestRecord:
         outcome = self.outcome
@@ -183,7 +185,7 @@ class _Guest:
             outcome, detail = "interrupted", "the run ended before this guest finished"
         target = self.migrating_to if outcome == "migrated" else ""
         return GuestRecord(self.name, outcome, detail, round(self.elapsed, 3), self.domid, tuple(self.stages), tuple(self.notes),
-                           self.planned, target)
+                           self.planned, target, self.placed_by if target else "")
 
 
 #: the summary of a report written before its run finished (what it says if the run is killed)
@@ -251,7 +253,9 @@ class RunReportWriter:
                 self._g(e.guest).migrating_to = e.detail
         elif isinstance(e, GuestPlaced):
             where = f"to {e.target}" if e.target else "no target"
-            self._g(e.guest).notes.append(f"{e.by}: {where} ({e.reason})" if e.reason else f"{e.by}: {where}")
+            g = self._g(e.guest)
+            g.notes.append(f"{e.by}: {where} ({e.reason})" if e.reason else f"{e.by}: {where}")
+            g.placed_by = e.by if e.target else ""
         elif isinstance(e, StageFinished):
             started = -1.0
             if e.guest:
@@ -483,7 +487,7 @@ def format_report(rep: RunReport, write) -> None:
               + ("continue" if rep.on_hangup == "continue" else "stop at a clean point"))
     for g in rep.guests:
         stages = " ".join(f"{s.stage}:{s.outcome}" + (f"({s.elapsed:.1f}s)" if s.elapsed else "") for s in g.stages)
-        to = f" to {g.target}" if g.target else ""
+        to = (f" to {g.target}" + (" (placed by the operator)" if g.placed_by == "operator" else "")) if g.target else ""
         write(f"  {g.guest:<24} {g.outcome + to:<10} {g.elapsed:7.1f}s  {stages}")
         if g.detail:
             write(f"      why: {g.detail}")

@@ -10,6 +10,7 @@ sides, so the two cannot drift.
 
     xendomains stop --stage save web01 db02        # save these two now, nothing else
     xendomains stop --disable-stage migrate --leave-out db01 --on-hangup stop
+    xendomains stop --place web01=xen03 --place db01=xen04   # several targets: where these go
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class RunOptions:
     off.  `leave_out`: guests left out.  `migrate_target`: shell words
     overriding XENDOMAINS_MIGRATE.  `on_hangup`: "continue" (the default) or
     "stop" at a clean point when the starting console's terminal goes away.
+    `place`: (guest, target) pairs, the migration target the operator chose for
+    a guest among several (XENDOMAINS_MIGRATE_TARGETS), placed before the rest.
     """
 
     stage: str | None = None
@@ -48,6 +51,7 @@ class RunOptions:
     leave_out: tuple[str, ...] = ()
     migrate_target: tuple[str, ...] | None = None
     on_hangup: str = "continue"
+    place: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.stage is not None and self.stage not in ONE_STAGE:
@@ -62,6 +66,22 @@ class RunOptions:
         for g in self.leave_out:
             if not g:
                 raise RunOptionsError("--leave-out needs a guest name")
+        seen: dict[str, str] = {}
+        for guest, target in self.place:
+            what = f"--place {guest}={target}"
+            if not guest or not target or any(c.isspace() for c in guest + target):
+                raise RunOptionsError(f"{what}: expected GUEST=TARGET (a guest name, =, one of the migration targets)")
+            if seen.get(guest, target) != target:
+                raise RunOptionsError(f"{what}: {guest} is already placed on {seen[guest]} (--place {guest}={seen[guest]})")
+            seen[guest] = target
+            if guest in self.leave_out:
+                raise RunOptionsError(f"{what}: {guest} is left out of this run (--leave-out {guest})")
+        if self.place:
+            if "migrate" in self.disabled or (self.stage and self.stage != "migrate"):
+                raise RunOptionsError("--place chooses migration targets, and migrate is turned off for this run")
+            if self.migrate_target:
+                raise RunOptionsError("--place and --migrate-target contradict: --migrate-target sends every guest "
+                                      "to one host")
 
     # -- both directions of the command line ---------------------------------------------------
 
@@ -76,12 +96,21 @@ class RunOptions:
             out += ["--leave-out", g]
         if self.migrate_target:
             out += ["--migrate-target", shlex.join(self.migrate_target)]
+        for guest, target in self.place:
+            out += ["--place", f"{guest}={target}"]
         out += ["--on-hangup", self.on_hangup]  # always: it says a console started the run
         return out
 
     @classmethod
     def from_args(cls, *, stage: str | None = None, disabled: Sequence[str] = (), leave_out: Sequence[str] = (),
-                  migrate_target: str | None = None, on_hangup: str | None = None) -> "RunOptions":
+                  migrate_target: str | None = None, on_hangup: str | None = None,
+                  place: Sequence[str] = ()) -> "RunOptions":
+        pairs = []
+        for text in place:
+            guest, eq, target = text.partition("=")
+            if not eq:
+                raise RunOptionsError(f"--place {text}: expected GUEST=TARGET, e.g. --place web01=xen03")
+            pairs.append((guest.strip(), target.strip()))
         words: tuple[str, ...] | None = None
         if migrate_target is not None:
             try:
@@ -89,7 +118,7 @@ class RunOptions:
             except ValueError as exc:
                 raise RunOptionsError(f"--migrate-target: {exc}") from None
         return cls(stage=stage, disabled=tuple(dict.fromkeys(disabled)), leave_out=tuple(dict.fromkeys(leave_out)),
-                   migrate_target=words, on_hangup=on_hangup or "continue")
+                   migrate_target=words, on_hangup=on_hangup or "continue", place=tuple(dict.fromkeys(pairs)))
 
     # -- applying them to a run ------------------------------------------------------------------
 
@@ -120,11 +149,14 @@ class RunOptions:
         control.on_hangup = self.on_hangup
         if self.migrate_target:
             control.migrate_target = self.migrate_target
+        control.placements.update(self.place)
 
     def check_guests(self, verb: str, guests: Sequence[str]) -> None:
-        """A one-stage run needs named guests and is a stop."""
+        """A one-stage run needs named guests and is a stop; placements are for a stop."""
         if self.stage and (verb != "stop" or not guests):
             raise RunOptionsError("--stage runs one stage of a stop for named guests: xendomains --stage save stop GUEST …")
+        if self.place and verb != "stop":
+            raise RunOptionsError("--place chooses where guests migrate: an option of stop (and plan stop), not start")
 
 
 __all__ = ["ON_HANGUP", "ONE_STAGE", "RunOptions", "RunOptionsError"]

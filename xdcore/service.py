@@ -19,7 +19,8 @@ from pathlib import Path
 
 from . import savedir
 from .config import Config
-from .errors import CommandFailed, CommandTimedOut, LockError, LockUnusable, ToolstackError, UnknownGuest, XendomainsError
+from .errors import (CommandFailed, CommandTimedOut, LockError, LockUnusable, PlacementRefused, ToolstackError,
+                     UnknownGuest, XendomainsError)
 from .events import (
     EventBus,
     GateFinished,
@@ -412,6 +413,36 @@ class Service:
             return {}
         return {g.guest: g.target for g in stop.guests if g.outcome == "migrated" and g.target}
 
+    async def check_placements(self, only: Sequence[str] | None) -> None:
+        """PlacementRefused when the operator's placements (`--place GUEST=TARGET`) name what is not there:
+        no several targets, a target not among them, a guest not on this host or not in this stop.
+        Checked before the lock and any stage: a typo stops nothing (room is checked once targets answer)."""
+        chosen = self.control.placements
+        if not chosen:
+            return
+        setup = migrate_setup(self.cfg, self.ts)
+        if setup is None:
+            raise PlacementRefused(["--place needs several migration targets (XENDOMAINS_MIGRATE_TARGETS or --targets)"])
+        if not self.control.stage_enabled("migrate"):
+            raise PlacementRefused(["--place: the migrate stage is turned off for this run"])
+        known = {d.name for d in await self.guests()}
+        problems = []
+        for guest, target in chosen.items():
+            what = f"--place {guest}={target}"
+            if guest not in known:
+                problems.append(f"{what}: no guest {guest} on this host")
+            elif only and guest not in only:
+                problems.append(f"{what}: {guest} is not among the guests of this stop ({', '.join(only)})")
+            if target not in setup.hosts:
+                problems.append(f"{what}: {target} is not one of the migration targets ({' '.join(setup.hosts)})")
+        if problems:
+            raise PlacementRefused(problems)
+
+    @staticmethod
+    def placement_problems(pool: TargetPool | None) -> list[str]:
+        """The operator's placements the targets' answers refuse (no room, left out, kept apart …)."""
+        return [f"--place {g}={t}: {why}" for g, t, why in (pool.refused if pool is not None else [])]
+
     async def _own_xen(self) -> HostInfo | str:
         """This host's `xl info` (its Xen version, to compare the targets' with), or why it is not known."""
         try:
@@ -445,7 +476,7 @@ class Service:
 
         pool = TargetPool(setup, targets, needs_from(movable, policies), self.cfg.target_reserve_mib,
                           self.cfg.parallel_migrate)
-        decisions = pool.place_all()
+        decisions = pool.place_all(self.control.placements)
         if isinstance(source, str):
             pool.notes.append(source)
         if announce:
@@ -460,7 +491,7 @@ class Service:
             memory = {d.name: d.memory_mib for d in movable}
             for dec in decisions:
                 self.bus.emit(GuestPlaced(guest=dec.guest, target=dec.target, reason=dec.reason,
-                                          memory_mib=memory.get(dec.guest, 0)))
+                                          memory_mib=memory.get(dec.guest, 0), by=dec.by))
                 if not dec.target:
                     self._warn(f"{dec.guest}: no migration target ({dec.reason}); it goes on to the next stage",
                                guest=dec.guest)
@@ -503,16 +534,19 @@ class Service:
         outcome = RunOutcome("stop", EXIT_OK)
         acquired = False
         keep_started = False
+        started_before = False  # the lock existed (the service was started) before this stop
         lockless = ""
         try:
             try:
                 await self.check_names(only)  # a typo stops nothing: checked before the lock and any stage
-            except UnknownGuest as exc:
+                await self.check_placements(only)
+            except (UnknownGuest, PlacementRefused) as exc:
                 self._error(str(exc))
                 outcome.exit_code, outcome.summary = EXIT_USAGE, "nothing stopped"
                 return outcome
             if take_lock:
-                keep_started = bool(only) and lock.exists()
+                started_before = lock.exists()
+                keep_started = bool(only) and started_before
                 try:
                     lock.acquire_for_stop(wait=lock_wait)
                     acquired = True
@@ -530,7 +564,13 @@ class Service:
                 self._error(f"{self.cfg.unreadable}: stopping with the documented defaults; exit 1 so that it is fixed")
             for p in self.cfg.problems:
                 self._warn(f"{p}; using the default")
-            outcome = await self._stop_body(set(only) if only else None, lock_usable=not lockless)
+            try:
+                outcome = await self._stop_body(set(only) if only else None, lock_usable=not lockless)
+            except PlacementRefused as exc:  # the targets' answers refuse the operator's placements: nothing stopped
+                self._error(str(exc))
+                outcome.exit_code, outcome.summary = EXIT_USAGE, "nothing stopped"
+                keep_started = keep_started or started_before  # a started service stays started
+                return outcome
             if self.interrupted_by:
                 await self._after_interrupt(outcome)
             if self.cfg.unreadable:
@@ -587,6 +627,9 @@ class Service:
         for err in order.cycle_errors():
             self._warn(f"{err}; those guests are stopped together")
         pool = await self.target_pool(selected, policies=pols)
+        refused = self.placement_problems(pool)
+        if refused:
+            raise PlacementRefused(refused)
         self.control.pool = pool
         runner = StopRunner(cfg, self.ts, self.bus, self.control, estimate=self.estimate, deadline=deadline, no_room=no_room,
                             policies=pols, order=order, pool=pool)

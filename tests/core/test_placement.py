@@ -41,6 +41,28 @@ def test_a_target_on_an_older_xen_is_left_out_and_the_same_or_newer_kept():
     assert leave_out_older(targets, "", None) == targets  # this host's version unknown: nothing judged
 
 
+def test_the_operators_placements_come_first_and_the_rest_is_placed_by_room_around_them():
+    ledger = Ledger(T, [GuestNeed("big", 12288), GuestNeed("mid", 8192), GuestNeed("small", 1024, targets=("xen03",))],
+                    1024)
+    decisions = ledger.place_all({"mid": "xen03", "small": "xen04"})  # a pin the operator overrides
+    assert [(d.guest, d.target, d.by) for d in decisions] == [
+        ("mid", "xen03", "operator"), ("small", "xen04", "operator"), ("big", "xen02", "placement")]
+    assert decisions[0].reason == "placed by the operator (15360 MiB left there)"
+    assert ledger.refused == [] and ledger.room == {"xen02": 15360 - 12288, "xen03": 23552 - 8192, "xen04": 7168 - 1024}
+
+
+def test_an_operators_placement_that_would_over_commit_or_names_a_left_out_target_is_refused_and_takes_nothing():
+    targets = [TargetHost("xen02", 4096), TargetHost("xen03", error="No route to host")]
+    ledger = Ledger(targets, [GuestNeed("web", 2048), GuestNeed("db", 8192), GuestNeed("app", 1024)], 1024)
+    decisions = ledger.place_all({"db": "xen02", "web": "xen03", "ghost": "xen02"})
+    assert ledger.refused == [("db", "xen02", "xen02 has 3072 MiB of room, needs 8192 MiB"),
+                              ("web", "xen03", "xen03 is left out (No route to host)"),
+                              ("ghost", "xen02", "ghost does not migrate in this evacuation (not selected, dying, "
+                                                 "or its xendomains_stop has no migrate)")]
+    assert {d.guest: d.target for d in decisions} == {"web": "xen02", "app": "xen02", "db": ""}
+    assert ledger.room["xen02"] == 3072 - 2048 - 1024  # never below zero
+
+
 def test_a_pinned_guest_goes_only_to_its_targets_even_with_less_room():
     _, [d] = place(T, [GuestNeed("app", 1024, targets=("xen04",))], 1024)
     assert d.target == "xen04"

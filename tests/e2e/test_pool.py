@@ -241,3 +241,43 @@ def test_targets_and_deadline_given_on_the_command_line_override_the_config(tmp_
     assert any("deadline 90s" in n for n in plan["notes"])
     bad = h.run("--targets=-s ssh", "plan", json_out=False)
     assert bad.returncode == 2 and "--targets: expected host names" in bad.stderr
+
+
+def test_the_operator_places_a_guest_before_the_run_and_the_report_says_so(tmp_path):
+    guests = [("big", 12 * GIB, 2), ("web", 2 * GIB, 1)]
+    h = pool_of_four(tmp_path, guests, rooms=(16, 24, 8))
+    plan = h.run("--place", "web=xen04", "plan", json_out=False)
+    assert plan.returncode == 0, plan.describe()
+    line = next(ln for ln in plan.stdout.splitlines() if ln.strip().startswith("web "))
+    assert line.endswith("to xen04 (placed by the operator)"), plan.stdout
+    assert "target xen04: 8192 MiB free, 1024 reserved, 5120 MiB left" in plan.stdout
+    res = h.run("--place", "web=xen04", "stop")
+    assert res.returncode == 0, res.describe()
+    assert {e.guest: (e.target, e.by) for e in res.of(ev.GuestPlaced)} == {"web": ("xen04", "operator"),
+                                                                           "big": ("xen03", "placement")}
+    assert assert_each_guest_once(h, ["big", "web"]) == {"big": "xen03", "web": "xen04"}  # by room web went to xen03
+    report = json.loads((h.progress.parent / "last-stop.json").read_text())
+    assert {g["guest"]: (g["target"], g["placed_by"]) for g in report["guests"]} == {
+        "web": ("xen04", "operator"), "big": ("xen03", "placement")}
+    shown = h.run("report", json_out=False).stdout
+    assert "migrated to xen04 (placed by the operator)" in shown
+
+
+@pytest.mark.parametrize("place, words", [
+    ("web=xen09", "--place web=xen09: xen09 is not one of the migration targets (xen02 xen03 xen04)"),
+    ("mail=xen02", "--place mail=xen02: no guest mail on this host"),
+    ("big=xen04", "--place big=xen04: xen04 has 7168 MiB of room, needs 12288 MiB"),
+    ("web=xen03", "--place web=xen03: xen03 is left out (`ssh xen03 xl info` exited 255"),
+    ("web", "--place web: expected GUEST=TARGET"),
+])
+def test_a_placement_that_cannot_be_honoured_is_refused_naming_what_and_nothing_is_stopped(tmp_path, place, words):
+    h = pool_of_four(tmp_path, [("big", 12 * GIB, 2), ("web", 2 * GIB, 1)], rooms=(16, 24, 8))
+    simpool.set_reach(h.state, "xen03", "down")
+    h.lock.parent.mkdir(parents=True, exist_ok=True)
+    h.lock.write_text("")  # the service is started: it stays started
+    plan = h.run("--place", place, "plan", json_out=False)
+    assert plan.returncode in (1, 2) and words in plan.stderr, plan.describe()  # 1: what the targets' answers refuse
+    res = h.run("--place", place, "stop", json_out=False)
+    assert res.returncode == 2 and words in res.stderr, res.describe()
+    assert h.pool_guests()["xen01"] == {"big", "web"} and not h.history("migrate") and not h.history("save")
+    assert h.lock.exists()

@@ -73,6 +73,7 @@ class RunControl:
         self.skipped_guests: set[str] = set()
         self.only_guests: set[str] | None = None
         self.migrate_target: tuple[str, ...] | None = None
+        self.placements: dict[str, str] = {}  # guest -> target the operator chose before the run (--place)
         self.pool = None  # the run's TargetPool (pipeline/targets.py) when it has several migration targets
         self.aborted = False
         self.abort_now = False

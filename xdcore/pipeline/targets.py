@@ -103,9 +103,15 @@ class TargetPool:
         self.decisions: list[Decision] = []  # the first placement
         self.notes: list[str] = []  # what the plan and the run say about the targets as a whole
 
-    def place_all(self) -> list[Decision]:
-        self.decisions = self.ledger.place_all()
+    def place_all(self, chosen: Mapping[str, str] | None = None) -> list[Decision]:
+        """The first placement: the operator's choices (guest -> target) first, see Ledger.place_all."""
+        self.decisions = self.ledger.place_all(chosen)
         return self.decisions
+
+    @property
+    def refused(self) -> list[tuple[str, str, str]]:
+        """The operator's choices that could not be honoured: (guest, target, why)."""
+        return self.ledger.refused
 
     def follow_schedule(self, schedule_caps: Mapping[str, int]) -> None:
         """The schedule's concurrency per link ("link:HOST", auto: from the measured throughputs) bounds each
