@@ -581,6 +581,24 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
                 sched is not None, rooms, *_source_of(estimate, [s for g in out for s in g.stages]))
 
 
+def move_problem(plan: Plan, guest: str, target: str) -> str | None:
+    """Why moving `guest` onto `target` cannot be, judged from the plan alone (a target left out or not
+    among them, not enough room left: a target is never over-committed), else None.  The guests' pins and
+    `xendomains_apart` are not in a plan: the stop's own check is the plan made again with the move."""
+    from .placement import GuestNeed, Ledger, TargetHost
+
+    if not plan.targets:
+        return "this stop has no migration targets (XENDOMAINS_MIGRATE_TARGETS)"
+    if not any(g.guest == guest for g in plan.guests):
+        return f"{guest} is not in this plan"
+    ledger = Ledger([TargetHost(r.name, r.free_mib, error=r.error) for r in plan.targets],
+                    [GuestNeed(g.guest, g.memory_mib) for g in plan.guests], plan.targets[0].reserve_mib)
+    for g in plan.guests:
+        if g.target:
+            ledger.move(g.guest, g.target)
+    return ledger.move(guest, target)
+
+
 def _source_of(estimate, stages: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     """(estimate_source, estimate_basis) of a plan; a bare estimate function (tests) says "assumed"."""
     basis = getattr(estimate, "basis", None)

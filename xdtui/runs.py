@@ -11,6 +11,7 @@ plan the confirmation dialog shows is computed from the very same options.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xdcore.config import Config
@@ -76,17 +77,21 @@ class RunRequest:
             return "Start"
         return {"migrate": "Migrate", "save": "Save", "shutdown": "Shut down"}.get(self.stage or "", "Evacuate")
 
-    def options(self, prefs: RunPrefs, on_hangup: str = "continue") -> RunOptions:
-        """The `xendomains` options of this run under the operator's choices."""
+    def options(self, prefs: RunPrefs, on_hangup: str = "continue",
+                place: Mapping[str, str] | None = None) -> RunOptions:
+        """The `xendomains` options of this run under the operator's choices (`place`: guest -> the
+        migration target chosen in the plan dialog)."""
         disabled = tuple(sorted(prefs.disabled - ({self.stage} if self.stage else set())))
         leave_out = tuple(sorted(prefs.skipped_guests)) if self.verb == "stop" and not self.stage else ()
         return RunOptions(stage=self.stage, disabled=disabled, leave_out=leave_out,
-                          migrate_target=prefs.migrate_target, on_hangup=on_hangup)
+                          migrate_target=prefs.migrate_target, on_hangup=on_hangup,
+                          place=tuple((place or {}).items()) if self.verb == "stop" else ())
 
 
-async def compute_plan(host: HostContext, prefs: RunPrefs, req: RunRequest) -> Plan:
+async def compute_plan(host: HostContext, prefs: RunPrefs, req: RunRequest,
+                       place: Mapping[str, str] | None = None) -> Plan:
     """The plan the confirmation dialog shows: what each guest will go through under these options."""
-    opts = req.options(prefs)
+    opts = req.options(prefs, place=place)
     cfg = opts.config(prefs.config_for(host.cfg))
     bus = EventBus()
     control = RunControl(cfg.parallel, emit=bus.emit)

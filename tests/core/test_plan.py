@@ -7,6 +7,7 @@ simulated host with the free space of the save directory patched.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,22 @@ async def test_the_stop_run_does_what_the_plan_said_when_there_is_no_room(tight_
             started.setdefault(e.guest, []).append(e.stage)
     assert started == {"web01": ["save"], "db": ["shutdown"], "mail": ["shutdown"]}
     assert sorted(p.name for p in layout.save_dir.iterdir()) == ["web01"]
+
+
+def test_a_move_in_a_plan_is_refused_when_it_would_over_commit_or_names_a_target_left_out():
+    from xdcore.plan import GuestPlan, Plan, move_problem
+    from xdcore.placement import TargetRoom
+
+    guests = (GuestPlan("big", 1, 12288, ("migrate",), (), 1.0, target="xen03"),
+              GuestPlan("web", 2, 2048, ("migrate",), (), 1.0, target="xen02"))
+    rooms = (TargetRoom("xen02", 16384, 1024, 13312, guests=("web",)), TargetRoom("xen03", 24576, 1024, 11264),
+             TargetRoom("xen04", 8192, 1024, 7168), TargetRoom("xen05", 0, 1024, 0, error="No route to host"))
+    plan = Plan("stop", guests, (), (), 1.0, 1, targets=rooms)
+    assert move_problem(plan, "web", "xen04") is None
+    assert move_problem(plan, "big", "xen04") == "xen04 has 7168 MiB of room, needs 12288 MiB"
+    assert move_problem(plan, "big", "xen02") is None  # 15360 less web's 2048 = 13312 MiB: big fits beside it
+    assert move_problem(plan, "web", "xen03") is None  # 23552 less big's 12288
+    assert move_problem(plan, "web", "xen05") == "xen05 is left out (No route to host)"
+    assert move_problem(plan, "web", "xen09") == "xen09 is not one of the migration targets"
+    assert move_problem(plan, "mail", "xen02") == "mail is not in this plan"
+    assert "no migration targets" in move_problem(dataclasses.replace(plan, targets=()), "web", "xen02")

@@ -8,7 +8,7 @@ n / escape to refuse.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -120,19 +120,26 @@ def ask_parallelism(screen: Screen, current: int, help_text: str, apply: Callabl
     screen.app.push_screen(PromptDialog("Parallelism", help_text, str(current)), done)
 
 
-def ask_move_target(screen: Screen, guest: str, board, apply: Callable[[str], None]) -> None:
-    """Prompt for the migration target `guest` should go to, among the run's targets (board.targets)."""
-    names = [t.name for t in board.targets.values() if not t.error]
+def ask_move_target(screen: Screen, guest: str, targets: Iterable, apply: Callable[[str], None],
+                    current: str = "") -> None:
+    """Prompt for the migration target `guest` should go to, among the run's (or the plan's) targets:
+    `targets` hold .name, .room_left_mib and .error (board.TargetView, placement.TargetRoom)."""
+    targets = list(targets)
+    names = [t.name for t in targets if not t.error]
     if not names:
         screen.notify("This run has no migration targets (XENDOMAINS_MIGRATE_TARGETS).", severity="warning")
         return
-    rooms = ", ".join(f"{t.name} {t.room_left_mib} MiB left" for t in board.targets.values() if not t.error)
+    rooms = ", ".join(f"{t.name} {t.room_left_mib} MiB left" for t in targets if not t.error)
+    out = "; ".join(f"{t.name} ({t.error})" for t in targets if t.error)
+    now = f"Now: {current}. " if current else ""
 
     def done(value: str | None) -> None:
         if value:
             apply(value.strip())
 
-    screen.app.push_screen(PromptDialog(f"Move {guest} to target", f"One of: {rooms}.", "", names[0]), done)
+    default = next((n for n in names if n != current), names[0])
+    screen.app.push_screen(PromptDialog(f"Move {guest} to target", f"{now}One of: {rooms}."
+                                        + (f" Left out: {out}." if out else ""), "", default), done)
 
 
 def ask_migration_target(screen: Screen, current: str, for_what: str,

@@ -287,10 +287,12 @@ class HostScreen(RunView):
         prefs = self.state.prefs
         plan = await compute_plan(self.host, prefs, req)
         watchdog = float(prefs.config_for(self.host.cfg).stop_maxwait or 0)
-        on_hangup = await self.app.push_screen_wait(PlanDialog(req.title, plan, run_label=req.run_label, watchdog=watchdog))
+        dialog = PlanDialog(req.title, plan, run_label=req.run_label, watchdog=watchdog,
+                            replan=lambda place: compute_plan(self.host, prefs, req, place))
+        on_hangup = await self.app.push_screen_wait(dialog)
         if not on_hangup:
             return
-        opts = req.options(prefs, on_hangup=on_hangup)
+        opts = req.options(prefs, on_hangup=on_hangup, place=dialog.placements)  # moves made in the dialog
         guests = list(req.only or ())
         try:
             launched = await asyncio.to_thread(launch, self.host, req.verb, guests, opts, prefs.parallel)

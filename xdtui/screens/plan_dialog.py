@@ -10,13 +10,21 @@ and its buttons stay on screen; the table scrolls.
 It also asks what the run does if this terminal goes away (`t` toggles):
 continue (the default) or stop at a clean point.  A `ModalScreen[str | None]`:
 "continue" / "stop" runs it, None cancels.
+
+With several migration targets it lists each target's room, and `m` moves the
+guest under the cursor to another target before the run: refused at once when
+it would over-commit the target or names one left out (`xdcore.plan.move_problem`),
+else the plan is made again with the move (`replan`, the stop's own check:
+pins, apart) and shown.  The choices are in `placements` for the run's
+`--place GUEST=TARGET`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -24,12 +32,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Static
 
 from xdcore.pipeline.stages import STAGES
-from xdcore.plan import GuestPlan, Plan
+from xdcore.errors import XendomainsError
+from xdcore.plan import GuestPlan, Plan, move_problem
+from xdcore.run_options import RunOptionsError
 from xdcore.timeline import plan_bars
 
 from ..formatting import duration, size
 from ..widgets.stage_board import stage_title
 from ..widgets.timeline import TimelineView
+from .dialogs import ask_move_target
 
 #: rows shown in the table (planned guests, then those left out); the rest are counted
 ROW_CAP = 200
@@ -37,14 +48,17 @@ ROW_CAP = 200
 NAME_CAP = 8
 
 
-def chain(stages: Sequence[str]) -> str:
-    """'SysRq, then Migrate, else Save, else Shutdown': a stage that ends the guest falls through with 'else'."""
+def chain(stages: Sequence[str], target: str = "", placed_by: str = "") -> str:
+    """'SysRq, then Migrate, else Save, else Shutdown': a stage that ends the guest falls through with 'else'.
+    With several targets the migration names its target ('Migrate to xen03', '… (moved)' when the operator chose it)."""
     out = ""
     for i, s in enumerate(stages):
         if i:
             prev = STAGES.get(stages[i - 1])
             out += ", else " if prev is None or prev.terminal else ", then "
         out += stage_title(s)
+        if s == "migrate" and target:
+            out += f" to {target}" + (" (moved)" if placed_by == "operator" else "")
     return out or "nothing"
 
 
@@ -86,6 +100,17 @@ def plan_summary(plan: Plan, watchdog: float = 0.0) -> Text:
     if late:
         t.append(f"\nwatchdog {duration(watchdog)} (XENDOMAINS_STOP_MAXWAIT) is shorter than the estimate of "
                  + names([f"{g.guest} ({duration(g.estimate_s)})" for g in late], 4), style="bold yellow")
+    for r in plan.targets:
+        if r.error:
+            t.append(f"\ntarget {r.name}: left out ({r.error})", style="yellow")
+        else:
+            at_once = f", {r.at_once} at a time" if r.at_once else ""
+            t.append(f"\ntarget {r.name}: {size(r.room_left_mib * 2**20)} left of {size(r.free_mib * 2**20)} free"
+                     f"{at_once}: {names(r.guests, 4) or 'no guest'}")
+    if plan.targets:
+        t.append("  (m moves the guest under the cursor)", style="dim")
+    for e in plan.errors:
+        t.append(f"\nerror: {e}", style="bold red")
     for r in common_reasons(plan):
         t.append(f"\n{r}", style="dim")
     for n in plan.notes:
@@ -121,12 +146,16 @@ class PlanDialog(ModalScreen["str | None"]):
         Binding("y", "answer(True)", "Run", show=False),
         Binding("n,escape", "answer(False)", "Cancel", show=False),
         Binding("t", "toggle_hangup", "If the terminal goes away", show=False),
+        Binding("m", "move_target", "Move guest to another target", show=False),
     ]
 
-    def __init__(self, title: str, plan: Plan, run_label: str = "Run", watchdog: float = 0.0) -> None:
+    def __init__(self, title: str, plan: Plan, run_label: str = "Run", watchdog: float = 0.0,
+                 replan: "Callable[[Mapping[str, str]], Awaitable[Plan]] | None" = None) -> None:
         super().__init__()
         self.title_text, self.plan, self.run_label, self.watchdog = title, plan, run_label, watchdog
         self.on_hangup = "continue"
+        self.replan = replan  # the plan again under the operator's placements (None: no moves here)
+        self.placements: dict[str, str] = {}  # guest -> target the operator chose (the run's --place)
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -147,13 +176,18 @@ class PlanDialog(ModalScreen["str | None"]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Guest", "Goes through", "Est.", "Why")
+        self._fill(table)
+        self.query_one("#cancel", Button).focus()
+
+    def _fill(self, table: DataTable) -> None:
         common = set(common_reasons(self.plan))
         late = {g.guest for g in over_watchdog(self.plan, self.watchdog)}
         rows = 0
         for g in self.plan.guests[:ROW_CAP]:
             why = g.note or "; ".join(r for r in g.reasons if r not in common)
             est = Text(duration(g.estimate_s) + (" ⚠" if g.guest in late else ""), style="bold yellow" if g.guest in late else "")
-            table.add_row(g.guest, chain(g.stages), est, Text(why, style="yellow" if g.note else "dim"), key=g.guest)
+            table.add_row(g.guest, chain(g.stages, g.target, g.placed_by), est,
+                          Text(why, style="yellow" if g.note else "dim"), key=g.guest)
             rows += 1
         planned = {g.guest for g in self.plan.guests}
         left_out = [(n, why) for n, why in self.plan.skipped if n not in planned]
@@ -163,7 +197,64 @@ class PlanDialog(ModalScreen["str | None"]):
         more = len(self.plan.guests) + len(left_out) - rows
         if more > 0:
             table.add_row(Text(f"… and {more} more", style="dim italic"), "", "", "")
-        self.query_one("#cancel", Button).focus()
+
+    def _show(self, plan: Plan) -> None:
+        """Show a plan made again (after a move): summary, table (cursor kept on its guest), timeline."""
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        self.plan = plan
+        self.query_one("#plan-summary", Static).update(plan_summary(plan, self.watchdog))
+        table.clear()
+        self._fill(table)
+        table.move_cursor(row=min(row, max(0, table.row_count - 1)))
+        if plan.scheduled and self.query("#plan-timeline"):
+            self.query_one("#plan-timeline", TimelineView).set_bars(plan_bars(plan))
+
+    def _cursor_guest(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return key if any(g.guest == key for g in self.plan.guests) else None
+
+    def action_move_target(self) -> None:
+        if self.replan is None or not self.plan.targets:
+            self.notify("Moving a guest to another target needs several migration targets "
+                        "(XENDOMAINS_MIGRATE_TARGETS).", severity="warning")
+            return
+        guest = self._cursor_guest()
+        if guest is None:
+            self.notify("Put the cursor on a guest of the plan first.", severity="warning")
+            return
+        g = next(g for g in self.plan.guests if g.guest == guest)
+        ask_move_target(self, guest, self.plan.targets, lambda target: self.move(guest, target), current=g.target)
+
+    def move(self, guest: str, target: str) -> None:
+        """Send `guest` to `target` before the run: refused at once when the plan says it cannot be."""
+        current = next((g.target for g in self.plan.guests if g.guest == guest), "")
+        if target == current:
+            return
+        problem = move_problem(self.plan, guest, target)
+        if problem is not None:
+            self.notify(f"Cannot move {guest} to {target}: {problem}", severity="error", markup=False)
+            return
+        self.replan_with({**self.placements, guest: target}, guest, target)
+
+    @work(exclusive=True, group="replan", exit_on_error=False)
+    async def replan_with(self, placements: dict[str, str], guest: str, target: str) -> None:
+        assert self.replan is not None
+        try:
+            plan = await self.replan(placements)
+        except (XendomainsError, RunOptionsError) as exc:
+            self.notify(f"Cannot move {guest} to {target}: {exc}", severity="error", markup=False)
+            return
+        refused = [e for e in plan.errors if e.startswith("--place ")]
+        if refused:  # what the stop itself would refuse (kept apart, pinned …): the move is not kept
+            self.notify(f"Cannot move {guest} to {target}: " + "; ".join(refused), severity="error", markup=False)
+            return
+        self.placements = placements
+        self._show(plan)
+        self.notify(f"{guest} goes to {target}.")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_answer(event.button.id == "run")

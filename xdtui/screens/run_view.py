@@ -279,7 +279,8 @@ class RunView(Screen):
         if not guest:
             self.notify("No guest under the board's cursor.", severity="warning")
             return
-        ask_move_target(self, guest, self.board_state, lambda t: self.send_request(steer.move_guest(guest, t)))
+        ask_move_target(self, guest, self.board_state.targets.values(),
+                        lambda t: self.send_request(steer.move_guest(guest, t)))
 
     def action_migrate_target(self) -> None:
         if self.may_steer():
