@@ -233,7 +233,8 @@ def make_service(cfg: Config, bus: EventBus) -> tuple[Service, "ThroughputRecord
 
 
 async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, timeline: bool = False,
-                    opts: "RunOptions | None" = None) -> int:
+                    opts: "RunOptions | None" = None, interrupted: list[str] | None = None) -> int:
+    """Run one verb; the signal that interrupted its run, if any, is appended to `interrupted`."""
     from .plan import start_plan, stop_plan
 
     if verb == "report":
@@ -302,6 +303,8 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, time
     finally:  # each witness closes whatever the others do; none of them changes the run's outcome
         for sig in caught:
             loop.remove_signal_handler(sig)
+        if svc.interrupted_by and interrupted is not None:
+            interrupted.append(svc.interrupted_by)
         progress.close()
         try:
             report.close()
@@ -651,9 +654,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         cfg = opts.config(cfg)
 
+    interrupted: list[str] = []  # the signal that interrupted a run (restart then starts nothing)
+
     def run(v: str, args: list[str]) -> int:
         try:
-            return asyncio.run(_run_verb(v, args, cfg, ns.json, ns.timeline, opts))
+            return asyncio.run(_run_verb(v, args, cfg, ns.json, ns.timeline, opts, interrupted))
         except ToolstackMissing as exc:
             _err(str(exc))
             # LSB: 5 "program is not installed"; status reports 3 ("not running")
@@ -666,6 +671,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILED
         except KeyboardInterrupt:
             _err("interrupted")
+            interrupted.append("SIGINT")
             return EXIT_FAILED
 
     if verb == "control":
@@ -690,6 +696,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
     # restart / reload / force-reload / condrestart / try-restart
     rc_stop = run("stop", [])
+    if interrupted:  # an interrupted stop is not a stop: starting now would undo what it was stopped for
+        _err(f"{verb}: the stop was interrupted by {interrupted[0]} (exit {rc_stop}); start was not run")
+        return rc_stop if rc_stop != EXIT_OK else EXIT_FAILED
     rc_start = run("start", [])
     return rc_start if rc_start != EXIT_OK else rc_stop
 

@@ -627,6 +627,26 @@ def test_a_signal_to_a_stop_starts_no_new_stage_lets_the_running_save_finish_and
     h.assert_save_dir_clean()
 
 
+@pytest.mark.parametrize("verb", ["restart", "try-restart"])
+def test_a_restart_whose_stop_is_interrupted_runs_no_start_and_exits_with_the_stops_status(tmp_path, verb):
+    h = E2EHost.make(tmp_path, guests=[("g1", 512, 1), ("g2", 512, 1)], auto=["g1", "g2"], XENDOMAINS_STOP_MAXWAIT=30)
+    assert h.run("start").returncode == 0  # started: the lock exists (try-restart restarts only then)
+    h.sim("latency", "save", "1.0")
+    proc = h.popen(verb)
+    _wait_save_started(h)
+    proc.send_signal(signal.SIGTERM)
+    res = h.finish(proc)
+
+    assert res.returncode == 1, res.describe()
+    assert "the stop was interrupted by SIGTERM (exit 1); start was not run" in res.stderr
+    saved = [n for n, o in res.outcomes.items() if o == "saved"]
+    assert len(saved) == 1 and h.has_valid_image(saved[0])  # the save running at the signal finished
+    assert not h.history("restore") and not h.history("create")  # and nothing was started again
+    assert h.running() == {"g1", "g2"} - set(saved)
+    assert not [e for e in res.of(ev.RunStarted) if e.verb == "start"]
+    assert _last_report(h).exit_code == 1
+
+
 def test_a_second_signal_kills_the_running_commands_and_the_report_is_still_written(tmp_path):
     h = E2EHost.make(tmp_path, guests=[("stuck", 512, 1), ("next", 512, 1)], XENDOMAINS_STOP_MAXWAIT=300)
     h.sim("fault", "save", "stuck", "hang")
