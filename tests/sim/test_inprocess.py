@@ -34,17 +34,19 @@ async def test_failures_carry_the_argv_and_stderr_of_the_real_adapter(sim_state,
     assert info.value.stderr.endswith("Failed to save domain, resuming domain\n")
 
 
-async def test_timeout_raises_command_timed_out_and_resumes_the_guest(sim_state, tmp_path):
+async def test_timeout_raises_command_timed_out_and_leaves_the_guest_suspended_as_killed_xl_does(sim_state, tmp_path):
     make_host(sim_state, [("backup", 1024, 2)])
     with host.transaction(sim_state) as st:
         st.faults.append(host.Fault("save", "backup", "hang"))
     ts = SimToolstack(sim_state)
     with pytest.raises(CommandTimedOut):
         await ts.save(1, tmp_path / "backup", timeout=0.2)
-    assert host.load(sim_state).by_id(1).flags == "-b----"
+    # process.run SIGKILLs a real xl on timeout: past the suspend point the guest stays suspended (Xen 4.17)
+    dom = host.load(sim_state).by_id(1)
+    assert dom.flags == "---ss-" and dom.busy is None
 
 
-async def test_cancellation_propagates_and_resumes_the_guest(sim_state, tmp_path):
+async def test_cancellation_propagates_and_leaves_the_guest_suspended_as_killed_xl_does(sim_state, tmp_path):
     make_host(sim_state, [("backup", 1024, 2)])
     with host.transaction(sim_state) as st:
         st.faults.append(host.Fault("save", "backup", "hang"))
@@ -55,7 +57,23 @@ async def test_cancellation_propagates_and_resumes_the_guest(sim_state, tmp_path
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert host.load(sim_state).by_id(1).flags == "-b----"
+    dom = host.load(sim_state).by_id(1)
+    assert dom.flags == "---ss-" and dom.busy is None  # nothing resumes it: `xendomains resume` is the way out
+
+
+async def test_cancelling_a_restore_removes_the_half_built_domain(sim_state, tmp_path):
+    make_host(sim_state, [("backup", 1024, 2)])
+    ts = SimToolstack(sim_state)
+    await ts.save(1, tmp_path / "backup")
+    with host.transaction(sim_state) as st:
+        st.faults.append(host.Fault("restore", "backup", "hang"))
+    task = asyncio.ensure_future(ts.restore(tmp_path / "backup"))
+    while not [d for d in host.load(sim_state).domains if d.domid != 0]:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [d.domid for d in host.load(sim_state).domains] == [0]
 
 
 async def test_stop_sequence_in_process(sim_state, tmp_path):

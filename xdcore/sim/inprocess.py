@@ -7,8 +7,10 @@ asyncio.sleep for their waits, and turns a non-zero exit into the same
 `CommandFailed` the spawning adapter raises: the same argv (e.g.
 ``("xl", "save", "3", "/path")``), exit code and stderr text.  A `timeout`
 raises `CommandTimedOut`; cancelling the awaiting task cancels the command
-(its abort handlers run: a save in progress resumes the guest) and
-re-raises CancelledError, as `process.run` does.
+and re-raises CancelledError, as `process.run` does.  Either way the command
+ends as a real xl that `process.run` kills (SIGKILL) ends: a save past its
+suspend point leaves the guest suspended (`---ss-`), nothing resumes it; a
+half-built domain goes.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ class SimToolstack(Toolstack):
                 if exc.stderr:
                     err.write(exc.stderr)
                 return exc.code
-            except BaseException:
+            except BaseException:  # timed out or cancelled: killed, as process.run kills a real xl
                 gen.close()
+                run.killed = True
                 run.run_aborts()
                 raise
 

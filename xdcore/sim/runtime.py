@@ -46,6 +46,9 @@ class Run:
         #: watchdog kills (SIGKILL: no handler runs) still reaches the history, as "killed"
         self.argv: list[str] = []
         self.started = 0.0
+        #: the command is being killed (the in-process driver's watchdog or cancellation: what SIGKILL is to
+        #: real xl), not interrupted: abort handlers then leave what a dead xl leaves (a save: `---ss-`)
+        self.killed = False
 
     def busy(self, op: str, **extra) -> dict:
         """The `busy` record of a domain this command works on."""

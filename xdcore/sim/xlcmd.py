@@ -591,7 +591,7 @@ def _suspend(run: Run, domid: int, op: str, rename: str | None = None) -> Callab
         with host.transaction(run.state_dir) as st2:
             d = st2.by_id(domid)
             if d is not None and d.busy and d.busy.get("pid") == run.pid:
-                host.abort_busy(st2, d)
+                host.abort_busy(st2, d, died=run.killed)
 
     return run.on_abort(resume)
 
