@@ -18,6 +18,8 @@ XM_SAVE_MAGIC = b"LinuxGuestRecord"
 SAVE_HEADCOMP = {"xl": b"Xen saved domain", "xm": XM_SAVE_MAGIC}
 
 DOM0_ID = 0
+#: the name `xl list` prints for a domain XenStore has no name for (libxl_domid_to_name gave NULL)
+NAMELESS = "(null)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,10 @@ class Domain:
     state: DomainState | None = None
     has_config: bool = True
     domain_type: str | None = None  # pv / pvh / hvm
+    #: `xl list` printed "(null)": XenStore no longer holds its name, because libxl removes a domain's
+    #: XenStore entries while it destroys it — a domain being torn down (`(null) --ps--` right after a
+    #: shutdown, `(null) --p--d` for a zombie), never a running guest, whatever `xl list -l` still says
+    nameless: bool = False
 
     @property
     def is_dom0(self) -> bool:
@@ -138,7 +144,18 @@ class Domain:
 
     @property
     def zombie(self) -> bool:
-        return bool(self.state and self.state.dying)
+        """Dying, or nameless (being torn down): it gets no command and never counts as a running guest."""
+        return bool(self.state and self.state.dying) or self.nameless
+
+    @property
+    def going(self) -> str:
+        """Why a zombie is one, in words with its state flags (empty when it is not)."""
+        flags = self.state.flags if self.state else ""
+        if self.state and self.state.dying:
+            return f"dying ({flags})"
+        if self.nameless:
+            return f"being torn down (listed as {NAMELESS}, {flags})"
+        return ""
 
     @property
     def suspended(self) -> bool:
@@ -150,8 +167,8 @@ class Domain:
 
     @property
     def live(self) -> bool:
-        """Running, blocked or paused: not suspended, shut down or dying (no state known: taken as live)."""
-        return self.state is None or self.state.live
+        """Running, blocked or paused: not suspended, shut down, dying or nameless (no state known: taken as live)."""
+        return not self.nameless and (self.state is None or self.state.live)
 
     @property
     def running(self) -> bool:

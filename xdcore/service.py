@@ -603,7 +603,10 @@ class Service:
         selected, skipped = await self.select_for_stop(guests, only)
         for d, why in skipped:
             self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=why))
-        self.bus.emit(StageFinished(stage="select", outcome="done", detail=f"{len(selected)} selected, {len(skipped)} skipped"))
+        going = sum(1 for d in selected if d.zombie)  # dying or nameless: reported, never given a command
+        self.bus.emit(StageFinished(stage="select", outcome="done",
+                                    detail=f"{len(selected) - going} selected, {len(skipped)} skipped"
+                                           + (f", {going} dying (left alone)" if going else "")))
         no_room = frozenset()
         if cfg.save_dir is not None and self.control.stage_enabled("save"):
             from .plan import guests_without_room  # local: plan imports service

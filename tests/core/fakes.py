@@ -24,6 +24,8 @@ class FakeToolstack(Toolstack):
     calls: list[tuple[str, ...]] = field(default_factory=list)
     configs: dict[Path, str] = field(default_factory=dict)
     name: str = "xl"
+    #: flags of the nameless row a shut-down guest leaves listed (as real xl shows `(null) --ps--` a moment)
+    leave_after_shutdown: str | None = None
 
     def __post_init__(self) -> None:
         Toolstack.__init__(self)
@@ -96,7 +98,11 @@ class FakeToolstack(Toolstack):
     async def shutdown(self, domid: int, options: Sequence[str], timeout: float | None = None) -> None:
         name = self._name(domid)
         await self._op("shutdown", name, ("xl", "shutdown", *options, str(domid)), timeout)
-        self.domains.pop(domid, None)
+        if self.leave_after_shutdown and domid in self.domains:
+            self.domains[domid] = Domain(domid, "(null)", memory_mib=96, vcpus=1, has_config=False, nameless=True,
+                                         state=DomainState.from_flags(self.leave_after_shutdown))
+        else:
+            self.domains.pop(domid, None)
 
     async def shutdown_all(self, options: Sequence[str], timeout: float | None = None) -> None:
         await self._op("shutdown_all", "", ("xl", "shutdown", *options), timeout)

@@ -58,7 +58,7 @@ def test_xl_list_fixture_gives_every_state():
         ("shutdown-poweroff", 5, "---s--"),
         ("suspended", 7, "-b-ss-"),
         ("crashed", 8, "---sc-"),
-        ("zombie-blocked-dying", 9, "-b---d"),
+        ("(null)", 9, "-b---d"),  # a dying domain has no name in XenStore any more
     ]
     assert rows[0] == ListRow("Domain-0", 0, 2048, 4, DomainState.from_flags("r-----"), 11794.3)
     assert rows[-1].state.dying and rows[5].state.words == "crashed"
@@ -424,7 +424,30 @@ def test_merge_keeps_a_long_entry_missing_from_the_plain_list_without_state():
     assert domains[0].state is None and domains[0].name == "gone" and domains[0].memory_mib == 2
 
 
-def test_merge_prefers_the_long_name_over_null():
+def test_merge_prefers_the_long_name_over_null_but_the_domain_stays_one_being_torn_down():
     rows = parse_xl_list(HEADER + "(null)                                       3  1024     2     -b----    5624.2\n")
     (d,) = merge_listing([LongEntry(3, "debian12")], rows)
     assert d.name == "debian12"
+    # XenStore lost its name: libxl is destroying it (the listings ran a moment apart) — never a running guest
+    assert d.nameless and d.zombie and not d.live and not d.running
+
+
+@pytest.mark.parametrize("row", [
+    "(null)                                       7    96     1     --ps--       2.9",  # right after a shutdown (real 4.17)
+    "(null)                                       7    96     1     --ps-d       2.9",  # then dying
+    "(null)                                       7    96     1     --p---       2.9",  # an xl destroy of a running guest
+    "(null)                                       7     0     1     --p--d      17.1",  # a zombie (real 4.17)
+])
+def test_a_nameless_or_dying_row_is_never_a_running_guest(row):
+    (d,) = merge_listing([], parse_xl_list(HEADER + row + "\n"))
+    assert (d.name, d.nameless, d.zombie, d.live, d.running, d.has_config) == ("(null)", True, True, False, False, False)
+    assert d.going.startswith("dying (" if d.state.dying else "being torn down (listed as (null), ")
+
+
+def test_the_real_zombie_listing_gives_a_nameless_dying_domain_and_no_config():
+    real = FIX / "real-4.17"
+    domains = merge_listing(parse_xl_list_long((real / "xl_listl_zombie.stdout").read_text()),
+                            parse_xl_list((real / "xl_list_zombie.stdout").read_text()))
+    zombie = [d for d in domains if d.domid == 15]
+    assert [(d.name, d.memory_mib, d.vcpus, d.state.flags) for d in zombie] == [("(null)", 0, 1, "--p--d")]
+    assert zombie[0].zombie and zombie[0].nameless and not zombie[0].live and not zombie[0].has_config

@@ -101,6 +101,22 @@ async def test_zombies_get_nothing_and_no_shutdown_all_for_zombies_alone(tmp_pat
     assert out.exit_code == 0
 
 
+@pytest.mark.parametrize("flags", ["--ps--", "--ps-d", "--p---", "--p--d"])
+async def test_a_nameless_row_a_shutdown_leaves_is_no_running_guest_and_draws_no_shutdown_all(tmp_path, flags):
+    """Real xl 4.17 lists `(null) --ps--` right after `xl shutdown -w` returns (the domain being torn down):
+    it once made shutdown-all run for nothing.  Nameless or dying rows never count as running guests."""
+    svc, ts, ev = make(tmp_path, save_dir=None)
+    ts.add("web01")
+    ts.leave_after_shutdown = flags
+    out = await svc.stop()
+    assert out.exit_code == 0 and outcomes(ev) == {"web01": "shutdown"}
+    assert not [c for c in ts.calls if c[1] == "shutdown" and "--all" in c], ts.calls
+    sweep = [(e.outcome, e.detail) for e in ev if isinstance(e, StageFinished) and e.stage == "shutdown_all"]
+    assert sweep == [("skipped", "only zombies remain")]
+    rep = await svc.status()
+    assert rep.running == () and [d.domid for d in rep.dying] == [1]
+
+
 async def test_sysrq_keys_are_sent_in_order_before_save(tmp_path):
     svc, ts, ev = make(tmp_path, sysrq=("s", "e", "u"))
     ts.add("web01")

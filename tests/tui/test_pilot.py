@@ -32,7 +32,8 @@ RUNNING = ["web01", "web02", "db-primary", "db-replica", "mail", "build-ci", "dn
 
 
 def guests_on(state_dir: Path) -> set[str]:
-    return {d.name for d in simhost.load(state_dir).domains if d.domid != 0}
+    """The guests as `xl list` names them (the zombie legacy-app as "(null)")."""
+    return {simhost.xl_name(d) for d in simhost.load(state_dir).domains if d.domid != 0}
 
 
 async def ready(pilot, app) -> HostScreen:
@@ -88,7 +89,7 @@ async def test_evacuating_from_the_palette_saves_every_guest_the_config_allows(d
         await ready(pilot, app)
         await palette(pilot, app, "Evacuate host")
         dialog = await confirm_plan(pilot, app)
-        assert {g.guest for g in dialog.plan.guests} == set(RUNNING) | {"legacy-app"}
+        assert {g.guest for g in dialog.plan.guests} == set(RUNNING) | {"(null)"}  # the zombie legacy-app, as xl lists it
         await run_to_end(pilot, app)
         b = app.host_screen.board_state
         outcomes = {n: b.rows[n].outcome for n in b.order}
@@ -96,10 +97,10 @@ async def test_evacuating_from_the_palette_saves_every_guest_the_config_allows(d
         # watchdog kills it, which leaves backup suspended (as real xl does): said, and the run exits 1
         assert outcomes["backup"] == "suspended"
         assert b.rows["backup"].cell("save").status in ("timeout", "failed")
-        assert outcomes["legacy-app"] == "zombie"
+        assert outcomes["(null)"] == "zombie"
         assert all(outcomes[g] == "saved" for g in RUNNING if g != "backup")
         assert b.exit_code == 1
-    assert guests_on(demo.demo_dir) == {"legacy-app", "backup"}
+    assert guests_on(demo.demo_dir) == {"(null)", "backup"}
     assert not demo.cfg.lockfile.exists()
     events = [from_json(x) for x in demo.cfg.progress.read_text().splitlines()]
     assert isinstance(events[-1], RunFinished)  # the progress file a headless attach would read
@@ -122,7 +123,7 @@ async def test_migrate_selected_migrates_only_the_marked_guests_to_the_chosen_ta
         await run_to_end(pilot, app)
         b = app.host_screen.board_state
         assert {n: b.rows[n].outcome for n in b.order} == {"web02": "migrated", "db-primary": "migrated"}
-    assert guests_on(demo.demo_dir) == (set(RUNNING) | {"legacy-app"}) - {"web02", "db-primary"}
+    assert guests_on(demo.demo_dir) == (set(RUNNING) | {"(null)"}) - {"web02", "db-primary"}
     assert {g["name"] for g in simhost.load(demo.demo_dir).targets["host2"]} == {"web02", "db-primary"}
 
 
@@ -135,10 +136,10 @@ async def test_turning_save_off_makes_the_plan_shut_guests_down(demo):
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog")
         plan = app.screen.plan
-        assert {g.stages for g in plan.guests if g.guest != "legacy-app"} == {("shutdown",)}
+        assert {g.stages for g in plan.guests if g.guest != "(null)"} == {("shutdown",)}
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, HostScreen), what="the dialog to close")
-    assert guests_on(demo.demo_dir) == set(RUNNING) | {"legacy-app"}  # cancelled: nothing touched
+    assert guests_on(demo.demo_dir) == set(RUNNING) | {"(null)"}  # cancelled: nothing touched
 
 
 async def test_skipping_the_running_stage_falls_through_to_the_next(demo):
@@ -210,7 +211,7 @@ async def test_quitting_during_a_run_leaves_it_going_to_the_end_and_a_new_consol
         await wait_for(pilot, lambda: screen.board_state.run == run, what="the same run")
         await wait_for(pilot, lambda: screen.board_state.finished is not None, timeout=60, what="the run to finish")
         assert screen.board_state.exit_code == 0
-    assert guests_on(demo.demo_dir) == {"legacy-app"}  # every guest evacuated although its console left
+    assert guests_on(demo.demo_dir) == {"(null)"}  # every guest evacuated although its console left
     assert not demo.cfg.lockfile.exists()
 
 

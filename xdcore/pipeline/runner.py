@@ -408,7 +408,7 @@ class StopRunner:
                 res.detail = self.control.abort_reason if self.control.aborted else "skipped by operator"
                 self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=res.detail))
             elif d.zombie:
-                res.outcome, res.detail = "zombie", f"dying ({d.state.flags if d.state else ''}): no migrate, save or shutdown"
+                res.outcome, res.detail = "zombie", f"{d.going}: no migrate, save or shutdown"
             elif d.suspended:
                 res.outcome = "suspended"
                 res.detail = (f"SUSPENDED ({d.state.flags if d.state else ''}), not running: an earlier save did not finish; "

@@ -89,7 +89,7 @@ def build_demo(state_dir: str | Path, fast: bool = False) -> HostLayout:
                 dom.cpu_time = 11794.3
     path = layout.configs_dir / f"{ZOMBIE[0]}.cfg"
     path.write_text(guest_config_text(*ZOMBIE))
-    add_domain(sdir, config_of(path), config_path=str(path), flags="-b---d", cpu_time=99.0, cpu_rate=0.0)
+    add_domain(sdir, config_of(path), config_path=str(path), flags=host.ZOMBIE_FLAGS, cpu_time=99.0, cpu_rate=0.0)
     for name, mem, vcpus in NOT_RUNNING:
         cfg = layout.configs_dir / f"{name}.cfg"
         cfg.write_text(guest_config_text(name, mem, vcpus))

@@ -493,12 +493,29 @@ def apply_transitions(st: HostState, now: float) -> bool:
             changed = True
             if dom.gone_as == "zombie":
                 dom.cpu_time = dom.cpu_time_now(now)
-                dom.flags = "-b---d" if dom.vcpus % 2 == 0 else "-----d"
-                dom.current_kib = 0
-                dom.online_vcpus = 0
+                make_zombie(dom)
             else:
                 st.remove(dom)
     return changed
+
+
+ZOMBIE_FLAGS = "--p--d"
+#: what `xl list` prints for a domain whose name XenStore no longer holds (a dying one)
+NAMELESS = "(null)"
+
+
+def make_zombie(dom: SimDomain) -> None:
+    """Dying, held by something outside the toolstack (a mapped page): as real Xen 4.17 lists it,
+    `(null)  ID  0  VCPUS  --p--d` (tests/fixtures/xen/real-4.17/xl_list_zombie) — paused, no memory
+    of its own left, its vCPUs still counted, and no name or stored config (libxl removed its XenStore
+    entries and its userdata before the destroy hypercall).  The state keeps its name for the tests."""
+    dom.flags = ZOMBIE_FLAGS
+    dom.current_kib = 0
+
+
+def xl_name(dom: SimDomain) -> str:
+    """The name `xl` shows: "(null)" once the domain is dying (its XenStore entries are gone)."""
+    return NAMELESS if dom.dying else dom.name
 
 
 # -- files ------------------------------------------------------------------------------

@@ -117,12 +117,13 @@ class SimToolstack(Toolstack):
         st = host.load(self.state_dir)
         now = time.time()
         return [
-            Domain(
-                domid=d.domid, name=d.name, uuid=d.uuid, memory_mib=d.current_kib // 1024,
-                maxmem_mib=d.maxmem_kib // 1024, vcpus=d.online_vcpus,
+            Domain(  # as the xl adapter reads `xl list -l` + `xl list`: a dying domain is "(null)", no config
+                domid=d.domid, name=host.xl_name(d), uuid=None if d.dying else d.uuid,
+                memory_mib=d.current_kib // 1024, maxmem_mib=d.maxmem_kib // 1024, vcpus=d.online_vcpus,
                 cpu_time=round(host.c_float_seconds(d.cpu_time_now(now)), 1),
-                state=DomainState.from_flags(d.flags), has_config=d.userdata is not None,
+                state=DomainState.from_flags(d.flags), has_config=d.userdata is not None and not d.dying,
                 domain_type=(d.userdata or {}).get("c_info", {}).get("type", d.domain_type),
+                nameless=d.dying,
             )
             for d in sorted(st.domains, key=lambda d: d.domid)
         ]

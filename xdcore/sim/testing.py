@@ -170,8 +170,7 @@ def add_domain(state_dir: str | os.PathLike[str], config: dict, *, config_path: 
         elif userdata == "none":
             dom.userdata = None
         if flags[5] == "d":
-            dom.current_kib = 0
-            dom.online_vcpus = 0
+            dom.current_kib = 0  # (a dying domain's memory is gone; xl still counts its vCPUs)
         st.add(dom)
         return dom.domid
 

@@ -145,10 +145,15 @@ def find_domid(st: host.HostState, arg: str) -> int:
     """xl's find_domain: digits are a domid (unchecked), anything else a name."""
     if arg.isdigit():
         return int(arg)
-    dom = st.by_name(arg)
+    dom = by_xl_name(st, arg)
     if dom is None:
         raise SimExit(1, f"{arg} is an invalid domain identifier (rc=-6)\n")
     return dom.domid
+
+
+def by_xl_name(st: host.HostState, name: str) -> host.SimDomain | None:
+    """libxl_name_to_domid: by the name in XenStore, which a dying domain no longer has."""
+    return next((d for d in st.domains if d.name == name and not d.dying), None)
 
 
 def _c_time(seconds: float) -> float:
@@ -171,7 +176,7 @@ def list_header(verbose: bool = False, context: bool = False, cpupool: bool = Fa
 def list_row(d: host.SimDomain, now: float, verbose: bool = False, context: bool = False,
              cpupool: bool = False, numa: bool = False) -> str:
     row = "%-40s %5d %5d %5d     %s  %8.1f" % (
-        d.name, d.domid, d.current_kib // 1024, d.online_vcpus, d.flags, _c_time(d.cpu_time_now(now)))
+        host.xl_name(d), d.domid, d.current_kib // 1024, d.online_vcpus, d.flags, _c_time(d.cpu_time_now(now)))
     if verbose:
         code = d.shutdown_code
         row += " " + d.uuid
@@ -225,7 +230,7 @@ def domain_from_config(st: host.HostState, config: dict, config_path: str | None
 
 def _check_new_domain(st: host.HostState, name: str, memory_kib: int, code: int = 3) -> None:
     """create exits 3 (-ERROR_FAIL) when libxl refuses; restore exits 1 on any failure."""
-    if st.by_name(name) is not None:
+    if by_xl_name(st, name) is not None:
         raise SimExit(code, f'libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain with name "{name}" '
                          "already exists.\n"
                          "libxl: error: libxl_create.c:1256:initiate_domain_create: cannot make domain: -6\n")
@@ -351,7 +356,7 @@ def cmd_list(run: Run, args: list[str]) -> Command:
 
         items = []
         for d in doms:
-            if d.userdata is None:
+            if d.userdata is None or d.dying:  # (libxl destroys the stored config before the domain)
                 run.stderr("libxl: error: libxl_domain.c:2335:retrieve_domain_configuration_lock_acquired: "
                            f"Domain {d.domid}:Fail to get domain configuration\n")
                 continue
@@ -384,7 +389,7 @@ def cmd_info(run: Run, args: list[str]) -> Command:
 def cmd_domid(run: Run, args: list[str]) -> Command:
     _got, rest = _opts(run, "domid", args, "", nargs=1)
     st = host.load(run.state_dir)
-    dom = st.by_name(rest[0])
+    dom = by_xl_name(st, rest[0])
     if dom is None:
         raise SimExit(1, f"Can't get domid of domain name '{rest[0]}', maybe this domain does not exist.\n")
     run.stdout(f"{dom.domid}\n")
@@ -398,7 +403,7 @@ def cmd_domname(run: Run, args: list[str]) -> Command:
         raise SimExit(1, "Invalid domain id.\n\n")
     st = host.load(run.state_dir)
     dom = st.by_id(int(rest[0]))
-    if dom is None:
+    if dom is None or dom.dying:
         raise SimExit(1, f"Can't get domain name of domain id '{rest[0]}', maybe this domain does not exist.\n")
     run.stdout(f"{dom.name}\n")
     return 0
@@ -822,7 +827,7 @@ def _receive_begin(run: Run, peer_dir: str, record: dict, resume: Callable[[], N
     problem = ""
     newid = -1
     with host.transaction(peer_dir) as pst:
-        if pst.by_name(name) is not None or pst.by_name(f"{name}--incoming") is not None:
+        if by_xl_name(pst, name) is not None or by_xl_name(pst, f"{name}--incoming") is not None:
             problem = (f'libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain with name "{name}" already exists.\n'
                        "migration target: Domain creation failed (code -3).\n")
         elif clone.memory_kib // 1024 > pst.free_memory_mib():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParseError
-from ..model import Domain, DomainState, HostInfo
+from ..model import NAMELESS, Domain, DomainState, HostInfo
 
 # -- values --------------------------------------------------------------------
 
@@ -663,7 +663,8 @@ def merge_listing(long_entries: Sequence[LongEntry], rows: Sequence[ListRow]) ->
     for r in rows:
         e = by_id.get(r.domid)
         name = r.name
-        if e is not None and e.name and name == "(null)":
+        nameless = name == NAMELESS  # being torn down: whatever name its stored config still gives
+        if e is not None and e.name and nameless:
             name = e.name
         out[r.domid] = Domain(
             domid=r.domid,
@@ -676,6 +677,7 @@ def merge_listing(long_entries: Sequence[LongEntry], rows: Sequence[ListRow]) ->
             state=r.state,
             has_config=e is not None,
             domain_type=e.domain_type if e else None,
+            nameless=nameless,
         )
     for domid, e in by_id.items():
         if domid not in out:
