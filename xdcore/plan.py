@@ -495,7 +495,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     out: list[GuestPlan] = []
     for d in selected:
         if d.zombie:
-            out.append(GuestPlan(d.name, d.domid, d.memory_mib, ("zombie",), (f"{d.going}: no migrate, save or shutdown",), 0.0))
+            out.append(GuestPlan(d.name, d.domid, d.memory_mib, ("zombie",), (f"{'dying' if d.state and d.state.dying else 'being torn down'}: no migrate, save or shutdown",), 0.0))
             continue
         stages, reasons = [], []
         pol = pols[d.name]
