@@ -224,12 +224,15 @@ def _stop_in_progress(cfg: Config, stop) -> bool:
 
 def make_service(cfg: Config, bus: EventBus) -> tuple[Service, "ThroughputRecorder"]:
     """The Service for this host, estimating from the throughputs that its recorder learns and stores."""
-    from .plan import ThroughputRecorder, estimator
+    from .plan import ThroughputRecorder, estimator, process_started
     from .toolstack.detect import choose_toolstack
 
     ts = choose_toolstack(cfg.toolstack)
     recorder = ThroughputRecorder(cfg)
-    return Service(cfg, ts, bus, estimate=estimator(cfg, recorder.t, toolstack=ts)), recorder
+    est = estimator(cfg, recorder.t, toolstack=ts)
+    recorder.prior = est.prior  # the fixed parts no run has fitted yet are the host's own
+    recorder.started_at = process_started()  # starting up is part of the run a plan estimates
+    return Service(cfg, ts, bus, estimate=est), recorder
 
 
 async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, timeline: bool = False,
@@ -311,7 +314,7 @@ async def _run_verb(verb: str, args: list[str], cfg: Config, as_json: bool, time
         except Exception as exc:  # write_atomic reports OSError; anything else must not hide the outcome either
             report.errors.append(f"cannot write the run report: {exc}")
         await control.aclose()
-    for problem in (progress.error, control.error, recorder.error, *report.errors):
+    for problem in (*recorder.warnings, progress.error, control.error, recorder.error, *report.errors):
         if problem:
             _err(f"warning: {problem}")
     return code

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 from .config import Config
 from .fsutil import read_small, write_atomic
-from .events import Event, GuestPlanned, RunFinished, StageFinished
+from .events import Event, GuestPlanned, RunFinished, RunStarted, StageFinished
 from .model import Domain
 from .pipeline.control import RunControl
 from .pipeline.stages import STAGES, STOP_GUEST_STAGES
@@ -34,6 +35,8 @@ DEFAULTS = {"save_mbps": 250.0, "migrate_mbps": 110.0, "restore_mbps": 300.0, "s
             "create_s": 5.0, "sysrq_s": 0.5}
 #: the part of an operation that moves no memory (suspend, set-up, build), seconds
 FIXED = {"save": 0.5, "migrate": 1.0, "restore": 0.5}
+#: what a run costs beside its guests' stages (starting, listing the guests, shutdown_all, cleanup), seconds
+OVERHEAD = {"stop": 1.0, "start": 1.0}
 
 
 def migrate_target(words: Sequence[str]) -> str:
@@ -60,6 +63,23 @@ def _number(v: Any, positive: bool = False) -> bool:
     return v >= 1e-6 if positive else v >= 0
 
 
+#: the figure that says how long each stage takes (a stage is "measured" once a run has measured it)
+STAGE_FIGURE = {"save": "save_mbps", "restore": "restore_mbps", "shutdown": "shutdown_s", "create": "create_s",
+                "sysrq": "sysrq_s"}
+#: how sure an estimate is, weakest first
+SOURCES = ("assumed", "simulated", "measured")
+
+
+def _line_of(text: str, dotted: str) -> int:
+    """The line of `text` where the JSON key `dotted` ("links.peer": "peer" after "links") appears (1: not found)."""
+    i = 0
+    for key in dotted.split("."):
+        i = text.find(f'"{key}"', i)
+        if i < 0:
+            return 1
+    return text.count("\n", 0, i) + 1
+
+
 @dataclass
 class Throughputs:
     """Measured speeds (MB/s) and durations (s), smoothed over runs.
@@ -70,6 +90,12 @@ class Throughputs:
     measured) — learned from each run as the memory moved over the time the
     resource was busy, so that two saves sharing the disk teach its speed, not
     half of it.
+
+    `measured` counts the samples of each figure on its own ("save", "restore",
+    "shutdown", "create", "sysrq", "link:HOST", "fixed:save" …): a figure no run
+    has measured is still its default, and `over(prior)` takes it from what the
+    host says instead (a simulated host's own figures, or the assumed defaults).
+    `samples` is their total, kept for the versions that read only it.
     """
 
     save_mbps: float = DEFAULTS["save_mbps"]
@@ -81,35 +107,118 @@ class Throughputs:
     samples: int = 0
     links: dict[str, float] = field(default_factory=dict)
     fixed: dict[str, float] = field(default_factory=lambda: dict(FIXED))  # the part that moves no memory, s
+    overhead: dict[str, float] = field(default_factory=lambda: dict(OVERHEAD))  # per verb, beside the stages, s
+    measured: dict[str, int] = field(default_factory=dict)
+    #: what was wrong with the file it was loaded from (FILE:LINE: …); not stored
+    problems: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: Path | None) -> "Throughputs":
+        """The throughputs stored in `path`; a missing file is the defaults, a bad one the defaults
+        for what is bad, each problem named in `problems` (the file itself is left as it is)."""
         if path is None:
             return cls()
         try:
-            data = json.loads(read_small(path))
-            if not isinstance(data, dict):
-                return cls()
-        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+            text = read_small(path)
+        except FileNotFoundError:
             return cls()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return cls(problems=[f"{path}: cannot read the stored throughputs ({why}); estimating without them"])
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", 1)
+            return cls(problems=[f"{path}:{line}: the stored throughputs are not JSON ({getattr(exc, 'msg', exc)});"
+                                 " estimating without them"])
+        except RecursionError:
+            return cls(problems=[f"{path}:1: the stored throughputs are nested too deeply; estimating without them"])
+        if not isinstance(data, dict):
+            return cls(problems=[f"{path}:1: the stored throughputs are not a JSON object; estimating without them"])
+        problems: list[str] = []
+
+        def bad(key: str, v: Any, what: str) -> None:
+            shown = json.dumps(v) if not isinstance(v, (dict, list)) else type(v).__name__
+            problems.append(f"{path}:{_line_of(text, key)}: {key}: {shown[:40]} is not {what}; its default is used")
+
         # each value on its own: finite and in range, else its default (a 0 or NaN speed must never reach a division)
         values: dict[str, Any] = {}
         for k, v in data.items():
             if k == "samples":
                 if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31:
                     values[k] = v
-            elif k in DEFAULTS and _number(v, positive=True):
-                values[k] = float(v)
-        links = data.get("links")
-        values["links"] = ({str(k): float(v) for k, v in links.items() if _number(v, positive=True)}
-                           if isinstance(links, dict) else {})
-        fixed = data.get("fixed")
-        values["fixed"] = {**FIXED, **({str(k): float(v) for k, v in fixed.items() if k in FIXED and _number(v)}
-                                       if isinstance(fixed, dict) else {})}
-        return cls(**values)
+                else:
+                    bad(k, v, "a count")
+            elif k in DEFAULTS:
+                if _number(v, positive=True):
+                    values[k] = float(v)
+                else:
+                    bad(k, v, "a positive number")
+        links = data.get("links", {})
+        values["links"] = {}
+        if isinstance(links, dict):
+            for host, v in links.items():
+                if _number(v, positive=True):
+                    values["links"][str(host)] = float(v)
+                else:
+                    bad(f"links.{host}", v, "a positive number")
+        else:
+            bad("links", links, "an object")
+        fixed = data.get("fixed", {})
+        values["fixed"] = dict(FIXED)
+        if isinstance(fixed, dict):
+            for k, v in fixed.items():
+                if k in FIXED and _number(v):
+                    values["fixed"][k] = float(v)
+                elif k in FIXED:
+                    bad(f"fixed.{k}", v, "a number of seconds")
+        else:
+            bad("fixed", fixed, "an object")
+        overhead = data.get("overhead", {})
+        values["overhead"] = dict(OVERHEAD)
+        if isinstance(overhead, dict):
+            for k, v in overhead.items():
+                if k in OVERHEAD and _number(v):
+                    values["overhead"][k] = float(v)
+                elif k in OVERHEAD:
+                    bad(f"overhead.{k}", v, "a number of seconds")
+        else:
+            bad("overhead", overhead, "an object")
+        measured = data.get("measured")
+        if isinstance(measured, dict):
+            values["measured"] = {str(k): v for k, v in measured.items()
+                                  if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31}
+        else:
+            if measured is not None:
+                bad("measured", measured, "an object")
+            if values.get("samples"):  # a file from before the per-figure counts: what differs from its default was measured
+                values["measured"] = _measured_by_value(values)
+        t = cls(**values)
+        t.problems = problems
+        return t
 
     def save(self, path: Path) -> None:
-        write_atomic(path, json.dumps(asdict(self), indent=1))
+        data = asdict(self)
+        del data["problems"]
+        write_atomic(path, json.dumps(data, indent=1))
+
+    def is_measured(self, key: str) -> bool:
+        return self.measured.get(key, 0) > 0
+
+    def _count(self, key: str) -> None:
+        self.measured[key] = min(self.measured.get(key, 0) + 1, 2**31 - 1)
+        self.samples = min(self.samples + 1, 2**31 - 1)
+
+    def over(self, prior: "Throughputs") -> "Throughputs":
+        """These throughputs where a run measured them, `prior`'s (what the host says) everywhere else."""
+        pick = lambda key, attr: getattr(self if self.is_measured(key) else prior, attr)  # noqa: E731
+        links = {**prior.links, **{h: v for h, v in self.links.items() if self.is_measured(f"link:{h}")}}
+        fixed = {s: (self.fixed if self.is_measured(f"fixed:{s}") else prior.fixed).get(s, FIXED[s]) for s in FIXED}
+        overhead = {v: (self.overhead if self.is_measured(f"overhead:{v}") else prior.overhead).get(v, OVERHEAD[v])
+                    for v in OVERHEAD}
+        return Throughputs(**{attr: pick(stage, attr) for stage, attr in STAGE_FIGURE.items()},
+                           migrate_mbps=prior.migrate_mbps, samples=self.samples, links=links, fixed=fixed,
+                           overhead=overhead, measured=dict(self.measured))
 
     def link_mbps(self, target: str) -> float:
         return self.links.get(target, self.migrate_mbps)
@@ -150,12 +259,15 @@ class Throughputs:
                          default_link=self.migrate_mbps)
 
     def observe(self, stage: str, memory_mib: int, elapsed: float) -> None:
-        """Fold one measured duration (shutdown, create, sysrq) into the averages (exponential smoothing)."""
+        """Fold one measured duration (shutdown, create, sysrq) into the averages (exponential smoothing).
+
+        The first measurement replaces the figure outright (a default is a guess, not a sample)."""
         if elapsed <= 0 or stage not in ("shutdown", "create", "sysrq"):
             return
         key = f"{stage}_s"
-        setattr(self, key, (1 - 0.3) * getattr(self, key) + 0.3 * elapsed)
-        self.samples += 1
+        fresh = not self.is_measured(stage)
+        setattr(self, key, elapsed if fresh else (1 - 0.3) * getattr(self, key) + 0.3 * elapsed)
+        self._count(stage)
 
     def observe_resource(self, key: str, mb: float, busy_s: float) -> None:
         """Fold one run's use of a resource: `mb` moved while it was busy `busy_s` seconds.
@@ -166,15 +278,39 @@ class Throughputs:
         if mb <= 0 or busy_s <= 0.05:
             return
         speed = mb / busy_s
+        fresh = not self.is_measured(key)
         if key.startswith("link:"):
             host = key[5:]
             old = self.links.get(host)
-            self.links[host] = speed if old is None else 0.5 * old + 0.5 * speed
+            self.links[host] = speed if fresh or old is None else 0.5 * old + 0.5 * speed
         else:
             attr = f"{key}_mbps"
-            fresh = getattr(self, attr) == DEFAULTS[attr]
             setattr(self, attr, speed if fresh else 0.5 * getattr(self, attr) + 0.5 * speed)
-        self.samples += 1
+        self._count(key)
+
+    def observe_overhead(self, verb: str, seconds: float) -> None:
+        """Fold one run's time beside its guests' stages; the first replaces the prior's."""
+        if verb not in OVERHEAD or not seconds >= 0:
+            return
+        key = f"overhead:{verb}"
+        self.overhead[verb] = seconds if not self.is_measured(key) else 0.5 * self.overhead[verb] + 0.5 * seconds
+        self._count(key)
+
+    def observe_fixed(self, stage: str, fit: float) -> None:
+        """Fold one fitted fixed part of `stage` (fit_fixed); the first replaces the prior's."""
+        key = f"fixed:{stage}"
+        old = self.fixed.get(stage, FIXED[stage])
+        self.fixed[stage] = fit if not self.is_measured(key) else 0.5 * old + 0.5 * fit
+        self._count(key)
+
+
+def _measured_by_value(values: dict[str, Any]) -> dict[str, int]:
+    """What a file written before the per-figure counts had measured: every figure that differs from
+    its default (a measured speed is never exactly a default), every link."""
+    out = {stage: 1 for stage, attr in STAGE_FIGURE.items() if attr in values and values[attr] != DEFAULTS[attr]}
+    out.update({f"link:{h}": 1 for h in values.get("links", {})})
+    out.update({f"fixed:{s}": 1 for s, v in values.get("fixed", {}).items() if v != FIXED[s]})
+    return out
 
 
 def fit_fixed(ops: Sequence[tuple[float, float, float]]) -> float | None:
@@ -221,18 +357,29 @@ class ThroughputRecorder:
     Per resource: each successful save, restore or migration adds the memory it
     moved and its transfer's interval (its elapsed time less the fixed part);
     at the end of the run the resource's speed is that memory over the union of
-    the intervals — the time the resource was busy.
+    the intervals — the time the resource was busy.  `prior` (what the host says,
+    Estimator.prior) gives the fixed parts no run has fitted yet.
+
+    A stored file that could not be read whole is kept beside the new one (FILE.bad,
+    FILE.bad.1, …) before the new measurements replace it: nothing in it is lost.
     """
 
-    def __init__(self, cfg: Config, path: Path | None = None):
+    def __init__(self, cfg: Config, path: Path | None = None, prior: Throughputs | None = None):
         self.path = path or throughput_path(cfg)
         self.t = Throughputs.load(self.path)
+        self.prior = prior or Throughputs()
         self.cfg = cfg
         self.memory: dict[str, int] = {}
         #: why the measured throughputs could not be stored (the caller warns; the run's outcome stands)
         self.error: str | None = None
+        #: what was wrong with the stored file and where it was kept (the caller warns)
+        self.warnings: list[str] = list(self.t.problems)
         self.used: dict[str, list[tuple[float, float, float]]] = {}  # key -> [(start, end, mb)]
         self.stage_of: dict[str, str] = {}
+        #: when the process began (the CLI sets it: starting up is part of the run); else the run's start
+        self.started_at: float | None = None
+        self._run: tuple[str, float] | None = None  # (verb, began at)
+        self._span: list[float] = []  # [first guest stage's start, last one's end]
 
     def _key(self, stage: str, detail: str) -> str | None:
         if stage in ("save", "restore"):
@@ -242,9 +389,15 @@ class ThroughputRecorder:
         return None
 
     def __call__(self, e: Event) -> None:
-        if isinstance(e, GuestPlanned):
+        if isinstance(e, RunStarted):
+            began = e.at if self.started_at is None else min(self.started_at, e.at)
+            self._run, self._span = (e.verb, began), []
+        elif isinstance(e, GuestPlanned):
             self.memory[e.guest] = e.memory_mib
-        elif isinstance(e, StageFinished) and e.outcome == "done" and e.guest:
+        if isinstance(e, StageFinished) and e.guest:
+            a, b = e.at - e.elapsed, e.at
+            self._span = [min(self._span[0], a), max(self._span[1], b)] if self._span else [a, b]
+        if isinstance(e, StageFinished) and e.outcome == "done" and e.guest:
             key = self._key(e.stage, e.detail)
             mb = self.memory.get(e.guest, 0)
             if key is not None:
@@ -258,32 +411,121 @@ class ThroughputRecorder:
                 stage = self.stage_of[key]
                 fit = fit_fixed(uses)
                 if fit is not None:
-                    old = self.t.fixed.get(stage, FIXED[stage])
-                    self.t.fixed[stage] = fit if old == FIXED[stage] else 0.5 * old + 0.5 * fit
-                fixed = self.t.fixed.get(stage, FIXED[stage])
+                    self.t.observe_fixed(stage, fit)
+                fixed = self.t.over(self.prior).fixed[stage]
                 busy = busy_time([(a + min(fixed, (b - a) * 0.9), b) for a, b, _ in uses])
                 self.t.observe_resource(key, sum(u[2] for u in uses), busy)
             self.used.clear()
+            if self._run is not None:  # the run's time beside its guests' stages
+                verb, began = self._run
+                stages = self._span[1] - self._span[0] if self._span else 0.0
+                self.t.observe_overhead(verb, max(0.0, e.at - began - stages))
+                self._run = None
             try:
+                if self.t.problems:
+                    kept = keep_aside(self.path)
+                    if kept is not None:
+                        self.warnings.append(f"the unreadable throughputs were kept as {kept}")
+                    self.t.problems = []
                 self.t.save(self.path)
             except OSError as exc:
                 self.error = f"cannot store the measured throughputs in {self.path}: {exc.strerror or exc}"
 
 
+def process_started() -> float | None:
+    """When this process began (epoch seconds, to 10 ms, from /proc), interpreter start-up included; None off Linux."""
+    try:
+        with open("/proc/self/stat") as fh:
+            stat = fh.read()
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime: clock ticks after boot
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def keep_aside(path: Path) -> Path | None:
+    """Rename `path` to the first free PATH.bad, PATH.bad.1, …; None when there is no such file."""
+    for i in range(1000):
+        dest = path.with_name(path.name + (".bad" if i == 0 else f".bad.{i}"))
+        if not dest.exists() and not dest.is_symlink():
+            try:
+                os.rename(path, dest)
+            except FileNotFoundError:
+                return None
+            return dest
+    raise OSError(17, f"too many kept copies of {path}")
+
+
 class Estimator:
     """estimate(stage, domain) -> seconds alone on its resource; `.model()` the host for the scheduler.
 
-    The one estimate the plans, the scheduler, the runner's deadline and the console use.
+    The one estimate the plans, the scheduler, the runner's deadline and the console use.  Each
+    figure on its own: measured when a run of this host measured it, else what the host says
+    (`prior`: a simulated host's own latencies and bandwidths, "simulated"; else the conservative
+    defaults, "assumed").
     """
 
-    def __init__(self, cfg: Config, t: Throughputs, source: str = "measured"):
-        self.cfg, self.t = cfg, t
-        #: where the figures come from: measured (earlier runs), simulated (a simulated host's own
-        #: latencies and bandwidths, before its first run) or assumed (the defaults, before a real host's first run)
-        self.source = source
+    def __init__(self, cfg: Config, stored: Throughputs, prior: Throughputs | None = None,
+                 prior_source: str = "assumed"):
+        self.cfg, self.stored = cfg, stored
+        self.prior = prior  # None: `stored` as it is, nothing layered under it
+        #: where the figures no run has measured come from: simulated or assumed
+        self.prior_source = prior_source
+        self._view: tuple[int, Throughputs] | None = None
+
+    @property
+    def t(self) -> Throughputs:
+        """The figures in use: measured ones over the prior's (follows the stored ones as a run teaches them)."""
+        stamp = self.stored.samples
+        if self.prior is None:
+            return self.stored
+        if self._view is None or self._view[0] != stamp:
+            self._view = (stamp, self.stored.over(self.prior))
+        return self._view[1]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self.stored.problems)
+
+    def source_of(self, stage: str) -> str:
+        """measured, simulated or assumed: where `stage`'s figure comes from."""
+        if stage == "migrate":
+            target = migrate_target(self.cfg.migrate)
+            links = [target] if target else list(self.stored.links)
+            measured = any(self.stored.is_measured(f"link:{h}") for h in links)
+        else:
+            measured = self.stored.is_measured(stage)
+        return "measured" if measured else self.prior_source
+
+    def overhead(self, verb: str) -> float:
+        """Seconds a `verb` run takes beside its guests' stages (starting, listing, cleaning up)."""
+        return self.t.overhead.get(verb, 0.0)
+
+    def overhead_source(self, verb: str) -> str:
+        return "measured" if self.stored.is_measured(f"overhead:{verb}") else self.prior_source
+
+    def sources(self, stages: Sequence[str]) -> tuple[tuple[str, str], ...]:
+        """(stage, source) of each distinct stage with an estimate, in order."""
+        return tuple((s, self.source_of(s)) for s in dict.fromkeys(stages)
+                     if s in STAGE_FIGURE or s == "migrate")
+
+    def source_for(self, stages: Sequence[str]) -> str:
+        """The plan's source in a word or two: one source, or e.g. "measured + simulated" when some stages
+        were measured and others not (the basis says which)."""
+        found = {src for _, src in self.sources(stages)}
+        if not found:
+            found = {"measured" if self.stored.measured else self.prior_source}
+        return " + ".join(sorted(found, key=SOURCES.index, reverse=True))
+
+    @property
+    def source(self) -> str:
+        """The source of every stage's estimate together (see source_for)."""
+        return self.source_for(["migrate", "save", "shutdown", "restore", "create"])
 
     def basis(self, stages: Sequence[str]) -> tuple[str, ...]:
-        """The figures behind the stages' estimates, in words."""
+        """The figures behind the stages' estimates, in words, each with its source."""
         t, out = self.t, []
         target = migrate_target(self.cfg.migrate)
         words = {
@@ -295,8 +537,11 @@ class Estimator:
         }
         for s in dict.fromkeys(stages):
             if s in words:
-                out.append(words[s])
+                out.append(f"{words[s]} ({self.source_of(s)})")
         return tuple(out)
+
+    def run_basis(self, verb: str) -> str:
+        return f"run {self.overhead(verb):.1f}s beside the guests ({self.overhead_source(verb)})"
 
     def __call__(self, stage: str, d: Domain) -> float:
         return self.t.estimate(stage, d, self.cfg)
@@ -306,19 +551,19 @@ class Estimator:
 
 
 def estimator(cfg: Config, t: Throughputs | None = None, toolstack=None) -> Estimator:
-    """The estimator of this host: measured throughputs; before any run, a simulated host's own figures
-    (when `toolstack` drives the simulator), else the defaults, said as "assumed"."""
+    """The estimator of this host: each figure measured by its earlier runs, else what the host says — a
+    simulated host's own figures (when `toolstack` drives the simulator), else the defaults, said as "assumed"."""
     t = t or Throughputs.load(throughput_path(cfg))
-    if t.samples:
-        return Estimator(cfg, t, "measured")
     sim = simulated_throughputs(toolstack) if toolstack is not None else None
     if sim is not None:
-        return Estimator(cfg, sim, "simulated")
-    return Estimator(cfg, t, "assumed")
+        return Estimator(cfg, t, sim, "simulated")
+    return Estimator(cfg, t, Throughputs(), "assumed")
 
 
 #: what spawning one simulated `xl` costs on top of its latencies (interpreter start, the state lock)
 SPAWN_S = 0.08
+#: what starting `xendomains` itself costs before its run begins (interpreter, imports, the config)
+STARTUP_S = 0.2
 
 
 def simulated_state_dir(toolstack) -> Path | None:
@@ -373,7 +618,10 @@ def simulated_throughputs(toolstack) -> Throughputs | None:
                        shutdown_s=st.lat("ack") + st.lat("shutdown") + spawn, create_s=st.lat("create") + spawn,
                        sysrq_s=st.lat("sysrq") + spawn, samples=0, links=links,
                        fixed={"save": st.lat("save") + spawn, "migrate": st.lat("migrate") + spawn,
-                              "restore": st.lat("restore") + spawn})
+                              "restore": st.lat("restore") + spawn},
+                       # a run lists the guests twice around its stages (select, then shutdown_all or the end),
+                       # and a spawned run starts an interpreter first
+                       overhead={v: (STARTUP_S if spawn else 0.0) + 2 * (st.lat("list") + spawn) for v in OVERHEAD})
 
 
 def _estimate_of(service):
@@ -459,8 +707,10 @@ class Plan:
     targets: tuple[TargetRoom, ...] = ()  # several migration targets: each one's room before and after
     #: where the estimate's figures come from: measured, simulated or assumed (see Estimator.source)
     estimate_source: str = "assumed"
-    #: the figures behind it, e.g. "save: disk 500 MB/s + 0.6s"
+    #: the figures behind it, each with its source, e.g. "save: disk 500 MB/s + 0.6s (measured)"
     estimate_basis: tuple[str, ...] = ()
+    #: (stage, source) of each stage the estimate uses: only the stages a run measured say "measured"
+    estimate_sources: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -557,6 +807,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     notes += order.notes
     if pool is not None and sched is not None and cfg.schedule == "auto" and cfg.parallel_migrate is None:
         pool.follow_schedule(sched.caps)  # what the runner will do: each target's migrations bounded like its link
+    notes.extend(getattr(estimate, "warnings", ()))
     rooms = tuple(pool.rooms()) if pool is not None else ()
     notes += pool.notes if pool is not None else []
     for r in rooms:
@@ -575,10 +826,11 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     if "shutdown_all" in host:
         notes.extend(n for n in service.ts.translate_shutdown_options(cfg.shutdown_all, "XENDOMAINS_SHUTDOWN_ALL")[1]
                      if n not in notes)
+    est += _overhead(estimate, "stop")
     return Plan("stop", tuple(out), tuple((d.name, why) for d, why in skipped), tuple(host), round(est, 1), par,
                 free_bytes(cfg.save_dir) if cfg.save_dir else None, needed, tuple(sorted(no_room)), tuple(notes),
                 _order_dict(order, "stop"), tuple(errors), tuple(sorted(sched.caps.items())) if sched else (),
-                sched is not None, rooms, *_source_of(estimate, [s for g in out for s in g.stages]))
+                sched is not None, rooms, *_source_of(estimate, [s for g in out for s in _expected(g)], "stop"))
 
 
 def move_problem(plan: Plan, guest: str, target: str) -> str | None:
@@ -599,10 +851,29 @@ def move_problem(plan: Plan, guest: str, target: str) -> str | None:
     return ledger.move(guest, target)
 
 
-def _source_of(estimate, stages: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """(estimate_source, estimate_basis) of a plan; a bare estimate function (tests) says "assumed"."""
-    basis = getattr(estimate, "basis", None)
-    return getattr(estimate, "source", "assumed"), (basis(stages) if basis else ())
+def _source_of(estimate, stages: Sequence[str], verb: str) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(estimate_source, estimate_basis, estimate_sources) of a plan; a bare estimate function (tests) says "assumed"."""
+    if getattr(estimate, "source_for", None) is None:
+        return "assumed", (), ()
+    return (estimate.source_for(stages), estimate.basis(stages) + (estimate.run_basis(verb),),
+            estimate.sources(stages) + (("run", estimate.overhead_source(verb)),))
+
+
+def _expected(g: GuestPlan) -> tuple[str, ...]:
+    """The stages a guest's estimate counts: those before the one expected to end it (the schedule's, else
+    the first terminal stage), and that one — a fallback such as shutdown after save is not expected to run."""
+    out: list[str] = []
+    for s in g.stages:
+        out.append(s)
+        if s == g.planned or (not g.planned and s in STAGES and STAGES[s].terminal):
+            break
+    return tuple(out)
+
+
+def _overhead(estimate, verb: str) -> float:
+    """What the run adds to its guests' stages (0 for a bare estimate function)."""
+    of = getattr(estimate, "overhead", None)
+    return of(verb) if of is not None else 0.0
 
 
 def _groups_estimate(out: Sequence[GuestPlan], parallel: int, gates: Sequence[float] = ()) -> float:
@@ -717,7 +988,9 @@ async def start_plan(service) -> Plan:
                if g.guest in by else g for g in out]
         total = sched.makespan + _wall_estimate([g.estimate_s for g in out if g.stages != ("restore",)],
                                                 par or len(out) or 1)
-    src, basis = _source_of(estimate, [s for g in out for s in g.stages])
+    src, basis, sources = _source_of(estimate, [s for g in out for s in g.stages], "start")
+    total += _overhead(estimate, "start")
+    notes.extend(getattr(estimate, "warnings", ()))
     return Plan("start", tuple(out), tuple(skipped), ("lock",), round(total, 1), par,
                 notes=tuple(notes), order=_order_dict(order, "start"), errors=tuple(errors), scheduled=scheduled,
-                estimate_source=src, estimate_basis=basis)
+                estimate_source=src, estimate_basis=basis, estimate_sources=sources)

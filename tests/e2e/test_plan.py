@@ -286,9 +286,14 @@ def test_the_plan_says_where_its_estimate_comes_from_and_learns_from_the_run(tmp
     assert "simulated):" in text.splitlines()[0] and "  estimate: save: disk " in text
 
     assert h.run("stop").returncode == 0
+    after_stop = plan_json(h, "start")  # the stop measured the disk's writes, not its reads
+    assert dict(after_stop["estimate_sources"]) == {"restore": "simulated", "run": "simulated"}, after_stop
+    assert after_stop["estimate_source"] == "simulated"
+    assert any(b.startswith("restore: disk 2000 MB/s") and b.endswith("(simulated)") for b in after_stop["estimate_basis"])
     assert h.run("start").returncode == 0
     again = plan_json(h, "stop")
-    assert again["estimate_source"] == "measured"
+    assert again["estimate_source"] == "measured", again["estimate_sources"]
+    assert dict(again["estimate_sources"]) == {"save": "measured", "run": "measured"}
     assert plan_json(h, "start")["estimate_source"] == "measured"
 
 

@@ -32,6 +32,8 @@ DEMO_LATENCY = {"create": 1.5, "restore": 1.0, "save": 0.5, "migrate": 1.0, "shu
 DEMO_RATE = {"save": 600.0, "migrate": 400.0, "restore": 1200.0}
 #: shared bandwidths (MB/s): a disk that writes 500 MB/s, and 10 GbE to the peer host
 DEMO_RESOURCES = {"disk": 500.0, "link:xen-demo-02": 1250.0, "link:xen-demo-03": 1250.0}
+#: the fast demo's: fast enough that a run takes seconds, declared so that its plans estimate from them
+FAST_DEMO_RESOURCES = {"disk": 50000.0, "link:xen-demo-02": 100000.0, "link:xen-demo-03": 100000.0}
 #: two more simulated hosts beside the demo host: migration targets (MiB of memory)
 DEMO_TARGETS = {"xen-demo-02": 32768, "xen-demo-03": 16384}
 DEMO_DIRTY = {"db-primary": 120.0, "build-ci": 60.0}
@@ -80,6 +82,8 @@ def build_demo(state_dir: str | Path, fast: bool = False) -> HostLayout:
             st.rate.update(DEMO_RATE)
             st.resources.update(DEMO_RESOURCES)
             st.dirty.update(DEMO_DIRTY)
+        else:
+            st.resources.update(FAST_DEMO_RESOURCES)
         st.faults.append(host.Fault("save", "backup", "hang"))
         for dom in st.domains:
             if dom.domid:
