@@ -164,26 +164,17 @@ class Throughputs:
                     bad(f"links.{host}", v, "a positive number")
         else:
             bad("links", links, "an object")
-        fixed = data.get("fixed", {})
-        values["fixed"] = dict(FIXED)
-        if isinstance(fixed, dict):
-            for k, v in fixed.items():
-                if k in FIXED and _number(v):
-                    values["fixed"][k] = float(v)
-                elif k in FIXED:
-                    bad(f"fixed.{k}", v, "a number of seconds")
-        else:
-            bad("fixed", fixed, "an object")
-        overhead = data.get("overhead", {})
-        values["overhead"] = dict(OVERHEAD)
-        if isinstance(overhead, dict):
-            for k, v in overhead.items():
-                if k in OVERHEAD and _number(v):
-                    values["overhead"][k] = float(v)
-                elif k in OVERHEAD:
-                    bad(f"overhead.{k}", v, "a number of seconds")
-        else:
-            bad("overhead", overhead, "an object")
+        for name, defaults in (("fixed", FIXED), ("overhead", OVERHEAD)):  # seconds by stage / by verb
+            given = data.get(name, {})
+            values[name] = dict(defaults)
+            if not isinstance(given, dict):
+                bad(name, given, "an object")
+                continue
+            for k, v in given.items():
+                if k in defaults and _number(v):
+                    values[name][k] = float(v)
+                elif k in defaults:
+                    bad(f"{name}.{k}", v, "a number of seconds")
         measured = data.get("measured")
         if isinstance(measured, dict):
             values["measured"] = {str(k): v for k, v in measured.items()
