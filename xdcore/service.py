@@ -464,8 +464,8 @@ class Service:
         if setup is None or not self.control.stage_enabled("migrate"):
             return None
         observers = self.ts.observers if announce else ()
-        targets, source = await asyncio.gather(probe_targets(setup, self.ts.name, probe_timeout(self.cfg), observers),
-                                               self._own_xen())
+        targets, source = await asyncio.gather(
+            probe_targets(setup, self.ts.name, probe_timeout(self.cfg), observers, self.ts.peer_argv), self._own_xen())
         if isinstance(source, HostInfo):  # a target on an older Xen is left out: no migration to an older hypervisor
             targets = leave_out_older(targets, source.xen_version, source.xen_release)
         if policies is None:  # xendomains_targets / xendomains_apart from each guest's config

@@ -1,6 +1,6 @@
 """Several migration targets in the console: moving a guest to another target in the plan dialog, before the run.
 
-The console's plan asks the targets over the simulator's ssh (PATH as the headless run has it); the choice
+The console's plan asks the targets over the simulator's ssh (SimToolstack.peer_argv); the choice
 travels to the detached headless `xendomains stop` as `--place GUEST=TARGET`.  Witnesses: the dialog's plan,
 the notices, the pool afterwards and the run's report.
 """
@@ -49,11 +49,11 @@ async def move(pilot, dialog: PlanDialog, guest: str, target: str) -> str:
     return help_text
 
 
-async def test_a_guest_moved_in_the_plan_dialog_goes_there_in_the_headless_run_and_the_report_says_so(
-        tmp_path, monkeypatch):
+async def test_a_guest_moved_in_the_plan_dialog_goes_there_in_the_headless_run_and_the_report_says_so(tmp_path):
     h = pool_host(tmp_path)
     env = h.env()
-    monkeypatch.setenv("PATH", env["PATH"])  # the console's own plan asks the targets over ssh
+    # the console's own plan asks the targets through the simulator's pool (SimToolstack.peer_argv), the
+    # headless run through the ssh shim on its PATH
     host = HostContext(load_config(str(h.config)), SimToolstack(h.state), label="test host", watch_interval=0.5,
                        lock_wait=5.0, run_env=env)
     app = make_app(host, Providers())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..config import Config
@@ -67,9 +67,11 @@ def probe_timeout(cfg: Config) -> float:
 
 
 async def probe_target(host: str, ssh: Sequence[str], tool: str, timeout: float,
-                       observers: Sequence[process.CommandObserver] = ()) -> TargetHost:
-    """`SSH HOST xl info`: the target's free memory and Xen version, or why it did not answer."""
-    argv = [*ssh, host, tool, "info"]
+                       observers: Sequence[process.CommandObserver] = (),
+                       peer_argv: Callable[..., list[str]] | None = None) -> TargetHost:
+    """`SSH HOST xl info` (as `peer_argv` builds it: Toolstack.peer_argv): the target's free memory and
+    Xen version, or why it did not answer."""
+    argv = (peer_argv or (lambda s, h, *c: [*s, h, *c]))(ssh, host, tool, "info")
     try:
         done = await process.run(argv, timeout=timeout, observers=observers)
     except CommandTimedOut:
@@ -86,9 +88,11 @@ async def probe_target(host: str, ssh: Sequence[str], tool: str, timeout: float,
 
 
 async def probe_targets(setup: MigrateSetup, tool: str, timeout: float,
-                        observers: Sequence[process.CommandObserver] = ()) -> list[TargetHost]:
+                        observers: Sequence[process.CommandObserver] = (),
+                        peer_argv: Callable[..., list[str]] | None = None) -> list[TargetHost]:
     """Every target at once (a dead one costs its watchdog, never the sum of them)."""
-    return list(await asyncio.gather(*(probe_target(h, setup.ssh, tool, timeout, observers) for h in setup.hosts)))
+    return list(await asyncio.gather(*(probe_target(h, setup.ssh, tool, timeout, observers, peer_argv)
+                                       for h in setup.hosts)))
 
 
 class TargetPool:

@@ -19,6 +19,7 @@ import asyncio
 import io
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,10 @@ class SimToolstack(Toolstack):
         super().__init__()
         self.state_dir = Path(state_dir)
         host.init_state(self.state_dir)
+
+    def peer_argv(self, ssh: Sequence[str], host: str, *command: str) -> list[str]:
+        """The simulated pool's ssh (what the ssh shim runs), with ssh's options: no PATH needed."""
+        return [sys.executable, "-m", "xdcore.sim.pool", "--state", str(self.state_dir), *ssh[1:], host, *command]
 
     # -- running a command ------------------------------------------------------------
 

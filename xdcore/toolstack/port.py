@@ -39,6 +39,11 @@ class Toolstack(abc.ABC):
         for listener in list(self.notice_listeners):
             listener(text)
 
+    def peer_argv(self, ssh: Sequence[str], host: str, *command: str) -> list[str]:
+        """The command that runs `command` on another host (a migration target): `SSH HOST COMMAND…`.
+        The in-process simulator runs its pool's ssh instead of the `ssh` on PATH."""
+        return [*ssh, host, *command]
+
     # -- queries ---------------------------------------------------------------
 
     @abc.abstractmethod
