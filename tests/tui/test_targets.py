@@ -96,3 +96,34 @@ async def test_a_guest_moved_in_the_plan_dialog_goes_there_in_the_headless_run_a
     assert report["exit_code"] == 0, report
     assert {g["guest"]: (g["outcome"], g["target"], g["placed_by"]) for g in report["guests"]} == {
         "web": ("migrated", "xen04", "operator"), "big": ("migrated", "xen03", "placement")}
+
+
+async def test_migrate_selected_with_several_targets_places_the_marked_guest_where_the_operator_moved_it(tmp_path):
+    from xdtui.widgets.domain_table import DomainTable
+
+    h = pool_host(tmp_path)
+    host = HostContext(load_config(str(h.config)), SimToolstack(h.state), label="test host", watch_interval=0.5,
+                       lock_wait=5.0, run_env=h.env())
+    app = make_app(host, Providers())
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.host_screen and app.host_screen.domains_seen, what="the host view")
+            table = app.screen.query_one(DomainTable)
+            await wait_for(pilot, lambda: any(k.value == "web" for k in table.rows), what="web's row")
+            table.move_cursor(row=table.get_row_index("web"))
+            await pilot.press("space", "m")  # mark web, migrate the marked guests now
+            await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), timeout=30, what="the plan dialog")
+            dialog = app.screen
+            assert [(g.guest, g.stages, g.target) for g in dialog.plan.guests] == [("web", ("migrate",), "xen03")]
+            await move(pilot, dialog, "web", "xen04")
+            await wait_for(pilot, lambda: dialog.placements == {"web": "xen04"}, timeout=30, what="the plan made again")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.state.launched is not None, what="the run to be launched")
+            await wait_for(pilot, lambda: (r := load_last(host.cfg, "stop")) is not None and r.exit_code is not None,
+                           timeout=60, what="the headless run's report")
+    finally:
+        kill_xl_children(h.layout.bin_dir)
+    pool = h.pool_guests()
+    assert pool["xen01"] == {"big"} and pool["xen04"] == {"web"}
+    rec = load_last(host.cfg, "stop").guest("web")
+    assert (rec.outcome, rec.target, rec.placed_by) == ("migrated", "xen04", "operator")

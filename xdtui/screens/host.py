@@ -274,7 +274,7 @@ class HostScreen(RunView):
                         "or wait for it to end.", severity="warning")
             return
         cfg = self.state.prefs.config_for(self.host.cfg)
-        if stage == "migrate" and not cfg.migrate:
+        if stage == "migrate" and not cfg.migrate and not cfg.migrate_targets:
             self.notify("No migration target: set one with o first.", severity="warning")
             return
         if stage == "save" and cfg.save_dir is None:
