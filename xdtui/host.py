@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xdcore.config import Config
-from xdcore.events import EventBus
-from xdcore.pipeline.control import RunControl
-from xdcore.plan import estimator
-from xdcore.service import Service
 from xdcore.toolstack.port import Toolstack
+
+if TYPE_CHECKING:  # the run machinery is imported when first used, not before the console's first frame
+    from xdcore.events import EventBus
+    from xdcore.pipeline.control import RunControl
+    from xdcore.service import Service
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,14 @@ class HostContext:
     lock_wait: float = 10.0
     run_env: Mapping[str, str] = field(default_factory=dict)
 
-    def service(self, bus: EventBus, control: RunControl | None = None, cfg: Config | None = None) -> Service:
+    def service(self, bus: EventBus, control: RunControl | None = None, cfg: Config | None = None, *,
+                planning: bool = True) -> Service:
+        """A Service on this host; `planning=False` leaves out the estimator (reading the host needs none,
+        and on the simulated host building it reads the whole state once more)."""
+        from xdcore.pipeline.control import RunControl
+        from xdcore.plan import estimator
+        from xdcore.service import Service
+
         cfg = cfg or self.cfg
         return Service(cfg, self.toolstack, bus, control=control or RunControl(cfg.parallel, emit=bus.emit),
-                       estimate=estimator(cfg, toolstack=self.toolstack))
+                       estimate=estimator(cfg, toolstack=self.toolstack) if planning else None)

@@ -13,15 +13,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from xdcore.config import Config
-from xdcore.events import EventBus
-from xdcore.pipeline.control import RunControl
 from xdcore.pipeline.stages import STAGES
-from xdcore.plan import Plan, start_plan, stop_plan
 from xdcore.run_options import ONE_STAGE, RunOptions
 
 from .host import HostContext
+
+if TYPE_CHECKING:  # planning is imported when a plan is first asked for, not before the console's first frame
+    from xdcore.plan import Plan
 
 #: stages the operator may turn on or off, in key order 1..5
 TOGGLABLE = ("sysrq", "migrate", "save", "shutdown", "shutdown_all")
@@ -91,6 +92,10 @@ class RunRequest:
 async def compute_plan(host: HostContext, prefs: RunPrefs, req: RunRequest,
                        place: Mapping[str, str] | None = None) -> Plan:
     """The plan the confirmation dialog shows: what each guest will go through under these options."""
+    from xdcore.events import EventBus
+    from xdcore.pipeline.control import RunControl
+    from xdcore.plan import start_plan, stop_plan
+
     opts = req.options(prefs, place=place)
     cfg = opts.config(prefs.config_for(host.cfg))
     bus = EventBus()

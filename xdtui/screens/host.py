@@ -42,7 +42,6 @@ from ..widgets.host_figures import HostFigures
 from ..widgets.host_lists import AutoList, SavedList
 from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
 from .dialogs import ask_migration_target, ask_parallelism
-from .plan_dialog import PlanDialog
 from .run_view import RunView
 
 #: actions that only make sense while a run is going on
@@ -62,7 +61,7 @@ class HostScreen(RunView):
     XEN_INFO_EVERY = 5  # xl info once per this many figure polls
 
     def __init__(self, state: ConsoleState) -> None:
-        super().__init__(state, id="host")
+        super().__init__(state, id="host", classes="-idle")  # from the start: adding a class restyles every widget
         self.autos: tuple = ()
         self.images: tuple = ()
         self.running_names: frozenset[str] = frozenset()
@@ -72,6 +71,8 @@ class HostScreen(RunView):
         self._xen_error = ""
         self.domains_seen = 0  # DomainsRefreshed handled (tests wait on it)
         self._source = ""
+        self._others_started = False
+        self._others_timer: Timer | None = None
 
     # -- layout -----------------------------------------------------------------------------------
 
@@ -87,7 +88,6 @@ class HostScreen(RunView):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.add_class("-idle")
         host = self.host
         self.query_one("#domains-pane").border_title = "Domains"
         self.query_one("#board").border_title = "Stage board"
@@ -99,11 +99,22 @@ class HostScreen(RunView):
         self.query_one(EventLog).note(
             f"{host.toolstack.name} toolstack · config {cfg.path or 'defaults'} · progress file {cfg.progress}")
         self.watch_domains()
-        self.poll_lists()
-        self.poll_figures()
         self.follow_progress()
+        # The first frame needs the domains; the auto and saved lists and the figures come right after it
+        # (on a loaded machine the 1,000-guest table is on screen sooner), or after a second at the latest.
+        self._others_timer = self.set_timer(1.0, self._poll_others)
         self.set_interval(1.0, self._tick, name="board-tick")
         self.query_one(DomainTable).focus()
+
+    def _poll_others(self) -> None:
+        """Start the pollers that wait for the first frame (once)."""
+        if self._others_started or not self.is_attached:
+            return
+        self._others_started = True
+        if self._others_timer is not None:
+            self._others_timer.stop()
+        self.poll_lists()
+        self.poll_figures()
 
     # -- pollers: one-shot workers, re-armed by a timer -----------------------------------------------
 
@@ -122,7 +133,7 @@ class HostScreen(RunView):
     @work(exclusive=True, group="lists", exit_on_error=False)
     async def poll_lists(self) -> None:
         try:
-            svc = self.host.service(EventBus())
+            svc = self.host.service(EventBus(), planning=False)
             autos = await svc.auto_configs()
             images = await asyncio.to_thread(savedir.scan, self.host.cfg.save_dir)
             self.post_message(HostListsRead(autos, images))
@@ -162,6 +173,8 @@ class HostScreen(RunView):
         self._source = msg.change.source
         self._domains_title()
         self.domains_seen += 1
+        if not self._others_started:
+            self.call_after_refresh(self._poll_others)
 
     def on_host_lists_read(self, msg: HostListsRead) -> None:
         self.autos, self.images = msg.autos, msg.images
@@ -284,6 +297,8 @@ class HostScreen(RunView):
 
     @work(exclusive=True, group="plan", exit_on_error=False)
     async def confirm_and_run(self, req: RunRequest) -> None:
+        from .plan_dialog import PlanDialog  # imported on first use: not on the way to the first frame
+
         prefs = self.state.prefs
         plan = await compute_plan(self.host, prefs, req)
         watchdog = float(prefs.config_for(self.host.cfg).stop_maxwait or 0)

@@ -44,8 +44,8 @@ POLLER_RETRY = 5.0
 class RunView(Screen):
     """A screen with a stage board fed from the progress file, steering the run where permitted."""
 
-    def __init__(self, state: ConsoleState, *, id: str) -> None:
-        super().__init__(id=id)
+    def __init__(self, state: ConsoleState, *, id: str, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.state = state
         self.board_state: B.BoardState = B.EMPTY_BOARD
         self.steering: steer.Steering = steer.NO_RUN

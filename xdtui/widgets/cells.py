@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.widgets import DataTable
+from textual.widgets._data_table import DuplicateKey, Row, RowKey
 
 Spec = tuple[str, str]
 
@@ -59,6 +60,7 @@ class KeyedTable(DataTable):
         keys = self._keys
         at_cursor = self.key_at_cursor() if self._shown else None  # the cursor stays on its row's key
         data = self._data  # row key -> column key -> cell (keys compare equal to their str)
+        new: list[tuple[str, tuple[Spec, ...]]] = []
         with self.app.batch_update():
             for key in [k for k in self._shown if k not in want]:
                 self.remove_row(key)
@@ -68,7 +70,7 @@ class KeyedTable(DataTable):
                 specs = want[key]
                 old = self._shown.get(key)
                 if old is None:
-                    self.add_row(*(render(s) for s in specs), key=key)
+                    new.append((key, specs))
                     written += len(specs)
                     changed_rows = True
                 elif old != specs:
@@ -79,6 +81,8 @@ class KeyedTable(DataTable):
                             written += 1
                     touched = True
                 self._shown[key] = specs
+            if new:
+                self._add_rows(new)
             if touched:
                 self._update_count += 1
                 self.refresh()
@@ -86,6 +90,33 @@ class KeyedTable(DataTable):
                 self.keep_cursor_on(at_cursor)
         self.cells_written = written
         return changed_rows
+
+    def _add_rows(self, rows: Sequence[tuple[str, tuple[Spec, ...]]]) -> None:
+        """`add_row` for many one-line rows at once, then their columns measured at once.
+
+        Textual's `add_row` sorts the columns and re-validates the cursor for
+        every row (a third of the cost of filling the 1,000-guest table) and
+        leaves measuring to the next idle moment — after a frame was drawn
+        with the old widths, so the table was drawn twice before it was
+        right.  The same bookkeeping as `add_row(..., height=1)` (Textual
+        8.2.8; tests/tui pin it), once.
+        """
+        columns = self.ordered_columns
+        start = self.row_count
+        added = set()
+        for i, (key, specs) in enumerate(rows):
+            row_key = RowKey(key)
+            if row_key in self._row_locations:
+                raise DuplicateKey(f"The row key {row_key!r} already exists.")
+            self._row_locations[row_key] = start + i
+            self._data[row_key] = {column.key: render(spec) for column, spec in zip(columns, specs)}
+            self.rows[row_key] = Row(row_key, 1, None, False)
+            added.add(row_key)
+        self.cursor_coordinate = self.cursor_coordinate
+        if start == 0 and rows and self.columns and self.show_cursor and self.cursor_type != "none":
+            self._highlight_cursor()  # a cursor can be shown where there was none: RowHighlighted, as add_row posts
+        self._update_dimensions(added)  # measured now: the first frame with these rows has the right widths
+        self.refresh()
 
     def keep_cursor_on(self, key: str) -> None:
         try:
