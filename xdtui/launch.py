@@ -6,8 +6,14 @@ stage now" is `xendomains [--config FILE] [RUN OPTIONS] start|stop [GUEST…]`
 outlives the console and its SSH session:
 
 - under systemd (/run/systemd/system exists, we are root and `systemd-run`
-  works) as a transient unit `xendomains-evacuate-…` / `xendomains-start-…`,
-  so its output is in the journal and the login session's end never kills it;
+  works) as a transient unit `xendomains-evacuate-…` / `xendomains-start-…`
+  (`xendomains-demo-…` for the simulated host), so its output is in the
+  journal and the login session's end never kills it.  The unit gets what
+  the installed xendomains.service has for the same reason: `KillMode=process`
+  (stopping the unit signals xendomains only, never an `xl save` in
+  progress); `Type=exec`, so that systemd-run fails when the command cannot
+  be started; the run's environment (a unit does not inherit ours) as
+  `--setenv`;
 - otherwise in a session of its own, twice forked (`xdtui.detach`), output to
   a log file beside the progress file.
 
@@ -78,16 +84,34 @@ def run_argv(host: HostContext, verb: str, guests: Sequence[str], opts: RunOptio
     return argv + opts.argv() + [verb, *guests]
 
 
-def unit_name(verb: str, stage: str | None, now: float | None = None) -> str:
+def unit_name(verb: str, stage: str | None, now: float | None = None, *, demo: bool = False) -> str:
     what = stage or ("evacuate" if verb == "stop" else verb)
-    return f"xendomains-{what}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+    return f"xendomains-{'demo-' if demo else ''}{what}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
 
 
-def systemd_usable(env: Mapping[str, str] | None = None) -> bool:
-    """True when runs should be transient systemd units."""
-    if env is not None and env.get("XDTUI_NO_SYSTEMD"):
-        return False
-    return SYSTEMD_DIR.is_dir() and os.geteuid() == 0 and shutil.which("systemd-run") is not None
+#: properties of every transient run unit (see the module docstring)
+UNIT_PROPERTIES = ("Type=exec", "KillMode=process")
+
+
+def systemd_run_argv(unit: str, verb: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """`systemd-run` starting `argv` as the transient service `unit`: every option before the command."""
+    return (["systemd-run", f"--unit={unit}", "--collect", "--quiet",
+             f"--description=xendomains {verb} started from the console"]
+            + [f"--property={p}" for p in UNIT_PROPERTIES]
+            + [f"--setenv={k}={v}" for k, v in sorted((env or {}).items())]
+            + ["--", *argv])
+
+
+def _root() -> bool:
+    return os.geteuid() == 0
+
+
+def systemd_run_exe(env: Mapping[str, str] | None = None) -> str | None:
+    """`systemd-run` on the console's PATH when runs should be transient systemd units, else None."""
+    env = os.environ if env is None else env
+    if env.get("XDTUI_NO_SYSTEMD") or not SYSTEMD_DIR.is_dir() or not _root():
+        return None
+    return shutil.which("systemd-run", path=env.get("PATH"))
 
 
 def launch(host: HostContext, verb: str, guests: Sequence[str] = (), opts: RunOptions = RunOptions(),
@@ -96,16 +120,21 @@ def launch(host: HostContext, verb: str, guests: Sequence[str] = (), opts: RunOp
     argv = run_argv(host, verb, guests, opts, parallel)
     env = dict(os.environ)
     env.update(host.run_env)
-    if systemd is None:
-        systemd = not host.run_env and systemd_usable(env)
-    if systemd:
-        unit = unit_name(verb, opts.stage)
-        cmd = ["systemd-run", f"--unit={unit}", "--collect", "--quiet",
-               f"--description=xendomains {verb} started from the console", "--", *argv]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
-        if done.returncode == 0:
-            return Launched(verb, tuple(argv), f"systemd unit {unit}", opts.on_hangup, unit=unit)
-        # systemd is there but would not take it (no bus, not permitted): fall back to a session of our own
+    systemd_run = systemd_run_exe() if systemd is None else ("systemd-run" if systemd else None)
+    refused = ""
+    if systemd_run:
+        unit = unit_name(verb, opts.stage, demo=host.demo_dir is not None)
+        cmd = systemd_run_argv(unit, verb, argv, host.run_env)
+        try:  # in the console's environment: the run's own is given to the unit with --setenv
+            done = subprocess.run([systemd_run, *cmd[1:]], capture_output=True, text=True, timeout=30,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            refused = str(exc)
+        else:
+            if done.returncode == 0:
+                return Launched(verb, tuple(argv), f"systemd unit {unit}", opts.on_hangup, unit=unit)
+            refused = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        # systemd is there but would not take it (no bus, not permitted): a session of our own, and say why
     log = host.cfg.progress.parent / "console-runs.log"
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +151,9 @@ def launch(host: HostContext, verb: str, guests: Sequence[str] = (), opts: RunOp
     if done.returncode != 0 or not done.stdout.strip().isdigit():
         raise LaunchError(f"cannot start {argv[0]}: {done.stderr.strip() or 'exit ' + str(done.returncode)}")
     pid = int(done.stdout.strip())
-    return Launched(verb, tuple(argv), f"pid {pid}", opts.on_hangup, pid=pid, log=log)
+    how = f"pid {pid}" + (f"; systemd-run refused it: {refused}" if refused else "")
+    return Launched(verb, tuple(argv), how, opts.on_hangup, pid=pid, log=log)
 
 
-__all__ = ["LaunchError", "Launched", "launch", "run_argv", "systemd_usable", "unit_name", "xendomains_exe"]
+__all__ = ["UNIT_PROPERTIES", "LaunchError", "Launched", "launch", "run_argv", "systemd_run_argv", "systemd_run_exe",
+           "unit_name", "xendomains_exe"]

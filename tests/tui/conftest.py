@@ -25,6 +25,14 @@ def utc(monkeypatch):
     time.tzset()
 
 
+@pytest.fixture(autouse=True)
+def no_systemd(monkeypatch):
+    """Runs the console starts are never real systemd units here, even where systemd runs (CI as root):
+    a unit's output and life are outside the test's reach.  tests/tui/test_systemd_run.py lifts this
+    for its stand-in `systemd-run`."""
+    monkeypatch.setenv("XDTUI_NO_SYSTEMD", "1")
+
+
 @pytest.fixture
 def demo(tmp_path) -> HostContext:
     """The simulator's demo host with tiny latencies, driven in-process."""

@@ -114,6 +114,7 @@ def progress_events(path: Path) -> list[ev.Event]:
 def console_command(state: Path) -> str:
     venv_python = sys.executable
     return (f"cd {shlex.quote(str(REPO))} && exec env PYTHONPATH={shlex.quote(str(REPO))} TERM=xterm-256color "
+            f"XDTUI_NO_SYSTEMD=1 "  # sshd gives a fresh environment: no transient units even where systemd runs
             f"{shlex.quote(venv_python)} -m xdtui.cli --demo --state {shlex.quote(str(state))}")
 
 
