@@ -228,3 +228,71 @@ async def test_the_board_says_the_time_left_and_a_failed_xenstored_probe_is_one_
         note = next(line for line in log.lines if "no xenstored answered" in line.text)
         assert all(seg.style.dim and not seg.style.color for seg in note if seg.text.strip())  # dim, not red
         assert "no xenstored answered" not in status and "left" not in str(screen.query_one("#board-status").render())
+
+
+async def test_log_lines_are_never_cut_and_a_long_command_is_shortened_in_the_middle():
+    from xdcore.events import CommandStarted, RunFinished
+
+    app = make_app(scripted_host("c-log"), Providers.frozen())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await running(pilot, app)
+        log = screen.query_one(EventLog)
+        at = evacuation_events()[-1].at
+        path = "/var/lib/xen/save/.xendomains-partial." + "a-guest-with-a-very-long-name-indeed"
+        screen.post_message(EventsArrived([CommandStarted(run=RUN, at=at, argv=("xl", "save", "11", path), timeout=20,
+                                                          guest="backup", stage="save")]))
+        await wait_for(pilot, lambda: any("xl save 11" in line.text for line in log.lines), what="the command line")
+        width = log.scrollable_content_region.width
+        line = next(line.text for line in log.lines if "xl save 11" in line.text)
+        assert len(line.rstrip()) == width and "…" in line  # one line, its middle gives way
+        assert line.split(" ", 1)[1].startswith("$ xl save 11 /var/lib") and line.rstrip().endswith("(watchdog 20s)")
+        summary = "10 saved, 1 suspended, 1 zombie — every word of this long summary line stays readable"
+        screen.post_message(EventsArrived([RunFinished(run=RUN, at=at + 1, verb="stop", exit_code=1, summary=summary)]))
+        await wait_for(pilot, lambda: screen.board_state.finished is not None, what="the end of the run")
+        await wait_for(pilot, lambda: not screen.has_class("-running"), what="the log to narrow")
+        await pilot.pause()
+        narrow = log.scrollable_content_region.width
+        assert narrow < width
+        texts = [line.text.rstrip() for line in log.lines]
+        assert all(len(t) <= narrow for t in texts)  # drawn again at the new width: wrapped, not cut
+        assert summary.replace(" ", "") in "".join(texts).replace(" ", "")
+        command = [t for t in texts if "$ xl sa" in t and "…" in t and t.endswith("20s)")]
+        assert len(command) == 1, texts  # still one line, shortened to the narrower width
+
+
+async def test_the_plan_dialog_with_its_timeline_keeps_the_hangup_choice_whole_and_its_buttons_on_screen():
+    from textual.containers import Vertical
+
+    app = make_app(scripted_host("c-plan-tl"), Providers.frozen())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await filled(pilot, app)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog", timeout=60)
+        dialog = app.screen
+        await pilot.pause()
+        assert dialog.plan.scheduled and dialog.query("#plan-timeline")  # the tallest dialog there is
+        inside = dialog.query_one(Vertical).content_region
+        for button in ("#run", "#cancel"):
+            region = dialog.query_one(button).region
+            assert region.height >= 1 and inside.y <= region.y and region.bottom <= inside.bottom
+        hangup = dialog.query_one("#plan-hangup")
+        assert hangup.region.bottom <= inside.bottom
+        assert len(hangup.render().plain) <= hangup.content_region.width  # "t If this terminal goes away: …" whole
+
+
+def test_the_guest_detail_says_each_fact_once():
+    from xdcore.config import Config
+    from xdcore.report import GuestRecord, RunReport, StageRecord
+    from xdtui.screens.guest_detail import GuestFacts, detail_text
+
+    why = "save killed by the watchdog; backup was left SUSPENDED"
+    rep = RunReport("stop", RUN, 1000.0, 1100.0, 1, guests=(GuestRecord(
+        "backup", "suspended", why, 20.0, stages=(StageRecord("save", "timeout", 20.0, why),),
+        notes=(f"error: {why}",)),))
+    board = B.reduce_all(B.EMPTY_BOARD, evacuation_events())
+    facts = GuestFacts("backup", row=board.rows["backup"], verb="stop", run=RUN)
+    text = detail_text(facts, Config(), {"stop": rep, "start": None}).plain
+    assert "stop at" in text and "the run above" in text  # the board's run: not told twice
+    other = detail_text(dataclasses.replace(facts, run="another-run"), Config(), {"stop": rep, "start": None}).plain
+    assert other.count(why) == 1  # the guest's reason; its stage and its note do not repeat it
+    assert "(as above)" in other

@@ -42,6 +42,7 @@ class GuestFacts:
     row: B.GuestRow | None = None
     verb: str = ""
     now: float = 0.0
+    run: str = ""  # the board's run: its report is not shown a second time under "Last runs"
 
 
 def _head(t: Text, title: str) -> None:
@@ -57,19 +58,29 @@ def _config_text(path: Path) -> str:
     return "\n".join(lines[:CONFIG_LINES]) + (f"\n… and {more} more lines" if more > 0 else "")
 
 
-def _report_part(t: Text, rep: RunReport | None, verb: str, name: str) -> None:
+def _once(detail: str, said: str) -> str:
+    """A stage's detail, unless it is the guest's own, said on the line above (one line per fact)."""
+    return f"  {detail}" if detail and detail != said else ""
+
+
+def _report_part(t: Text, rep: RunReport | None, verb: str, name: str, board_run: str = "") -> None:
     g = rep.guest(name) if rep is not None else None
     if g is None:
         t.append(f"  no {verb} report names {name}\n", style="dim")
         return
     when = clock(rep.started_at)
+    if board_run and rep.run == board_run:
+        t.append(f"  {verb} at {when}: the run above\n", style="dim")
+        return
     t.append(f"  {verb} at {when}: ")
     t.append(g.outcome, style="bold")
     t.append(f" in {duration(g.elapsed)}" + (f" — {g.detail}" if g.detail else "") + "\n")
     for s in g.stages:
         t.append(f"    {stage_title(s.stage):<12} {s.outcome:<10} {duration(s.elapsed) if s.elapsed else '':>7}"
-                 + (f"  {s.detail}" if s.detail else "") + "\n")
+                 + _once(s.detail, g.detail) + "\n")
     for n in g.notes:
+        if g.detail and g.detail in n:
+            n = n.replace(g.detail, "(as above)")
         t.append(f"    {n}\n", style="dim")
 
 
@@ -107,13 +118,13 @@ def detail_text(f: GuestFacts, cfg: Config, reports: dict[str, RunReport | None]
                 continue
             when = clock(c.started) if c.started else ""
             took = duration(c.elapsed) if c.elapsed is not None else (duration(f.now - c.started) if c.started else "")
-            t.append(f"    {stage_title(stage):<12} {c.status:<10} {when:>8} {took:>7}" + (f"  {c.detail}" if c.detail else "") + "\n")
+            t.append(f"    {stage_title(stage):<12} {c.status:<10} {when:>8} {took:>7}" + _once(c.detail, r.detail) + "\n")
         for cmd, err in r.errors:
             t.append(f"  $ {cmd}\n", style="bold red")
             t.append((err.rstrip() or "(no stderr)") + "\n", style="red")
     _head(t, "Last runs")
     for verb in ("stop", "start"):
-        _report_part(t, reports.get(verb), verb, f.name)
+        _report_part(t, reports.get(verb), verb, f.name, f.run if r is not None else "")
     return t
 
 

@@ -415,7 +415,7 @@ class HostScreen(RunView):
         auto = next((a for a in self.autos if a.name == name), None)
         image = next((i for i in self.images if i.guest == name), None)
         return GuestFacts(name, domain=table.domain(name), auto=auto, image=image,
-                          row=self.board_state.rows.get(name), verb=self.board_state.verb,
+                          row=self.board_state.rows.get(name), verb=self.board_state.verb, run=self.board_state.run,
                           now=self.state.providers.clock())
 
     def action_filter(self) -> None:

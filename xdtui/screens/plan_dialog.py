@@ -119,11 +119,12 @@ def plan_summary(plan: Plan, watchdog: float = 0.0) -> Text:
 
 
 def hangup_text(on_hangup: str) -> Text:
-    t = Text("If this terminal goes away: ")
+    """One line that fits 80 columns (the key first, as in the footer): the buttons below stay on screen."""
+    t = Text("t", style="bold")
+    t.append(" If this terminal goes away: ")
     t.append("continue", style="bold reverse" if on_hangup == "continue" else "dim")
     t.append(" / ")
     t.append("stop at a clean point", style="bold reverse" if on_hangup == "stop" else "dim")
-    t.append("  (t toggles)", style="dim")
     return t
 
 

@@ -293,7 +293,7 @@ class RunView(Screen):
     def guest_facts(self, name: str):
         from .guest_detail import GuestFacts
 
-        return GuestFacts(name, row=self.board_state.rows.get(name), verb=self.board_state.verb,
+        return GuestFacts(name, row=self.board_state.rows.get(name), verb=self.board_state.verb, run=self.board_state.run,
                           now=self.state.providers.clock())
 
     def on_data_table_row_selected(self, event) -> None:
