@@ -166,6 +166,16 @@ class Domain:
         return bool(self.state and self.state.paused and self.state.live)
 
     @property
+    def powered_off(self) -> bool:
+        """Shut down cleanly and still listed as it stopped (`---s--`: reason poweroff; not paused, dying,
+        nameless, suspended or crashed): it runs no more, and no toolstack is tearing it down (libxl pauses a
+        domain first when it destroys it).  Its `xl create` monitor would have destroyed it at once: a guest
+        that stays so has none (real xl's exits when a save suspends the guest)."""
+        s = self.state
+        return bool(s and s.shutdown and (s.shutdown_reason or "-") == "-" and not s.paused and not s.dying
+                    and not self.nameless)
+
+    @property
     def live(self) -> bool:
         """Running, blocked or paused: not suspended, shut down, dying or nameless (no state known: taken as live)."""
         return not self.nameless and (self.state is None or self.state.live)

@@ -646,7 +646,7 @@ def guests_without_room(cfg: Config, guests: Sequence[Domain], control: RunContr
     used = 0
     out: set[str] = set()
     for d in guests:
-        if d.zombie:
+        if d.zombie or d.powered_off:  # neither is saved
             continue
         need = d.memory_mib * 1024 * 1024 + IMAGE_OVERHEAD
         if used + need > free:
@@ -737,6 +737,11 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     for d in selected:
         if d.zombie:
             out.append(GuestPlan(d.name, d.domid, d.memory_mib, ("zombie",), (f"{'dying' if d.state and d.state.dying else 'being torn down'}: no migrate, save or shutdown",), 0.0))
+            continue
+        if d.powered_off:
+            out.append(GuestPlan(d.name, d.domid, d.memory_mib, ("shutdown",),
+                                 (f"already shut down ({d.state.flags if d.state else ''}) and not destroyed: its "
+                                  "remains are destroyed (no toolstack monitor did)",), 0.0))
             continue
         stages, reasons = [], []
         pol = pols[d.name]

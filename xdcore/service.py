@@ -643,6 +643,11 @@ class Service:
             self.bus.emit(StageFinished(stage="shutdown_all", outcome="skipped", detail="only named guests were stopped"))
         elif cfg.shutdown_all and self.control.stage_enabled("shutdown_all") and not self.control.aborted:
             remaining = await self.guests()
+            off = [d for d in remaining if d.powered_off]
+            if off:  # powered off, nobody destroyed them: `shutdown --all --wait` would wait on them for ever
+                maxwait = float(cfg.stop_maxwait) or None
+                await asyncio.gather(*(runner.destroy_remains(d, maxwait) for d in off))
+                remaining = await self.guests()
             alive = [d for d in remaining if d.live]
             if alive:
                 opts, notes = self.ts.translate_shutdown_options(cfg.shutdown_all, "XENDOMAINS_SHUTDOWN_ALL")

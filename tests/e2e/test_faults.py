@@ -207,6 +207,63 @@ def test_disk_full_during_save_leaves_no_partial_image_and_falls_back_to_shutdow
     h.assert_lock_gone()
 
 
+# -- a guest a failed save resumed has no toolstack monitor (real Xen 4.17) ---------------------------------
+
+
+def test_after_a_failed_save_the_shutdown_leaves_the_guest_shut_down_and_the_stop_destroys_its_remains(tmp_path):
+    """Real xl: the `xl create` that applies on_poweroff exits when the save suspends the guest, so after the
+    save failed and resumed it, its shutdown leaves it listed `---s--`.  The stop destroys those remains
+    promptly instead of leaving them (and shutdown-all waiting on them until its watchdog)."""
+    h = E2EHost.make(tmp_path, guests=[("filled", 512, 1), ("db", 512, 1)], XENDOMAINS_STOP_MAXWAIT=60,
+                     XENDOMAINS_SHUTDOWN_ALL="--all --wait")
+    h.sim("fault", "save", "filled", "enospc")
+    domid = h.domains()["filled"].domid
+
+    res = h.run("stop", json_out=False)
+
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "warning: filled: shut down; destroyed the remains because no toolstack monitor did" in res.stderr
+    assert " SHUTDOWN_ALL skipped: no guest remains" in res.stdout
+    assert h.domains() == {}  # db saved, filled's remains destroyed
+    argv = [x["argv"][1:] for x in h.history() if x["argv"][1:2] in (["shutdown"], ["destroy"])]
+    assert argv == [["shutdown", "--wait", str(domid)], ["destroy", str(domid)]]  # its shutdown, then the destroy
+    rep = _last_report(h)
+    assert rep.guest("filled").outcome == "shutdown"
+    assert rep.guest("filled").detail == "shut down; destroyed the remains because no toolstack monitor did"
+    h.assert_lock_gone()
+
+
+def test_a_guest_found_shut_down_and_not_destroyed_gets_no_command_but_a_destroy(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("off", 512, 1, "---s--")])
+    off = h.domains()["off"].domid
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved", "off": "shutdown"}
+    assert res.message_about("off", "shut down; destroyed the remains because no toolstack monitor did")
+    assert [x["argv"][1:] for x in h.history() if str(off) in x["argv"]] == [["destroy", str(off)]]
+    assert h.domains() == {} and not h.image_of("off").exists()
+    sweep = [(e.outcome, e.detail) for e in res.of(ev.StageFinished) if e.stage == "shutdown_all"]
+    assert sweep == [("skipped", "no guest remains")]
+
+
+def test_shutdown_all_destroys_remains_first_so_that_it_does_not_wait_on_them(tmp_path):
+    """AUTO_ONLY leaves `off` (shut down, no monitor) and `other` to shutdown-all: real `xl shutdown -a -w`
+    would wait on `off` until its watchdog; its remains are destroyed first, the sweep ends at once."""
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("other", 512, 1), ("off", 512, 1, "---s--")],
+                     auto=["web01"], XENDOMAINS_AUTO_ONLY="true", XENDOMAINS_STOP_MAXWAIT=60)
+
+    res = h.run("stop")
+
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web01": "saved"}
+    res.message_about("off", "destroyed the remains")
+    sweep = [(e.outcome, e.detail) for e in res.of(ev.StageFinished) if e.stage == "shutdown_all"]
+    assert sweep == [("done", "other")]
+    assert h.domains() == {}
+
+
 # -- a restore that fails at boot -------------------------------------------------------------------------
 
 

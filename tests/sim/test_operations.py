@@ -115,6 +115,33 @@ def test_zombie_fault_leaves_a_dying_domain_that_stays(sim_env, sim_state):
     assert b'"undead"' not in long.stdout and b"Domain 1:Fail to get domain configuration" in long.stderr
 
 
+def test_a_guest_a_failed_save_resumed_has_no_monitor_and_its_shutdown_leaves_it_shut_down_as_real_xl_does(
+        sim_env, sim_state, tmp_path):
+    """Real Xen 4.17 (realxen badsave): the `xl create` applying on_poweroff exits when `xl save` suspends the
+    guest; after the save failed and resumed it, `xl shutdown -w` returns once it is down, and it stays `---s--`."""
+    make_host(sim_state, [("filled", 1024, 1)])
+    xdsim(["--state", str(sim_state), "fault", "save", "filled", "enospc"])
+    failed = run("xl", "save", "filled", str(tmp_path / "filled"))
+    assert failed.returncode == 1 and failed.stderr.endswith(b"Failed to save domain, resuming domain\n")
+    assert flags_of(sim_state, "filled") == "-b----"  # resumed: it runs on
+    done = run("xl", "shutdown", "-w", "filled")
+    assert done.returncode == 0 and b"Domain 1 has been shut down, reason code 0\n" in done.stderr
+    assert flags_of(sim_state, "filled") == "---s--"  # nobody destroyed it
+    line = next(ln for ln in run("xl", "list", "-v").stdout.decode().splitlines() if ln.startswith("filled"))
+    assert line.split()[4] == "---s--" and line.split()[7] == "0"  # shut down, reason 0: poweroff
+    assert flags_of(sim_state, "filled") == "---s--"
+    # a shutdown that includes it never hears back from it (real xl waits until it is killed)
+    assert run("xl", "shutdown", "-a", "-w").returncode != 0
+    assert run("xl", "destroy", "filled").returncode == 0
+    assert names(sim_state) == ["Domain-0"]
+
+
+def test_a_guest_with_its_monitor_goes_away_on_shutdown(sim_env, sim_state):
+    make_host(sim_state, [("web01", 1024, 1)])
+    assert run("xl", "shutdown", "-w", "web01").returncode == 0
+    assert names(sim_state) == ["Domain-0"]
+
+
 def test_a_save_killed_after_the_suspend_point_leaves_the_guest_suspended_as_real_xl_does(sim_env, sim_state, tmp_path):
     make_host(sim_state, [("backup", 1024, 1)])
     xdsim(["--state", str(sim_state), "fault", "save", "backup", "hang"])

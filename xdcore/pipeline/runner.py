@@ -49,6 +49,12 @@ from .stages import STAGES as STAGES_BY_NAME
 from .stages import STOP_GUEST_STAGES, Stage, stage
 from .targets import TargetPool
 
+#: how long a guest that shut down cleanly may stay listed shut down (`---s--`) before it is taken for one
+#: without a toolstack monitor and destroyed (a monitor pauses it at once to destroy it, in well under this)
+MONITOR_GRACE = 2.0
+#: said when a guest's remains were destroyed because nothing else did
+REMAINS_DESTROYED = "destroyed the remains because no toolstack monitor did"
+
 #: the guest and stage the current task serves; read by the command observer
 current_step: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("current_step", default=("", ""))
 
@@ -139,6 +145,7 @@ class StopRunner:
         self._t0 = time.monotonic()
         self.pool = pool  # several migration targets: placement, one link per target
         self._target: dict[str, str] = {}  # guest -> the target of its migration in progress
+        self._notes: dict[str, str] = {}  # guest -> what its GuestFinished says beside a plain outcome
         # with several targets XENDOMAINS_PARALLEL_MIGRATE bounds each target's link (TargetPool), not the sum
         migrate_cap = None if pool is not None else cfg.parallel_migrate
         for name, cap in (("migrate", migrate_cap), ("save", cfg.parallel_save)):
@@ -256,7 +263,50 @@ class StopRunner:
 
     async def _shutdown(self, d: Domain, timeout: float | None) -> str:
         await self.ts.shutdown(d.domid, self.shutdown_opts, timeout=timeout)
-        return " ".join(self.shutdown_opts)
+        note = await self.destroy_remains(d, timeout)
+        if note:
+            self._notes[d.name] = f"shut down; {note}"
+        return " ".join(self.shutdown_opts) + (f"; shut down; {note}" if note else "")
+
+    async def _now(self, d: Domain) -> Domain | None:
+        """The domain `d` is now (same domid, and the same UUID or name), None when it is gone."""
+        for cur in await self.ts.list_domains():
+            if cur.domid == d.domid:
+                same = cur.uuid == d.uuid if (cur.uuid and d.uuid) else cur.name == d.name
+                return cur if same else None
+        return None
+
+    async def destroy_remains(self, d: Domain, timeout: float | None, grace: float = MONITOR_GRACE) -> str:
+        """A guest that shut down cleanly and stays listed `---s--` has no toolstack monitor to destroy it
+        (real xl 4.17: the `xl create` that applies on_poweroff exits when a save suspends the guest, so a
+        guest a failed save resumed has none): it is powered off, only its remains hold memory and its name,
+        and `xl shutdown --all --wait` would wait on it until its watchdog.  Wait `grace` seconds for a
+        monitor to take it (it pauses it at once), then `destroy` it.  Returns what was done ("" if nothing:
+        it went away, or it runs on — a shutdown without --wait)."""
+        until = time.monotonic() + grace
+        while True:
+            try:
+                cur = await self._now(d)
+            except ToolstackError:
+                return ""  # cannot tell: leave it (shutdown-all and the next run see it)
+            if cur is None or not cur.powered_off:
+                return ""
+            if time.monotonic() >= until:
+                break
+            await asyncio.sleep(min(0.25, max(0.0, until - time.monotonic())))
+        try:
+            await self.ts.destroy(d.domid, timeout=timeout)
+        except ToolstackError as exc:
+            try:
+                if await self._now(d) is None:
+                    return ""  # a monitor got there first
+            except ToolstackError:
+                pass
+            msg = f"{d.name} shut down, but its remains ({cur.state.flags if cur.state else ''}) could not be destroyed: {_describe(exc)}"
+            self.bus.emit(MessageLogged(level="warning", guest=d.name, text=msg))
+            return f"its remains could not be destroyed ({_describe(exc)})"
+        self.bus.emit(MessageLogged(level="warning", guest=d.name, text=f"{d.name}: shut down; {REMAINS_DESTROYED}"))
+        return REMAINS_DESTROYED
 
     async def _destroy(self, d: Domain, timeout: float | None) -> str:
         await self.ts.destroy(d.domid, timeout=timeout)
@@ -314,7 +364,7 @@ class StopRunner:
         words = self.control.migrate_target or self.migrate_words
         tasks = []
         for d in guests:
-            if d.zombie:
+            if d.zombie or d.powered_off:  # no command (zombie), or only its remains destroyed
                 continue
             stages = tuple(s.name for s in self.stages_for(d) if s.terminal)
             prio = self.policies[d.name].priority
@@ -409,6 +459,8 @@ class StopRunner:
                 self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=res.detail))
             elif d.zombie:
                 res.outcome, res.detail = "zombie", f"{d.going}: no migrate, save or shutdown"
+            elif d.powered_off:  # shut down before this run, and nobody destroyed it
+                await self._reap(d, res)
             elif d.suspended:
                 res.outcome = "suspended"
                 res.detail = (f"SUSPENDED ({d.state.flags if d.state else ''}), not running: an earlier save did not finish; "
@@ -418,11 +470,26 @@ class StopRunner:
                 await self._walk(d, res)
         finally:
             self.control.limiter.release()
+        if res.outcome == "shutdown" and not res.detail and d.name in self._notes:
+            res.detail = self._notes.pop(d.name)
         res.elapsed = time.monotonic() - t0
         self.bus.emit(GuestFinished(guest=d.name, domid=d.domid, outcome=res.outcome, elapsed=res.elapsed, detail=res.detail))
         if res.outcome not in ("skipped",):
             self._check_plan(d, res)
         return res
+
+    async def _reap(self, d: Domain, res: GuestResult) -> None:
+        """A guest found shut down (`---s--`): powered off already, no command reaches it — its remains are
+        destroyed (after the monitor's grace) and it counts as shut down."""
+        st = stage("shutdown")
+        self.bus.emit(StageStarted(stage="shutdown", guest=d.name, domid=d.domid, detail="already shut down"))
+        t0 = time.monotonic()
+        note = await self.destroy_remains(d, self._watchdog(st, d))
+        detail = f"already shut down ({d.state.flags if d.state else ''})" + (f"; {note}" if note else "")
+        self.bus.emit(StageFinished(stage="shutdown", guest=d.name, domid=d.domid, outcome="done",
+                                    elapsed=time.monotonic() - t0, detail=detail))
+        res.stages["shutdown"] = "done"
+        res.outcome, res.detail = "shutdown", detail
 
     async def _walk(self, d: Domain, res: GuestResult) -> None:
         try:
@@ -603,7 +670,8 @@ class StopRunner:
                                          start=slot.start, finish=slot.finish, reason=slot.reason))
         for d in guests:
             self.bus.emit(GuestPlanned(guest=d.name, domid=d.domid, memory_mib=d.memory_mib,
-                                       stages=("zombie",) if d.zombie else tuple(s.name for s in self.stages_for(d))))
+                                       stages=("zombie",) if d.zombie else ("shutdown",) if d.powered_off
+                                       else tuple(s.name for s in self.stages_for(d))))
         if self.order is None or len(self.order.groups) <= 1:
             return list(await asyncio.gather(*(self.run_guest(d) for d in self._ordered(guests))))
         # stop groups: the reverse of the boot order; a group begins when the previous one is done

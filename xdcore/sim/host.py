@@ -136,6 +136,7 @@ class SimDomain:
         "domid", "name", "uuid", "domain_type", "memory_kib", "maxmem_kib", "current_kib", "vcpus",
         "online_vcpus", "cpu_time", "cpu_time_at", "cpu_rate", "flags", "start_time", "config_path",
         "userdata", "devices_in_xenstore", "xs_domain", "ready_at", "ready_flags", "gone_at", "gone_as", "busy",
+        "monitor",
     )
 
     def __init__(self, domid: int, name: str, uuid: str, domain_type: str = "pv", memory_kib: int = 0,
@@ -144,7 +145,7 @@ class SimDomain:
                  start_time: float = 0.0, config_path: str | None = None, userdata: dict | None = None,
                  devices_in_xenstore: bool = True, xs_domain: bool = False, ready_at: float | None = None,
                  ready_flags: str = "-b----", gone_at: float | None = None, gone_as: str = "destroy",
-                 busy: dict | None = None):
+                 busy: dict | None = None, monitor: bool = True):
         self.domid = domid
         self.name = name
         self.uuid = uuid
@@ -168,6 +169,10 @@ class SimDomain:
         self.gone_at = gone_at  # shutdown completes then
         self.gone_as = gone_as  # "destroy" (vanish) or "zombie" (stay dying)
         self.busy = busy  # {"op", "pid", "prev_flags", "prev_name"} during save/migrate/…
+        # the `xl create` (or restore) that watches the domain for its whole life and applies on_poweroff
+        # (destroy).  Real xl's exits when a save suspends the guest (seen on Xen 4.17): a guest a failed
+        # save resumed has none, and its later shutdown leaves it listed shut down (`---s--`) for good.
+        self.monitor = monitor
 
     def to_dict(self) -> dict:
         return {
@@ -178,7 +183,7 @@ class SimDomain:
             "start_time": self.start_time, "config_path": self.config_path, "userdata": self.userdata,
             "devices_in_xenstore": self.devices_in_xenstore, "xs_domain": self.xs_domain,
             "ready_at": self.ready_at, "ready_flags": self.ready_flags, "gone_at": self.gone_at,
-            "gone_as": self.gone_as, "busy": self.busy,
+            "gone_as": self.gone_as, "busy": self.busy, "monitor": self.monitor,
         }
 
     @classmethod
@@ -494,12 +499,18 @@ def apply_transitions(st: HostState, now: float) -> bool:
             if dom.gone_as == "zombie":
                 dom.cpu_time = dom.cpu_time_now(now)
                 make_zombie(dom)
+            elif not dom.monitor:  # powered off, and no toolstack process left to destroy it
+                dom.cpu_time = dom.cpu_time_now(now)
+                dom.cpu_time_at = now
+                dom.flags = POWERED_OFF_FLAGS
             else:
                 st.remove(dom)
     return changed
 
 
 ZOMBIE_FLAGS = "--p--d"
+#: a guest that powered off and that nobody destroyed (no monitor): shut down, reason poweroff
+POWERED_OFF_FLAGS = "---s--"
 #: what `xl list` prints for a domain whose name XenStore no longer holds (a dying one)
 NAMELESS = "(null)"
 

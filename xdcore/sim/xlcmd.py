@@ -589,6 +589,7 @@ def _suspend(run: Run, domid: int, op: str, rename: str | None = None) -> Callab
         dom.busy = run.busy(op, prev_flags=dom.flags, prev_name=dom.name)
         if op == "save":
             dom.flags = "---ss-"  # as real xl 4.17 lists a domain being saved (real-4.17/xl_list_during_save)
+            dom.monitor = False  # the `xl create` watching it exits as it suspends: resumed or not, it has none
         if rename:
             dom.name = rename
 
@@ -823,6 +824,7 @@ def _receive_begin(run: Run, peer_dir: str, record: dict, resume: Callable[[], N
     nothing behind either (the receiver's busy marker names its pid).
     """
     clone = host.SimDomain.from_dict(record)
+    clone.monitor = True  # the receiving xl watches it from now on
     name = clone.name
     problem = ""
     newid = -1
@@ -885,8 +887,9 @@ def _shutdown_one(run: Run, domid: int) -> Command:
     ack = st.lat("ack")
     ack_timeout = st.lat("ack_timeout")
     linger = st.lat("shutdown") + st.delay("shutdown", name, domid)
-    # a dying or suspended guest runs no code: it cannot acknowledge
-    never_acks = dom.dying or dom.flags[3:5] == "ss" or (fault is not None and fault.kind == "ignore")
+    # a dying, suspended or powered-off guest runs no code: it cannot acknowledge (real xl 4.17 waits on a
+    # `---s--` one until it is killed)
+    never_acks = dom.dying or dom.flags[3] == "s" or (fault is not None and fault.kind == "ignore")
     from . import xsbridge
 
     xsbridge.write_control(run.state_dir, domid, "shutdown", "poweroff")
@@ -918,7 +921,8 @@ def _wait_gone(run: Run, domids: list[int]) -> Command:
         now = time.time()
         for domid in list(pending):
             dom = st.by_id(domid)
-            if dom is None or dom.dying:
+            # done when it is gone, dying, or shut down (its monitor, if any, destroys it: not our wait)
+            if dom is None or dom.dying or (dom.flags[3] == "s" and dom.gone_at is None and not dom.busy):
                 run.stderr(f"Domain {domid} has been destroyed\n" if dom is not None and dom.dying else
                            f"Domain {domid} has been shut down, reason code 0\n")
                 pending.remove(domid)

@@ -201,6 +201,23 @@ def _text(b) -> str:
     return b.decode(errors="replace") if isinstance(b, bytes) else b
 
 
+def commands_run(progress: Path) -> list[list[str]]:
+    """The argv of every command the run started, from its progress file (what xendomains ran, in order)."""
+    try:
+        lines = progress.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("event") == "command_started":
+            out.append(list(e.get("argv", [])))
+    return out
+
+
 def destroy_all(except_names: set[str] = frozenset()) -> None:
     for d in guests():
         if d["name"] not in except_names and d["state"][5:6] != "d":
@@ -394,6 +411,7 @@ def scn_sysrq(sc: Scenario) -> None:
     done.set()
     watcher.join()
     f["rows_seen"] = [{"name": k[0], "domid": k[1], "state": k[2], "at": v} for k, v in sorted(seen_rows.items(), key=lambda kv: kv[1])]
+    f["commands_run"] = commands_run(sc.dir / "run/progress.jsonl")  # (their monitors destroy them: no destroy)
     sc.snapshot("after_stop")
     time.sleep(1)  # xenconsoled writes the last lines as the ring drains
     f["console_during"] = {g: console(g)[f["console_len_before"][g]:] for g in names}
@@ -541,6 +559,10 @@ def scn_badsave(sc: Scenario) -> None:
     filler.join()
     f["xl_seen"] = ps.facts()
     f["partial_seen"] = partial
+    f["domid"] = next((d["domid"] for d in f["xl_list"]["before"] if d["name"] == "filled"), None)
+    f["commands_run"] = commands_run(sc.dir / "run/progress.jsonl")
+    rep = sc.dir / "run/last-stop.json"
+    f["report"] = json.loads(rep.read_text()) if rep.exists() else None
     sc.snapshot("after_stop")
     f["save_dir_after_stop"] = sorted(os.listdir(save))
     (save / "filler").unlink(missing_ok=True)
