@@ -413,10 +413,12 @@ class Service:
             return {}
         return {g.guest: g.target for g in stop.guests if g.outcome == "migrated" and g.target}
 
-    async def check_placements(self, only: Sequence[str] | None) -> None:
+    async def check_placements(self, only: Sequence[str] | None, ask_targets: bool = True) -> None:
         """PlacementRefused when the operator's placements (`--place GUEST=TARGET`) name what is not there:
-        no several targets, a target not among them, a guest not on this host or not in this stop.
-        Checked before the lock and any stage: a typo stops nothing (room is checked once targets answer)."""
+        no several targets, a target not among them, a guest not on this host or not in this stop; with
+        `ask_targets`, also what the targets' answers refuse (left out, no room, kept apart).  Checked before
+        the lock and any stage: a refused placement stops nothing and writes no report (the stop asks the
+        targets again once it holds the lock, and refuses then too if they changed their answer)."""
         chosen = self.control.placements
         if not chosen:
             return
@@ -437,6 +439,12 @@ class Service:
                 problems.append(f"{what}: {target} is not one of the migration targets ({' '.join(setup.hosts)})")
         if problems:
             raise PlacementRefused(problems)
+        if ask_targets:
+            selected, _ = await self.select_for_stop(await self.guests(), set(only) if only else None)
+            pols, _ = await self.stop_order(selected, warn=False)
+            problems = self.placement_problems(await self.target_pool(selected, announce=False, policies=pols))
+            if problems:
+                raise PlacementRefused(problems)
 
     @staticmethod
     def placement_problems(pool: TargetPool | None) -> list[str]:

@@ -382,3 +382,29 @@ def test_a_stop_runner_made_without_policies_uses_the_defaults():
     d = Domain(3, "web01", memory_mib=512)
     assert [s.name for s in r.stages_for(d)] == ["save", "shutdown"]
     assert r._watchdog(stage("shutdown"), d) == 300.0
+
+
+async def test_a_placement_the_targets_refuse_once_the_stop_holds_the_lock_stops_nothing_and_keeps_it_started(
+        tmp_path, monkeypatch):
+    from xdcore.pipeline.targets import MigrateSetup, TargetPool
+    from xdcore.placement import TargetHost, needs_from
+
+    svc, ts, events = make(tmp_path, migrate_targets=("b", "c"))
+    ts.add("web", 4096)
+    svc.control.placements["web"] = "b"
+    (tmp_path / "lock").write_text("")  # the service is started
+    rooms = iter([65536, 2048])  # b has room when asked before the lock, not when asked again under it
+
+    async def target_pool(selected, announce=True, policies=None):
+        pool = TargetPool(MigrateSetup((), ("ssh",), ("b", "c")), [TargetHost("b", next(rooms)), TargetHost("c", 65536)],
+                          needs_from(selected), 1024, None)
+        pool.place_all(svc.control.placements)
+        return pool
+
+    monkeypatch.setattr(svc, "target_pool", target_pool)
+    out = await svc.stop()
+    assert (out.exit_code, out.summary) == (2, "nothing stopped")
+    assert any(isinstance(e, MessageLogged) and e.level == "error"
+               and "--place web=b: b has 1024 MiB of room, needs 4096 MiB; nothing done" in e.text for e in events)
+    assert ts.by_name("web") is not None and not [c for c in ts.calls if c[1:2] in (("migrate",), ("save",))]
+    assert (tmp_path / "lock").exists()

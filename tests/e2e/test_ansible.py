@@ -176,3 +176,19 @@ def test_the_rolling_playbook_drains_each_host_in_turn_and_loses_or_doubles_no_g
     # the last host's auto guest went to a peer and was not created again at its start
     assert where["app4"] != ["xen04"]
     assert "changed=" in done.stdout and "failed=0" in done.stdout
+
+
+def test_the_module_places_the_guests_the_admin_names_and_the_rest_by_room(tmp_path):
+    env = ansible_env(tmp_path)
+    layout = make_host(tmp_path / "xen01", [("web01", 1024, 1), ("db", 2048, 1)], fast=True)
+    simpool.rename_self(layout.state_dir, "xen01")
+    peers = {name: Path(simpool.add_member(layout.state_dir, name, mib)) for name, mib in (("xen02", 16384),
+                                                                                           ("xen03", 8192))}
+    args = "state=evacuated targets=xen02,xen03 place=db=xen03"
+    planned = run_module(tmp_path, env, layout, args, "--check")
+    assert planned["placement"] == {"db": "xen03", "web01": "xen02"}  # db by the admin, web01 by room
+    assert {g["guest"]: g["placed_by"] for g in planned["plan"]["guests"]} == {"db": "operator", "web01": "placement"}
+    out = run_module(tmp_path, env, layout, args)
+    assert out["changed"] is True and out["placement"] == {"db": "xen03", "web01": "xen02"}
+    assert {g["guest"]: g["placed_by"] for g in out["report"]["guests"]} == {"db": "operator", "web01": "placement"}
+    assert {d.name for d in simhost.load_snapshot(peers["xen03"]).domains if d.domid} == {"db"}

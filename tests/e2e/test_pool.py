@@ -202,6 +202,7 @@ def test_the_operator_moves_a_waiting_guest_to_another_target_during_the_run(tmp
         status = json.loads(h.run("control", "status", json_out=False).stdout)
         rooms = {t["name"]: t for t in status["targets"]}
         assert rooms["xen03"]["in_flight"] == ["first"] and "second" in rooms["xen03"]["guests"]
+        assert rooms["xen03"]["at_once"] == 1  # XENDOMAINS_PARALLEL=1: the schedule's cap for every link
         moved = h.run("control", "move", "second", "xen04", json_out=False)
         assert moved.returncode == 0, moved.describe()
         refused = h.run("control", "move", "first", "xen02", json_out=False)
@@ -281,3 +282,4 @@ def test_a_placement_that_cannot_be_honoured_is_refused_naming_what_and_nothing_
     assert res.returncode == 2 and words in res.stderr, res.describe()
     assert h.pool_guests()["xen01"] == {"big", "web"} and not h.history("migrate") and not h.history("save")
     assert h.lock.exists()
+    assert not (h.progress.parent / "last-stop.json").exists()  # refused before the run: no report hides the last

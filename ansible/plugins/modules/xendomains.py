@@ -42,6 +42,13 @@ options:
     description: Evacuate only these guests (C(xendomains stop GUEST...)); the service stays started.
     type: list
     elements: str
+  place:
+    description:
+      - With several targets, the target chosen for some guests (guest -> target, C(--place GUEST=TARGET)),
+        placed before the rest; the others are placed by room around them.
+      - A placement that cannot be honoured (no such guest or target, target left out, no room) fails the task
+        and nothing is stopped.
+    type: dict
   config:
     description: The xendomains config file (default, the command's own search order).
     type: path
@@ -60,6 +67,8 @@ EXAMPLES = r"""
     targets: "{{ groups['xen'] | difference([inventory_hostname]) }}"
     deadline: 600
     parallel: 4
+    place:
+      db01: xen03  # the rest by room
   register: evacuation
 
 - name: Start the guests again after maintenance
@@ -144,6 +153,7 @@ def main():
             deadline=dict(type="float"),
             parallel=dict(type="int"),
             guests=dict(type="list", elements="str"),
+            place=dict(type="dict"),
             config=dict(type="path"),
             executable=dict(type="path", default="xendomains"),
         ),
@@ -166,8 +176,10 @@ def main():
         module.exit_json(changed=False, rc=rc, status=status)
 
     verb = {"planned": "stop", "evacuated": "stop", "started": "start"}[state]
+    # --place is an option of stop and plan stop only (report and status refuse it)
+    place = [f"--place={g}={t}" for g, t in (p.get("place") or {}).items()] if verb == "stop" else []
     if state == "planned" or module.check_mode:
-        argv = base + ["plan", verb] + (list(p["guests"] or []) if verb == "stop" else [])
+        argv = base + place + ["plan", verb] + (list(p["guests"] or []) if verb == "stop" else [])
         rc, out, err = _run(module, argv)
         plan = _json_line(out)
         if rc != 0 or plan is None:
@@ -179,7 +191,7 @@ def main():
             result["placement"] = placement
         module.exit_json(**result)
 
-    argv = base + [verb] + (list(p["guests"] or []) if verb == "stop" else [])
+    argv = base + place + [verb] + (list(p["guests"] or []) if verb == "stop" else [])
     rc, out, err = _run(module, argv)
     rrc, rout, rerr = _run(module, base + ["report", verb])
     report = _json_line(rout) if rrc == 0 else None
