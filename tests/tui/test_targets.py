@@ -39,7 +39,9 @@ def pool_host(tmp_path) -> E2EHost:
 
 async def move(pilot, dialog: PlanDialog, guest: str, target: str) -> str:
     """Move `guest` to `target` with m and the prompt; the prompt's help text (the targets' room)."""
+    await wait_for(pilot, lambda: dialog.is_mounted and dialog.query(DataTable), what="the plan dialog's table")
     table = dialog.query_one(DataTable)
+    await wait_for(pilot, lambda: any(k.value == guest for k in table.rows), what=f"{guest}'s row in the plan")
     table.move_cursor(row=table.get_row_index(guest))
     await pilot.press("m")
     await wait_for(pilot, lambda: isinstance(dialog.app.screen, PromptDialog), what="the target prompt")
