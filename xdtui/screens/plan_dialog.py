@@ -100,21 +100,26 @@ def plan_summary(plan: Plan, watchdog: float = 0.0) -> Text:
     if late:
         t.append(f"\nwatchdog {duration(watchdog)} (XENDOMAINS_STOP_MAXWAIT) is shorter than the estimate of "
                  + names([f"{g.guest} ({duration(g.estimate_s)})" for g in late], 4), style="bold yellow")
-    for r in plan.targets:
-        if r.error:
-            t.append(f"\ntarget {r.name}: left out ({r.error})", style="yellow")
-        else:
-            at_once = f", {r.at_once} at a time" if r.at_once else ""
-            t.append(f"\ntarget {r.name}: {size(r.room_left_mib * 2**20)} left of {size(r.free_mib * 2**20)} free"
-                     f"{at_once}: {names(r.guests, 4) or 'no guest'}")
-    if plan.targets:
-        t.append("  (m moves the guest under the cursor)", style="dim")
     for e in plan.errors:
         t.append(f"\nerror: {e}", style="bold red")
     for r in common_reasons(plan):
         t.append(f"\n{r}", style="dim")
     for n in plan.notes:
         t.append(f"\nnote: {n}", style="yellow")
+    return t
+
+
+def targets_text(plan: Plan) -> Text:
+    """Several migration targets: each one's room left after the placement, its migrations at once, its guests."""
+    t = Text("migration targets (m moves the guest under the cursor to another):", style="dim")
+    for r in plan.targets:
+        t.append(f"\n  {r.name}: ", style="bold")
+        if r.error:
+            t.append(f"left out ({r.error})", style="yellow")
+        else:
+            at_once = f", {r.at_once} at a time" if r.at_once else ""
+            t.append(f"{size(r.room_left_mib * 2**20)} left of {size(r.free_mib * 2**20)} free{at_once}: "
+                     f"{names(r.guests, 4) or 'no guest'}")
     return t
 
 
@@ -137,6 +142,7 @@ class PlanDialog(ModalScreen["str | None"]):
         border: heavy $warning; background: $surface; padding: 0 1; }
     PlanDialog #plan-title { text-style: bold; padding: 0 1; height: 1; }
     PlanDialog #plan-summary { padding: 0 1; height: auto; max-height: 6; overflow-y: auto; }
+    PlanDialog #plan-targets { padding: 0 1; height: auto; max-height: 5; overflow-y: auto; }
     PlanDialog DataTable { height: 1fr; min-height: 6; }
     PlanDialog #plan-timeline { height: auto; max-height: 7; overflow-y: auto; }
     PlanDialog #plan-hangup { padding: 0 1; height: 1; }
@@ -162,6 +168,8 @@ class PlanDialog(ModalScreen["str | None"]):
         with Vertical():
             yield Label(self.title_text + " — the plan", id="plan-title")
             yield Static(plan_summary(self.plan, self.watchdog), id="plan-summary")
+            if self.plan.targets:
+                yield Static(targets_text(self.plan), id="plan-targets")
             yield DataTable(cursor_type="row", id="plan-table")
             if self.plan.scheduled:
                 yield TimelineView(plan_bars(self.plan), id="plan-timeline")
@@ -205,6 +213,8 @@ class PlanDialog(ModalScreen["str | None"]):
         row = table.cursor_row
         self.plan = plan
         self.query_one("#plan-summary", Static).update(plan_summary(plan, self.watchdog))
+        if self.query("#plan-targets"):
+            self.query_one("#plan-targets", Static).update(targets_text(plan))
         table.clear()
         self._fill(table)
         table.move_cursor(row=min(row, max(0, table.row_count - 1)))
