@@ -283,3 +283,13 @@ def test_a_placement_that_cannot_be_honoured_is_refused_naming_what_and_nothing_
     assert h.pool_guests()["xen01"] == {"big", "web"} and not h.history("migrate") and not h.history("save")
     assert h.lock.exists()
     assert not (h.progress.parent / "last-stop.json").exists()  # refused before the run: no report hides the last
+
+
+def test_when_every_target_runs_an_older_xen_the_guests_go_down_their_pipeline(tmp_path):
+    h = pool_of_four(tmp_path, [("web", 2 * GIB, 1)], rooms=(16, 24, 8), xen=("4.16", "4.16", "4.9"))
+    res = h.run("stop")
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"web": "saved"} and "migrate" not in res.stage_outcomes("web")
+    assert all(res.message_about(t, "left out", "older than this host's") for t in ("xen02", "xen03", "xen04"))
+    assert res.message_about("web", "no migration target")
+    assert assert_each_guest_once(h, ["web"]) == {"web": "saved"}
