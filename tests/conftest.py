@@ -14,14 +14,17 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 # CI runs the property tests on a fixed set of examples (the same every run), so a red CI always
 # means a change broke something; developers' runs keep exploring new random examples, and what they
 # find becomes an explicit @example.  Loaded here, before any test module makes its own settings.
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# No profile has a deadline or the too-slow health check: both are timed assertions, and a busy
+# machine must not fail a test (hypothesis's default 200 ms deadline did, under load).
+UNTIMED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("dev", **UNTIMED)
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, **UNTIMED)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 from xdcore.sim import host
 from xdcore.sim.testing import write_shims
