@@ -349,7 +349,8 @@ def print_plan(plan, out=None) -> None:
     w(f"Plan for {plan.verb} ({_guests(len(plan.guests))}, {plan.parallel} at a time,"
       f" about {_duration(plan.estimate_s)} {plan.estimate_source}):")
     # the reasons every guest shares (the config) once; per guest only what differs
-    common = set.intersection(*(set(g.reasons) for g in plan.guests if g.stages != ("zombie",))) if plan.guests else set()
+    staged = [g for g in plan.guests if not g.untouched]
+    common = set.intersection(*(set(g.reasons) for g in staged)) if staged else set()
     for r in sorted(common, key=lambda r: next((i for g in plan.guests for i, x in enumerate(g.reasons) if x == r), 0)):
         w(f"  why: {r}")
     for res, c in plan.caps:

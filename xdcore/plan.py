@@ -459,9 +459,11 @@ class Estimator:
     """
 
     def __init__(self, cfg: Config, stored: Throughputs, prior: Throughputs | None = None,
-                 prior_source: str = "assumed"):
+                 prior_source: str = "assumed", faults: Sequence[Any] = ()):
         self.cfg, self.stored = cfg, stored
         self.prior = prior  # None: `stored` as it is, nothing layered under it
+        #: a simulated host's injected faults (xdcore.sim.host.Fault): what it says of single guests
+        self.faults = tuple(faults)
         #: where the figures no run has measured come from: simulated or assumed
         self.prior_source = prior_source
         self._view: tuple[int, Throughputs] | None = None
@@ -489,6 +491,18 @@ class Estimator:
         else:
             measured = self.stored.is_measured(stage)
         return "measured" if measured else self.prior_source
+
+    def fault_of(self, stage: str, d: Domain) -> tuple[str, float] | None:
+        """("hang", 0) when the host says `stage` hangs for `d` (a shutdown it ignores too), ("delay", seconds)
+        when it is delayed; else None.  Only a simulated host says so (its faults)."""
+        for f in self.faults:
+            if f.matches(stage, d.name, d.domid if d.domid >= 0 else None):
+                if f.kind == "hang" or (f.kind == "ignore" and stage == "shutdown"):
+                    return "hang", 0.0
+                if f.kind == "delay":
+                    return "delay", float(f.seconds)
+                return None
+        return None
 
     def overhead(self, verb: str) -> float:
         """Seconds a `verb` run takes beside its guests' stages (starting, listing, cleaning up)."""
@@ -545,16 +559,16 @@ def estimator(cfg: Config, t: Throughputs | None = None, toolstack=None) -> Esti
     """The estimator of this host: each figure measured by its earlier runs, else what the host says — a
     simulated host's own figures (when `toolstack` drives the simulator), else the defaults, said as "assumed"."""
     t = t or Throughputs.load(throughput_path(cfg))
-    sim = simulated_throughputs(toolstack) if toolstack is not None else None
+    sim = simulated_host(toolstack) if toolstack is not None else None
     if sim is not None:
-        return Estimator(cfg, t, sim, "simulated")
+        return Estimator(cfg, t, sim[0], "simulated", faults=sim[1])
     return Estimator(cfg, t, Throughputs(), "assumed")
 
 
 #: what spawning one simulated `xl` costs on top of its latencies (interpreter start, the state lock)
-SPAWN_S = 0.08
+SPAWN_S = 0.03
 #: what starting `xendomains` itself costs before its run begins (interpreter, imports, the config)
-STARTUP_S = 0.2
+STARTUP_S = 0.15
 
 
 def simulated_state_dir(toolstack) -> Path | None:
@@ -579,7 +593,14 @@ def simulated_state_dir(toolstack) -> Path | None:
 
 
 def simulated_throughputs(toolstack) -> Throughputs | None:
-    """A simulated host's own latencies, rates and shared bandwidths as Throughputs.
+    """A simulated host's own latencies, rates and shared bandwidths as Throughputs (see simulated_host)."""
+    sim = simulated_host(toolstack)
+    return sim[0] if sim is not None else None
+
+
+def simulated_host(toolstack) -> tuple[Throughputs, tuple[Any, ...]] | None:
+    """A simulated host's own latencies, rates and shared bandwidths as Throughputs, and its injected faults
+    (a save that hangs until the watchdog is part of what the host says a stop will take).
 
     None when the host is not simulated, or declares no shared bandwidth (`xdsim resource`): the
     scheduler then plans from the defaults, as on a real host.  One operation alone gets a shared
@@ -604,15 +625,16 @@ def simulated_throughputs(toolstack) -> Throughputs | None:
         return rate if rate > 0 else DEFAULTS[f"{op}_mbps"]
 
     links = {k[5:]: float(v) for k, v in st.resources.items() if k.startswith("link:") and float(v or 0) > 0}
-    return Throughputs(save_mbps=mbps("save", "disk"), restore_mbps=mbps("restore", "disk"),
-                       migrate_mbps=float(st.rate.get("migrate", 0.0) or 0.0) or DEFAULTS["migrate_mbps"],
-                       shutdown_s=st.lat("ack") + st.lat("shutdown") + spawn, create_s=st.lat("create") + spawn,
-                       sysrq_s=st.lat("sysrq") + spawn, samples=0, links=links,
-                       fixed={"save": st.lat("save") + spawn, "migrate": st.lat("migrate") + spawn,
-                              "restore": st.lat("restore") + spawn},
-                       # a run lists the guests twice around its stages (select, then shutdown_all or the end),
-                       # and a spawned run starts an interpreter first
-                       overhead={v: (STARTUP_S if spawn else 0.0) + 2 * (st.lat("list") + spawn) for v in OVERHEAD})
+    t = Throughputs(save_mbps=mbps("save", "disk"), restore_mbps=mbps("restore", "disk"),
+                    migrate_mbps=float(st.rate.get("migrate", 0.0) or 0.0) or DEFAULTS["migrate_mbps"],
+                    shutdown_s=st.lat("ack") + st.lat("shutdown") + spawn, create_s=st.lat("create") + spawn,
+                    sysrq_s=st.lat("sysrq") + spawn, samples=0, links=links,
+                    fixed={"save": st.lat("save") + spawn, "migrate": st.lat("migrate") + spawn,
+                           "restore": st.lat("restore") + spawn},
+                    # a run lists the guests twice around its stages (select, then shutdown_all or the end),
+                    # and a spawned run starts an interpreter first
+                    overhead={v: (STARTUP_S if spawn else 0.0) + 2 * (st.lat("list") + spawn) for v in OVERHEAD})
+    return t, tuple(st.faults)
 
 
 def _estimate_of(service):
@@ -677,6 +699,11 @@ class GuestPlan:
     why_planned: str = ""
     target: str = ""  # with several migration targets: where it is placed ("" : none can take it)
     placed_by: str = ""  # who chose the target: "placement" (by room) or "operator" (--place)
+
+    @property
+    def untouched(self) -> bool:
+        """A guest the run sends no command to: a zombie, or one an unfinished save left suspended."""
+        return self.stages in (("zombie",), ("suspended",))
 
 
 @dataclass(frozen=True)
@@ -743,6 +770,11 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
                                  (f"already shut down ({d.state.flags if d.state else ''}) and not destroyed: its "
                                   "remains are destroyed (no toolstack monitor did)",), 0.0))
             continue
+        if d.suspended:  # as the runner does: no command can reach it
+            out.append(GuestPlan(d.name, d.domid, d.memory_mib, ("suspended",),
+                                 (f"SUSPENDED by an earlier save that did not finish: no command sent; "
+                                  f"see `xendomains resume {d.name}`",), 0.0))
+            continue
         stages, reasons = [], []
         pol = pols[d.name]
         for st in STOP_GUEST_STAGES:
@@ -804,6 +836,7 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     if pool is not None and sched is not None and cfg.schedule == "auto" and cfg.parallel_migrate is None:
         pool.follow_schedule(sched.caps)  # what the runner will do: each target's migrations bounded like its link
     notes.extend(getattr(estimate, "warnings", ()))
+    notes.extend(_fault_notes(estimate, cfg, selected, {g.guest: _expected(g) for g in out}))
     rooms = tuple(pool.rooms()) if pool is not None else ()
     notes += pool.notes if pool is not None else []
     for r in rooms:
@@ -864,6 +897,21 @@ def _expected(g: GuestPlan) -> tuple[str, ...]:
         if s == g.planned or (not g.planned and s in STAGES and STAGES[s].terminal):
             break
     return tuple(out)
+
+
+def _fault_notes(estimate, cfg: Config, guests: Sequence[Domain], stages: dict[str, tuple[str, ...]]) -> list[str]:
+    """What a simulated host's faults do to the estimate, one note per guest and stage."""
+    fault_of = getattr(estimate, "fault_of", None)
+    out = []
+    for d in guests if fault_of is not None else ():
+        for s in stages.get(d.name, ()):
+            kind, seconds = fault_of(s, d) or ("", 0.0)
+            if kind == "hang":
+                watchdog = "its watchdog" if s == "shutdown" else f"the watchdog (XENDOMAINS_STOP_MAXWAIT={cfg.stop_maxwait:g}s)"
+                out.append(f"{d.name}: the simulated host makes its {s} hang: estimated to last until {watchdog}")
+            elif kind == "delay":
+                out.append(f"{d.name}: the simulated host delays its {s} by {seconds:g}s")
+    return out
 
 
 def _overhead(estimate, verb: str) -> float:

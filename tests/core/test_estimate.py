@@ -176,3 +176,18 @@ def test_a_run_learns_its_time_beside_the_guests_stages_and_the_plan_adds_it(tmp
     assert est.overhead("stop") == pytest.approx(2.5) and est.overhead_source("stop") == "measured"
     assert est.overhead("start") == pytest.approx(1.0) and est.overhead_source("start") == "assumed"
     assert est.run_basis("stop") == "run 2.5s beside the guests (measured)"
+
+
+def test_a_simulated_hosts_faults_are_what_it_says_of_single_guests(tmp_path):
+    state = simhost.init_state(tmp_path / "host", fast=True)
+    with simhost.transaction(state) as st:
+        st.resources["disk"] = 500.0
+        st.faults += [simhost.Fault("save", "backup", "hang"), simhost.Fault("shutdown", "mute", "ignore"),
+                      simhost.Fault("*", "slow", "delay", 4.0), simhost.Fault("save", "web01", "fail")]
+    est = estimator(Config(), Throughputs(), toolstack=SimToolstack(state))
+    assert est.fault_of("save", Domain(7, "backup")) == ("hang", 0.0)
+    assert est.fault_of("shutdown", Domain(7, "backup")) is None
+    assert est.fault_of("shutdown", Domain(8, "mute")) == ("hang", 0.0)  # a shutdown it ignores lasts as long
+    assert est.fault_of("migrate", Domain(9, "slow")) == ("delay", 4.0)
+    assert est.fault_of("save", Domain(3, "web01")) is None  # a failure takes no time to speak of
+    assert estimator(Config(), Throughputs()).fault_of("save", Domain(7, "backup")) is None  # a real host: no faults

@@ -301,3 +301,17 @@ def test_a_target_the_schedule_did_not_plan_for_takes_the_most_cautious_planned_
     pool.follow_schedule({"disk": 4, "link:b": 3, "link:c": 2})
     assert [pool.link_cap(n) for n in "bcd"] == [3, 2, 2]
     assert [r.at_once for r in pool.rooms()] == [3, 2, 2]
+
+
+def test_a_stage_that_hangs_holds_its_place_until_the_watchdog_and_a_delay_adds_to_it():
+    model = HostModel({"disk": 100.0}, {"save": 1.0})
+    plain = [Task("a", 1000.0, ("save",)), Task("b", 1000.0, ("save",))]
+    base = plan_schedule(model, plain, caps={"disk": 1}, keep_order=True)
+    assert base.makespan == pytest.approx(22.0)  # (1 + 10) twice
+    hung = [Task("a", 1000.0, ("save",), hang=(("save", 30.0),)), Task("b", 1000.0, ("save",))]
+    sch = plan_schedule(model, hung, caps={"disk": 1}, keep_order=True)
+    a, b = sch.slot("a"), sch.slot("b")
+    assert (a.finish - a.start) == pytest.approx(30.0) and a.resource == "disk"  # holds the disk's one slot …
+    assert b.start == pytest.approx(30.0) and sch.makespan == pytest.approx(41.0)  # … moving no memory meanwhile
+    delayed = [Task("a", 1000.0, ("save",), delay=(("save", 5.0),)), Task("b", 1000.0, ("save",))]
+    assert plan_schedule(model, delayed, caps={"disk": 1}, keep_order=True).makespan == pytest.approx(27.0)

@@ -297,6 +297,30 @@ def test_the_plan_says_where_its_estimate_comes_from_and_learns_from_the_run(tmp
     assert plan_json(h, "start")["estimate_source"] == "measured"
 
 
+def test_a_save_the_simulated_host_makes_hang_is_planned_until_the_watchdog_as_the_run_takes_it(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("backup", 512, 1)], XENDOMAINS_STOP_MAXWAIT="3",
+                     XENDOMAINS_PARALLEL="1")
+    h.sim("resource", "disk", "2000")
+    before = {g["guest"]: g for g in plan_json(h, "stop")["guests"]}
+    h.sim("fault", "save", "backup", "hang")
+    plan = plan_json(h, "stop")
+    slots = {g["guest"]: g for g in plan["guests"]}
+    assert slots["backup"]["finish_s"] - slots["backup"]["start_s"] == pytest.approx(3.0, abs=0.05)  # the watchdog
+    assert slots["web01"]["finish_s"] - slots["web01"]["start_s"] == pytest.approx(
+        before["web01"]["finish_s"] - before["web01"]["start_s"], abs=0.05)  # the others as before
+    assert any(n.startswith("backup: the simulated host makes its save hang: estimated to last until the watchdog")
+               for n in plan["notes"]), plan["notes"]
+    res = h.run("stop")
+    backup = next(e for e in res.events if isinstance(e, ev.StageFinished) and e.guest == "backup" and e.stage == "save")
+    assert backup.outcome == "timeout"  # what the plan said: the save lasted until the watchdog
+
+    # the save left backup suspended: the next stop sends it nothing, and its plan says so, with no time for it
+    after = plan_json(h, "stop")
+    assert [(g["guest"], g["stages"], g["estimate_s"]) for g in after["guests"]] == [("backup", ["suspended"], 0.0)]
+    assert "xendomains resume backup" in after["guests"][0]["reasons"][0] and not any("hang" in n for n in after["notes"])
+    assert "backup                   suspended" in plan_text(h, "stop")
+
+
 def test_the_plan_notes_the_options_xl_does_not_take_as_stop_does(tmp_path):
     h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], XENDOMAINS_SAVE="",
                      XENDOMAINS_SHUTDOWN="--halt --wait", XENDOMAINS_SHUTDOWN_ALL="--all --halt --wait")

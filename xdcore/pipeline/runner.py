@@ -353,6 +353,21 @@ class StopRunner:
 
     # -- the schedule ---------------------------------------------------------------------------
 
+    def _faults_of(self, d: Domain, stages: Sequence[str]) -> tuple[tuple[tuple[str, float], ...], ...]:
+        """(hang, delay) of `d`'s stages as the host says (Estimator.fault_of: a simulated host's faults): a
+        stage that hangs lasts until its watchdog (none: not modelled), a delayed one that much longer."""
+        fault_of = getattr(self.estimate, "fault_of", None)
+        hang: list[tuple[str, float]] = []
+        delay: list[tuple[str, float]] = []
+        for s in stages if fault_of is not None else ():
+            kind, seconds = fault_of(s, d) or ("", 0.0)
+            watchdog = self._watchdog(STAGES_BY_NAME[s], d) if s in STAGES_BY_NAME else None
+            if kind == "hang" and watchdog:
+                hang.append((s, watchdog))
+            elif kind == "delay" and seconds > 0:
+                delay.append((s, seconds))
+        return tuple(hang), tuple(delay)
+
     def make_schedule(self, guests: Sequence[Domain]) -> Schedule | None:
         """The schedule for `guests` (XENDOMAINS_SCHEDULE=auto and an estimator that models the host), else None."""
         model_of = getattr(self.estimate, "model", None)
@@ -364,12 +379,13 @@ class StopRunner:
         words = self.control.migrate_target or self.migrate_words
         tasks = []
         for d in guests:
-            if d.zombie or d.powered_off:  # no command (zombie), or only its remains destroyed
+            if d.zombie or d.powered_off or d.suspended:  # no command (zombie, suspended), or only its remains destroyed
                 continue
             stages = tuple(s.name for s in self.stages_for(d) if s.terminal)
             prio = self.policies[d.name].priority
             placed = (self.pool.target_of(d.name) or "") if self._pooled() else ""  # type: ignore[union-attr]
-            tasks.append(Task(d.name, float(max(d.memory_mib, 1)), stages, prio, placed))
+            hang, delay = self._faults_of(d, stages)
+            tasks.append(Task(d.name, float(max(d.memory_mib, 1)), stages, prio, placed, hang, delay))
         caps = {"disk": self.cfg.parallel_save, f"link:{migrate_target(words)}": self.cfg.parallel_migrate}
         for t in tasks:  # several targets: XENDOMAINS_PARALLEL_MIGRATE bounds each target's link
             if t.target:

@@ -79,6 +79,10 @@ class Task:
     stages: tuple[str, ...]  # e.g. ("migrate", "save", "shutdown"); sysrq excluded
     priority: int = 0
     target: str = ""  # its own migration target (several targets, placed), else the schedule's
+    #: what the host says of this guest beside the model (a simulated host's injected faults): stage -> seconds
+    #: the stage hangs until its watchdog (`hang`, moving no memory), or is delayed by (`delay`)
+    hang: tuple[tuple[str, float], ...] = ()
+    delay: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,10 @@ class Schedule:
 def _job(model: HostModel, t: Task, stage: str, target: str, sysrq: float) -> dict:
     target = t.target or target
     res = model.resource(stage, target) if stage in TRANSFER_STAGES else None
+    sysrq += dict(t.delay).get(stage, 0.0)
+    hang = dict(t.hang).get(stage)
+    if hang is not None:  # holds its place (a lane, its resource's slot) until the watchdog, moving nothing
+        return {"id": t.guest, "res": res, "mb": 0.0, "fixed": sysrq + hang}
     if res is None:
         return {"id": t.guest, "res": None, "mb": 0.0, "fixed": sysrq + model.alone(stage, t.memory_mib)}
     return {"id": t.guest, "res": res, "mb": float(t.memory_mib), "fixed": sysrq + float(model.fixed.get(stage, 0.0))}

@@ -70,7 +70,7 @@ def names(items: Sequence[str], cap: int = NAME_CAP) -> str:
 
 def common_reasons(plan: Plan) -> tuple[str, ...]:
     """Reasons every planned guest shares (said once above the table instead of on every row)."""
-    staged = [g for g in plan.guests if g.stages != ("zombie",)]
+    staged = [g for g in plan.guests if not g.untouched]
     if len(staged) < 2:
         return ()
     return tuple(r for r in staged[0].reasons if all(r in g.reasons for g in staged[1:]))
