@@ -241,7 +241,7 @@ class Service:
         """Raise UnknownGuest when a guest named on the command line is not on this host (dom0 is not a guest)."""
         if not only:
             return
-        known = [d.name for d in await self.guests()]
+        known = [d.name for d in await self.guests() if not d.nameless]  # "(null)" names no guest to compare with
         unknown = [n for n in dict.fromkeys(only) if n not in set(known)]
         if unknown:
             raise UnknownGuest(unknown, known)

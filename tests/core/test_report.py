@@ -341,3 +341,18 @@ def test_a_stop_newer_than_our_report_is_not_described_by_it(tmp_path):
     rec = reconcile(stop, running=[], saved=[], quarantined=[], auto=[], start=start)
     assert "brought up are gone since: web01" in rec.stale
     assert reconcile(stop, running=["web01"], saved=[], quarantined=[], auto=[], start=start).stale == ""
+
+
+async def test_a_mistyped_guest_is_compared_with_the_guests_that_have_names_not_a_nameless_row(tmp_path):
+    from xdcore.errors import UnknownGuest
+    from xdcore.model import Domain, DomainState
+
+    cfg, svc, ts, _ = make(tmp_path)
+    ts.add("web01")
+    ts.domains[99] = Domain(99, "(null)", memory_mib=0, vcpus=1, has_config=False, nameless=True,
+                            state=DomainState.from_flags("--p--d"))
+    with pytest.raises(UnknownGuest) as err:
+        await svc.check_names(["web0l"])
+    assert "web01" in str(err.value) and "(null)" not in str(err.value)
+    with pytest.raises(UnknownGuest):
+        await svc.check_names(["(null)"])  # a row without a name is no guest to name
