@@ -829,7 +829,8 @@ class Service:
         blocked_names = {im.guest for im in images if im.guest and im.valid}
         quarantined = [im for im in images if im.quarantined]
         for im in quarantined:
-            self._warn(f"{im.guest}: image {im.path} is quarantined after a failed restore; not autostarted until an administrator restores or removes it", guest=im.guest or "")
+            self._warn(f"{im.guest}: image {im.path} is quarantined (a restore of it failed, or the save that wrote it did not "
+                       "finish); not autostarted until an administrator restores or removes it", guest=im.guest or "")
         # what to restore
         do_restore = cfg.restore and cfg.save_dir is not None and self.control.stage_enabled("restore")
         restores: list[SaveImage] = []

@@ -356,3 +356,17 @@ async def test_a_mistyped_guest_is_compared_with_the_guests_that_have_names_not_
     assert "web01" in str(err.value) and "(null)" not in str(err.value)
     with pytest.raises(UnknownGuest):
         await svc.check_names(["(null)"])  # a row without a name is no guest to name
+
+
+async def test_a_quarantined_image_is_not_said_to_come_from_a_failed_restore_when_a_save_may_have_left_it(tmp_path):
+    from xdcore.events import MessageLogged
+
+    cfg, svc, ts, _ = make(tmp_path)
+    jail = cfg.save_dir / ".failed"
+    jail.mkdir(parents=True)
+    (jail / "backup").write_bytes(b"Xen saved domain, xl format\n \x00")  # what a save the watchdog killed leaves
+    seen: list = []
+    svc.bus.subscribe(seen.append)
+    await svc.start()
+    (warning,) = [e.text for e in seen if isinstance(e, MessageLogged) and "quarantined" in e.text]
+    assert "the save that wrote it did not finish" in warning and "after a failed restore" not in warning
