@@ -82,6 +82,11 @@ def test_xdsim_pool_lists_each_host_with_its_guests(two_hosts, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = dict(line.split("\t", 1) for line in done.stdout.splitlines())
     assert "web01 db" in lines["xen01"] and "0 guests" in lines["xen02"]
+    assert run("xl", "migrate", "web01", "xen02", env=env).returncode == 0
+    done = subprocess.run([sys.executable, "-m", "xdcore.sim.cli", "--state", str(layout.state_dir), "pool"],
+                          capture_output=True, text=True, env=env, timeout=30)
+    lines = dict(line.split("\t", 1) for line in done.stdout.splitlines())
+    assert "\t1 guest: db" in lines["xen01"] and "\t1 guest: web01" in lines["xen02"]  # one guest is one guest
 
 
 def test_a_killed_migration_leaves_no_incoming_domain_on_the_peer(two_hosts):

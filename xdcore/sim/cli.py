@@ -456,7 +456,7 @@ def _pool(sdir: Path, args: argparse.Namespace) -> int:
         reach = "" if entry.get("reach", "up") == "up" else f" [{entry['reach']}]"
         xen = host.load(entry["state"]).info.get("xen_version") or host.DEFAULT_INFO["xen_version"]
         print(f"{name}{reach}\t{entry['state']}\tXen {xen}\tfree {snap.free_memory_mib} of {snap.total_memory_mib} MiB\t"
-              f"{len(guests)} guests: {' '.join(guests) or '-'}")
+              f"{len(guests)} guest{'' if len(guests) == 1 else 's'}: {' '.join(guests) or '-'}")
     return 0
 
 
