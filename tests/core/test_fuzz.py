@@ -478,23 +478,32 @@ _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.float
 @given(st.dictionaries(st.sampled_from(["save_mbps", "migrate_mbps", "restore_mbps", "shutdown_s", "create_s",
                                         "sysrq_s", "samples", "other"]), _json_values, max_size=8),
        st.one_of(_json_values, st.dictionaries(st.sampled_from(["host2", "save", "migrate", "restore"]), _json_values)),
-       st.one_of(_json_values, st.dictionaries(st.sampled_from(["host2", "save", "migrate", "restore"]), _json_values)))
-@example({"save_mbps": 5e-324, "restore_mbps": 1e-300}, {"host2": 5e-324}, None)  # > 0, yet infinite when divided by
-def test_any_throughput_file_gives_finite_positive_estimates(tmp_path_factory, data, links, fixed):
+       st.one_of(_json_values, st.dictionaries(st.sampled_from(["host2", "save", "migrate", "restore"]), _json_values)),
+       st.dictionaries(st.sampled_from(["overhead", "measured"]),
+                       st.one_of(_json_values, st.dictionaries(st.sampled_from(
+                           ["stop", "start", "save", "restore", "link:host2", "overhead:stop", "fixed:save"]), _json_values))))
+@example({"save_mbps": 5e-324, "restore_mbps": 1e-300}, {"host2": 5e-324}, None, {})  # > 0, yet infinite when divided by
+@example({"save_mbps": 480.0, "samples": 3}, {}, None, {"measured": {"save": True, "restore": 2.5}, "overhead": {"stop": -1}})
+def test_any_throughput_file_gives_finite_positive_estimates(tmp_path_factory, data, links, fixed, more):
     import math
 
     from xdcore.model import Domain
-    from xdcore.plan import Throughputs
+    from xdcore.plan import Throughputs, estimator
 
     path = tmp_path_factory.mktemp("tp") / "throughput.json"
-    path.write_text(json.dumps({**data, "links": links, "fixed": fixed}))
+    path.write_text(json.dumps({**data, "links": links, "fixed": fixed, **more}))
     t = Throughputs.load(path)
     d = Domain(domid=1, name="web01", memory_mib=1024)
     cfg = Config(migrate=("host2",))
+    est = estimator(cfg, t)  # the measured figures over the assumed ones, as the plans use them
     for stage in ("migrate", "save", "restore", "shutdown", "sysrq", "create"):
-        e = t.estimate(stage, d, cfg)
-        assert math.isfinite(e) and (e > 0 if stage in ("migrate", "save", "restore") else e >= 0), \
-            (stage, e, data, links, fixed)
+        for e in (t.estimate(stage, d, cfg), est(stage, d)):
+            assert math.isfinite(e) and (e > 0 if stage in ("migrate", "save", "restore") else e >= 0), \
+                (stage, e, data, links, fixed, more)
+    for verb in ("stop", "start"):
+        assert math.isfinite(est.overhead(verb)) and est.overhead(verb) >= 0
+    assert all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in t.measured.values())
+    assert all(p.startswith(f"{path}:") for p in t.problems)  # every complaint names the file and a line
 
 
 @FUZZ
