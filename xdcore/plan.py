@@ -136,10 +136,15 @@ class Throughputs:
         if not isinstance(data, dict):
             return cls(problems=[f"{path}:1: the stored throughputs are not a JSON object; estimating without them"])
         problems: list[str] = []
+        rejected: set[str] = set()  # figures whose stored value is unusable: estimated as if never measured
+        figure_of = {attr: stage for stage, attr in STAGE_FIGURE.items()}
 
         def bad(key: str, v: Any, what: str) -> None:
             shown = json.dumps(v) if not isinstance(v, (dict, list)) else type(v).__name__
-            problems.append(f"{path}:{_line_of(text, key)}: {key}: {shown[:40]} is not {what}; its default is used")
+            problems.append(f"{path}:{_line_of(text, key)}: {key}: {shown[:40]} is not {what};"
+                            " estimated as if never measured")
+            head, _, tail = key.partition(".")
+            rejected.add(figure_of.get(key, "") or (f"link:{tail}" if head == "links" else f"{head}:{tail}"))
 
         # each value on its own: finite and in range, else its default (a 0 or NaN speed must never reach a division)
         values: dict[str, Any] = {}
@@ -184,6 +189,8 @@ class Throughputs:
                 bad("measured", measured, "an object")
             if values.get("samples"):  # a file from before the per-figure counts: what differs from its default was measured
                 values["measured"] = _measured_by_value(values)
+        if "measured" in values:
+            values["measured"] = {k: v for k, v in values["measured"].items() if k not in rejected}
         t = cls(**values)
         t.problems = problems
         return t

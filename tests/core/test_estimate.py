@@ -105,10 +105,12 @@ def test_a_file_that_is_not_json_is_a_warning_naming_it_and_is_kept_when_the_nex
 
 def test_a_bad_value_is_a_warning_naming_its_line_and_the_rest_of_the_file_stands(tmp_path):
     path = tmp_path / "throughput.json"
-    path.write_text('{\n "save_mbps": 480.5,\n "restore_mbps": 0,\n "samples": 2,\n "links": {"peer": "fast"}\n}')
+    path.write_text('{\n "save_mbps": 480.5,\n "restore_mbps": 0,\n "samples": 2,\n "links": {"peer": "fast"},\n'
+                    ' "measured": {"save": 1, "restore": 1, "link:peer": 1}\n}')
     t = Throughputs.load(path)
     assert t.save_mbps == 480.5 and t.restore_mbps == 300.0 and t.links == {}
-    assert f"{path}:3: restore_mbps: 0 is not a positive number; its default is used" in t.problems
+    assert f"{path}:3: restore_mbps: 0 is not a positive number; estimated as if never measured" in t.problems
+    assert t.measured == {"save": 1}  # a rejected value is not "measured": the host's own figure stands in
     assert any(p.startswith(f"{path}:5: links.peer") for p in t.problems), t.problems
     est = estimator(Config(), t)
     assert est.warnings == tuple(t.problems)
