@@ -330,3 +330,21 @@ def test_the_plan_notes_the_options_xl_does_not_take_as_stop_does(tmp_path):
     res = h.run("stop", json_out=False)
     printed = [ln for ln in (res.stdout + res.stderr).splitlines() if "--halt" in ln]
     assert printed and all(any(p.strip() in n for n in notes) for p in printed), (printed, notes)
+
+
+def test_a_malformed_throughputs_file_is_a_warning_naming_it_and_the_run_keeps_it(tmp_path):
+    from xdcore.config import load_config
+    from xdcore.plan import throughput_path
+
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)])
+    path = throughput_path(load_config(str(h.config)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{\n "save_mbps": 480.5,\n')  # half a document (a crash while an older version wrote it)
+    notes = plan_json(h, "stop")["notes"]
+    assert any(n.startswith(f"{path}:3: the stored throughputs are not JSON") for n in notes), notes
+    res = h.run("stop", json_out=False)
+    assert res.returncode == 0, res.describe()
+    assert f"warning: {path}:3: the stored throughputs are not JSON" in res.stderr
+    assert f"the unreadable throughputs were kept as {path}.bad" in res.stderr
+    assert (path.parent / "throughput.json.bad").read_text() == '{\n "save_mbps": 480.5,\n'  # nothing lost
+    assert not any("throughputs" in n for n in plan_json(h, "start")["notes"])  # the new file is whole
