@@ -74,6 +74,9 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     assert h.running() == set()
     res = _into_closed_pipe(h, ["report", "stop"])
     assert res.stderr == "" and res.returncode == 0, res
+    assert h.run("start").returncode == 0
+    res = _into_closed_pipe(h, ["report", "start"])  # `report start | head`
+    assert res.stderr == "" and res.returncode == 0, res
 
 
 def test_head_reads_the_first_lines(tmp_path):
