@@ -844,14 +844,14 @@ class Service:
             restores = [im for im in to_restore if im.valid and im.kind.value == self.ts.name]
         if restores:  # an image an `xl restore` of a killed run is still reading, or has brought back already
             await self._wait_for_readers([im.path for im in restores], float(cfg.start_maxwait or 60))
-            present = {d.name: d for d in await self.guests()}
+            present = _by_name(await self.guests())
             restores, pre = self._not_restored_yet(restores, present)
             results += pre
         # what to create
         do_create = cfg.auto_dir is not None and self.control.stage_enabled("create")
         autos = await self.auto_configs() if do_create else []
         running = await self.guests() if (autos or restores) else []
-        creates, results_c = self._autostart_todo(autos, blocked_names, {d.name: d for d in running},
+        creates, results_c = self._autostart_todo(autos, blocked_names, _by_name(running),
                                                   {im.guest for im in restores if im.guest}) if autos else ([], [])
         results += results_c
         # each guest's policy, read once; a guest whose policy has problems is refused (SEMANTICS: start refuses that guest only)
@@ -1192,6 +1192,13 @@ class Service:
             code = EXIT_OK
         return StatusReport(lock_present, running, tuple(autos), missing, saved, quarantined, code,
                             suspended, not_running, saving, tuple(s for s in settled if s.action != "in-progress"))
+
+
+def _by_name(domains: Sequence[Domain]) -> dict[str, Domain]:
+    """The domains that hold their name, by name.  A nameless one (`xl list` showed "(null)": XenStore lost its
+    name while libxl tears it down) is left out whatever `xl list -l` still calls it: libxl finds names in
+    XenStore, so a create or restore of that name goes ahead, and nothing is "already running"."""
+    return {d.name: d for d in domains if not d.nameless}
 
 
 class _NoLimit:

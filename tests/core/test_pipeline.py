@@ -213,6 +213,26 @@ async def test_start_restores_images_then_creates_autostart_guests_skipping_rest
     assert (tmp_path / "lock").exists()
 
 
+async def test_start_is_not_blocked_by_a_nameless_row_that_still_carries_the_guests_name(tmp_path):
+    """`xl list` shows `(null) --ps--` (being torn down) while `xl list -l` still names it web01 / db: the
+    start restores and creates them all the same (libxl looks names up in XenStore, which has none)."""
+    from xdcore.model import Domain, DomainState
+
+    svc, ts, ev = make(tmp_path)
+    ts.add("db")
+    await svc.stop()  # db saved
+    auto = tmp_path / "auto"
+    auto.mkdir()
+    (auto / "web01.cfg").write_text('name = "web01"\n')
+    ts.configs[auto / "web01.cfg"] = "web01"
+    for domid, name in ((7, "web01"), (8, "db")):
+        ts.domains[domid] = Domain(domid, name, memory_mib=512, nameless=True, state=DomainState.from_flags("--ps--"))
+    ev.clear()
+    out = await svc.start()
+    assert outcomes(ev) == {"db": "restored", "web01": "created"}
+    assert out.exit_code == 0
+
+
 async def test_failed_restore_quarantines_the_image_blocks_create_and_exits_1(tmp_path):
     svc, ts, ev = make(tmp_path)
     ts.add("web01")
