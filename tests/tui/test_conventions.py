@@ -296,3 +296,30 @@ def test_the_guest_detail_says_each_fact_once():
     other = detail_text(dataclasses.replace(facts, run="another-run"), Config(), {"stop": rep, "start": None}).plain
     assert other.count(why) == 1  # the guest's reason; its stage and its note do not repeat it
     assert "(as above)" in other
+
+
+async def test_a_refresh_draws_again_only_the_cells_that_changed_and_shows_every_change(monkeypatch):
+    from textual.widgets import DataTable
+
+    app = make_app(scripted_host("c-draw"), Providers.frozen())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await filled(pilot, app)
+        table = app.screen.query_one(DomainTable)
+        await pilot.pause()
+        drawn: list[tuple[int, int]] = []
+        real = DataTable._render_cell
+
+        def counting(self, row_index, column_index, *a, **kw):
+            if self is table:
+                drawn.append((row_index, column_index))
+            return real(self, row_index, column_index, *a, **kw)
+
+        monkeypatch.setattr(DataTable, "_render_cell", counting)
+        table.set_domains([dataclasses.replace(d, cpu_time=d.cpu_time + 3600.0) if d.name == "web02" else d
+                           for d in table._domains.values()])
+        await wait_for(pilot, lambda: drawn, what="a frame")
+        await pilot.pause()
+        row = table.get_row_index("web02")
+        assert set(drawn) == {(row, table._keys.index("cpu"))}  # one cell changed: one cell drawn again
+        line = "".join(seg.text for seg in table.render_line(row + 1))  # + the header line
+        assert "web02" in line and "2h23m" in line and "1h23m" not in line  # and it shows the new value

@@ -32,6 +32,7 @@ class KeyedTable(DataTable):
 
     def __init__(self, **kw) -> None:
         kw.setdefault("cursor_type", "row")
+        self._drawn_cells: dict[tuple, object] = {}  # see _render_cell
         super().__init__(**kw)
         self._shown: dict[str, tuple[Spec, ...]] = {}
         self._keys: list[str] = []
@@ -117,6 +118,49 @@ class KeyedTable(DataTable):
             self._highlight_cursor()  # a cursor can be shown where there was none: RowHighlighted, as add_row posts
         self._update_dimensions(added)  # measured now: the first frame with these rows has the right widths
         self.refresh()
+
+    #: cells kept drawn (a 1,000-row table shows a few hundred at a time)
+    DRAWN_CELLS = 8192
+
+    def _render_cell(self, row_index: int, column_index: int, base_style, width: int, cursor: bool = False,
+                     hover: bool = False):
+        """A body cell is drawn again only when its own content, place or look changed.
+
+        Textual keys its drawn cells by the table's update count, which every
+        change bumps: a refresh that changed the CPU column drew all eight
+        columns of every visible row again, and drawing is most of a
+        refresh's cost.  Here the key is the cell's spec (what `apply_rows`
+        shows) with its row, column, width and every style input Textual's
+        own key has; a style or layout change clears both caches.
+        """
+        content: object = None
+        if row_index == -1 and 0 <= column_index < len(self.columns):  # the header
+            label = self.ordered_columns[column_index].label
+            content = ("header", label.plain, str(label.style))
+        elif row_index >= 0 and column_index >= 0:
+            row_key = self._row_locations.get_key(row_index)
+            specs = self._shown.get(row_key.value) if row_key is not None else None
+            if specs is not None and column_index < len(specs):
+                content = (row_key.value, specs[column_index])
+        if content is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (content, column_index, row_index, base_style, width, cursor, hover, self._show_hover_cursor,
+               self._pseudo_class_state)
+        lines = self._drawn_cells.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            if len(self._drawn_cells) >= self.DRAWN_CELLS:
+                self._drawn_cells.clear()
+            self._drawn_cells[key] = lines
+        return lines
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._drawn_cells.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._drawn_cells.clear()
 
     def keep_cursor_on(self, key: str) -> None:
         try:
