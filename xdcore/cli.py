@@ -169,7 +169,7 @@ def print_status(rep: StatusReport, out=None, reconciliation=None) -> None:
     if rep.saved:
         w(" MISS SAVED: " + " ".join(str(i.path) for i in rep.saved))
     for q in rep.quarantined:
-        w(f" QUARANTINED: {q.guest}: {q.path} (failed to restore; restore or remove it by hand)")
+        w(f" QUARANTINED: {q.guest}: {q.path} (a restore of it failed, or the save that wrote it did not finish; restore or remove it by hand)")
     if reconciliation is not None:
         from .report import print_reconciliation
 

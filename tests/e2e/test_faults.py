@@ -304,6 +304,7 @@ def test_a_failed_restore_quarantines_the_image_reports_it_and_does_not_autostar
     assert status["quarantined"] == [{"guest": "wiki", "path": str(quarantined)}]
     human = h.run("status", json_out=False)
     assert f"QUARANTINED: wiki: {quarantined}" in human.stdout
+    assert "a restore of it failed, or the save that wrote it did not finish" in human.stdout  # never blamed on one cause
     if how == "truncated":
         return
 

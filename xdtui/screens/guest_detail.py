@@ -104,7 +104,7 @@ def detail_text(f: GuestFacts, cfg: Config, reports: dict[str, RunReport | None]
     if im is None:
         t.append("  none\n", style="dim")
     else:
-        state = "QUARANTINED (failed to restore)" if im.quarantined else ("valid " + im.kind.value) if im.valid else "no valid header"
+        state = "QUARANTINED (a restore failed, or its save did not finish)" if im.quarantined else ("valid " + im.kind.value) if im.valid else "no valid header"
         t.append(f"  {im.path} · {size(im.size)} · {age(im.mtime, f.now)} old · {state}\n")
     _head(t, "This run" + (f" ({f.verb})" if f.verb else ""))
     r = f.row
