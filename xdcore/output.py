@@ -26,6 +26,7 @@ from .events import (
     StageFinished,
     StageStarted,
 )
+from .model import NAMELESS
 from .pipeline.stages import STAGES
 
 
@@ -144,6 +145,8 @@ class HumanPrinter:
             if e.outcome == "zombie":
                 tags = "(zomb)"
             tail = f" {e.outcome}"
+            if e.guest == NAMELESS and e.domid >= 0:  # several zombies are all "(null)": tell them apart
+                tail += f", domid {e.domid}"
             if e.elapsed:
                 tail += f" {e.elapsed:.1f}s"
             self._p(f" {shown_name(e.guest)}{tags}{tail}")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .model import NAMELESS
 from .fsutil import read_small, write_atomic
 from .events import (
     ControlApplied,
@@ -219,10 +220,12 @@ class RunReportWriter:
     def for_config(cls, cfg: Config) -> "RunReportWriter":
         return cls(report_dirs(cfg))
 
-    def _g(self, name: str) -> _Guest:
-        g = self._guests.get(name)
+    def _g(self, name: str, domid: int = -1) -> _Guest:
+        # every nameless domain ("(null)": zombies, domains being torn down) is a row of its own, by domid
+        key = f"{name}\0{domid}" if name == NAMELESS and domid >= 0 else name
+        g = self._guests.get(key)
         if g is None:
-            g = self._guests[name] = _Guest(name)
+            g = self._guests[key] = _Guest(name)
         return g
 
     def __call__(self, e: Event) -> None:
@@ -233,7 +236,7 @@ class RunReportWriter:
         if self._start is None or self._done:
             return
         if isinstance(e, GuestPlanned):
-            g = self._g(e.guest)
+            g = self._g(e.guest, e.domid)
             g.domid = e.domid
             if self._t0 is None or e.at < self._t0:
                 self._t0 = e.at
@@ -276,7 +279,7 @@ class RunReportWriter:
             word = "ready" if e.outcome == "open" else "up, not ready"
             self._g(e.guest).notes.append(f"gate: {word} after {e.elapsed:.1f}s" + (f" ({e.detail})" if e.detail else ""))
         elif isinstance(e, GuestFinished):
-            g = self._g(e.guest)
+            g = self._g(e.guest, e.domid)
             g.outcome, g.detail, g.elapsed = e.outcome, e.detail, e.elapsed
             if e.domid >= 0:
                 g.domid = e.domid

@@ -167,6 +167,21 @@ def test_a_zombie_gets_no_command_and_only_zombies_left_means_no_shutdown_all(tm
     h.assert_lock_gone()
 
 
+def test_several_zombies_all_listed_as_null_are_each_reported_by_domid(tmp_path):
+    h = E2EHost.make(tmp_path, guests=[("web01", 512, 1), ("z1", 512, 1, "--p--d"), ("z2", 512, 2, "--p--d")])
+    ids = sorted(d.domid for n, d in h.domains().items() if n != "web01")
+
+    res = h.run("stop", json_out=False)
+
+    assert res.returncode == 0, res.stdout + res.stderr
+    for domid in ids:
+        assert f" (null)(zomb) zombie, domid {domid}" in res.stdout, res.stdout
+    rep = _last_report(h)
+    zombies = [g for g in rep.guests if g.guest == "(null)"]
+    assert sorted(g.domid for g in zombies) == ids and all(g.outcome == "zombie" for g in zombies)
+    assert [g.detail for g in zombies] == [f"domain {i} dying (--p--d): no migrate, save or shutdown" for i in ids]
+
+
 def test_a_guest_that_turns_zombie_on_shutdown_ends_the_run_without_a_sweep(tmp_path):
     h = E2EHost.make(tmp_path, guests=[("web01", 512, 1)], XENDOMAINS_SAVE="")
     h.sim("fault", "shutdown", "web01", "zombie")

@@ -474,7 +474,7 @@ class StopRunner:
                 res.detail = self.control.abort_reason if self.control.aborted else "skipped by operator"
                 self.bus.emit(GuestSkipped(guest=d.name, domid=d.domid, reason=res.detail))
             elif d.zombie:
-                res.outcome, res.detail = "zombie", f"{d.going}: no migrate, save or shutdown"
+                res.outcome, res.detail = "zombie", (f"domain {d.domid} " if d.nameless else "") + f"{d.going}: no migrate, save or shutdown"
             elif d.powered_off:  # shut down before this run, and nobody destroyed it
                 await self._reap(d, res)
             elif d.suspended:
