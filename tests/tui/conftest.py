@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import PATIENCE
+
 from xdcore.sim import host as simhost
 from xdtui.demo import demo_host
 from xdtui.host import HostContext
@@ -46,7 +48,7 @@ def set_latency(state_dir: Path, **latency: float) -> None:
 
 async def wait_for(pilot, cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
     """Let the app run until cond() is true (never a fixed sleep in an assertion)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + max(timeout, PATIENCE)  # a timeout only ends a test that already failed
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -54,7 +56,7 @@ async def wait_for(pilot, cond: Callable[[], object], timeout: float = 15.0, wha
 
 
 async def wait_until(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + max(timeout, PATIENCE)  # a timeout only ends a test that already failed
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

@@ -21,6 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support import PATIENCE
+
 from xdcore.events import RunFinished, from_json
 from xdcore.sim import host as simhost
 
@@ -49,7 +51,7 @@ class Tmux:
         self.run("send-keys", "-t", "t", *keys)
 
     def wait_for(self, text: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, PATIENCE)  # a timeout only ends a test that already failed
         while True:
             screen = self.screen()
             if text in screen:
@@ -100,7 +102,7 @@ def test_a_person_evacuates_the_demo_host_in_tmux(tmux, tmp_path):
     tmux.wait_for("12/12 handled", timeout=30)
     tmux.wait_for("  done", timeout=10)  # the run finished (exit 0)
     tmux.keys("q")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while not done.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert done.read_text().strip() == "0"
@@ -155,7 +157,7 @@ def test_the_demo_without_state_leaves_nothing_behind(tmux, tmp_path):
     tmux.wait_for("Saved (2)")
     assert [p.name for p in tmpdir.iterdir() if p.name.startswith("xdtui-demo-")]  # the throwaway host exists
     tmux.keys("q")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE
     while not (tmp_path / "rc").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert (tmp_path / "rc").read_text().strip() == "0"

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from tests.support import PATIENCE
+
 from xdcore.model import Domain, DomainState
 from xdcore.sim import host
 from xdcore.xenstore.watcher import watch_domains
@@ -52,7 +54,7 @@ def migrate(state, name):
         st.targets.setdefault("peer", []).append({"name": name})
 
 
-async def expect(gen, field, name, timeout=10.0):
+async def expect(gen, field, name, timeout=PATIENCE):
     """The first yielded change that lists `name` in `field` (earlier ones, e.g. paused, are skipped)."""
     async def scan():
         async for change in gen:

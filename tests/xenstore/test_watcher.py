@@ -10,6 +10,8 @@ from xdcore.model import Domain, DomainState
 from xdcore.xenstore import wire
 from xdcore.xenstore.watcher import DomainsChanged, diff_domains, watch_domains, xenstore_domid
 
+from tests.support import PATIENCE
+
 from .conftest import needs_lib, start_server
 
 
@@ -30,7 +32,7 @@ class FakeToolstack:
         return list(self.domains)
 
 
-async def next_change(gen, timeout=10.0) -> DomainsChanged:
+async def next_change(gen, timeout=PATIENCE) -> DomainsChanged:
     return await asyncio.wait_for(anext(gen), timeout)
 
 
