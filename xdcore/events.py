@@ -154,7 +154,11 @@ class GuestSkipped(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class TargetProbed(Event):
-    """A migration target answered `xl info` before the stop (error set: it did not; it is left out)."""
+    """A migration target answered `xl info` before the stop (error set: it did not; it is left out).
+
+    Emitted once the schedule is made, so that `at_once` is the cap its link's limiter uses:
+    how many migrations to it run at once (0: no bound of its own, or not known; a
+    progress file written before this field existed reads as 0)."""
 
     target: str
     free_mib: int = 0
@@ -162,6 +166,7 @@ class TargetProbed(Event):
     reserve_mib: int = 0
     xen_version: str = ""
     error: str = ""
+    at_once: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

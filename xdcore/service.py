@@ -27,7 +27,6 @@ from .events import (
     GateWaiting,
     GroupStarted,
     GuestFinished,
-    GuestPlaced,
     GuestPlanned,
     GuestSkipped,
     LockHeld,
@@ -38,7 +37,6 @@ from .events import (
     RunStarted,
     StageFinished,
     StageStarted,
-    TargetProbed,
 )
 from .lock import RunLock, default_lock_path
 from .model import AutoConfig, Domain, HostInfo, SaveImage
@@ -465,8 +463,9 @@ class Service:
                           policies: Policies | None = None) -> TargetPool | None:
         """Ask every migration target for its room and place the selected guests (None: one target or none).
 
-        With `announce` (a run) each answer and each placement is an event and
-        unreachable targets are warned about; a plan stays quiet.
+        With `announce` (a run) the probes are observed and the notes warned about; a plan stays quiet.
+        The run's runner announces each answer and placement (TargetPool.announce) once its schedule
+        has set each target's cap.
         """
         setup = migrate_setup(self.cfg, self.ts)
         if setup is None or not self.control.stage_enabled("migrate"):
@@ -484,25 +483,12 @@ class Service:
 
         pool = TargetPool(setup, targets, needs_from(movable, policies), self.cfg.target_reserve_mib,
                           self.cfg.parallel_migrate)
-        decisions = pool.place_all(self.control.placements)
+        pool.place_all(self.control.placements)
         if isinstance(source, str):
             pool.notes.append(source)
         if announce:
             for n in pool.notes:
                 self._warn(n)
-            for t in targets:
-                self.bus.emit(TargetProbed(target=t.name, free_mib=t.free_mib, total_mib=t.total_mib,
-                                           reserve_mib=self.cfg.target_reserve_mib, xen_version=t.xen_version,
-                                           error=t.error))
-                if t.error:
-                    self._warn(f"migration target {t.name} left out: {t.error}")
-            memory = {d.name: d.memory_mib for d in movable}
-            for dec in decisions:
-                self.bus.emit(GuestPlaced(guest=dec.guest, target=dec.target, reason=dec.reason,
-                                          memory_mib=memory.get(dec.guest, 0), by=dec.by))
-                if not dec.target:
-                    self._warn(f"{dec.guest}: no migration target ({dec.reason}); it goes on to the next stage",
-                               guest=dec.guest)
         return pool
 
     # -- stop -------------------------------------------------------------------------------------
@@ -640,6 +626,7 @@ class Service:
         pool = await self.target_pool(selected, policies=pols)
         refused = self.placement_problems(pool)
         if refused:
+            pool.announce(self.bus.emit)  # what the targets answered (no schedule made: no caps)
             raise PlacementRefused(refused)
         self.control.pool = pool
         runner = StopRunner(cfg, self.ts, self.bus, self.control, estimate=self.estimate, deadline=deadline, no_room=no_room,

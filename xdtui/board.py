@@ -125,6 +125,7 @@ class TargetView:
     error: str = ""
     guests: tuple[tuple[str, int], ...] = ()  # (guest, MiB) placed on it
     in_flight: tuple[str, ...] = ()  # guests migrating to it now
+    at_once: int = 0  # migrations to it at once, its link's cap (0: no bound of its own, or not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,8 @@ def _targets(b: BoardState, e: Event) -> BoardState:
     """Several migration targets: their room (from the probe and each placement) and the migrations in flight."""
     ts = dict(b.targets)
     if isinstance(e, TargetProbed):
-        ts[e.target] = TargetView(e.target, e.free_mib, max(0, e.free_mib - e.reserve_mib) if not e.error else 0, e.error)
+        ts[e.target] = TargetView(e.target, e.free_mib, max(0, e.free_mib - e.reserve_mib) if not e.error else 0, e.error,
+                                  at_once=e.at_once)
     elif isinstance(e, GuestPlaced):
         mib = e.memory_mib
         for name, t in ts.items():  # give back the room it held elsewhere

@@ -292,6 +292,27 @@ async def test_each_targets_migrations_are_bounded_like_its_link_by_the_schedule
     assert caps == {"b": 3, "c": 3} and peak == {"b": 3, "c": 3}
 
 
+async def test_each_target_is_announced_with_the_cap_its_links_limiter_uses(tmp_path):
+    from xdcore.events import StageStarted, TargetProbed, from_dict, from_json
+
+    def announced(events):
+        probed = [e for e in events if isinstance(e, TargetProbed)]
+        first = next(i for i, e in enumerate(events) if isinstance(e, StageStarted) and e.stage == "migrate")
+        assert all(events.index(e) < first for e in probed)  # before the first migration: the board has it at once
+        return {e.target: e.at_once for e in probed}, probed
+
+    peak, caps, events = await _pooled_stop(tmp_path, fixed_migrate=2.0)  # auto: the schedule's cap per link
+    at_once, probed = announced(events)
+    assert caps["b"] > 1 and at_once == caps == peak  # what the run says is what its limiters let through
+    _, _, events = await _pooled_stop(tmp_path, fixed_migrate=0.0, parallel_migrate=3)
+    assert announced(events)[0] == {"b": 3, "c": 3}  # XENDOMAINS_PARALLEL_MIGRATE, per target
+    # JSON: round trip; a progress line written before the field existed reads as no cap known
+    assert from_json(probed[0].to_json()) == probed[0]
+    line = probed[0].to_dict()
+    del line["at_once"]
+    assert from_dict(line).at_once == 0 and from_dict(line).free_mib == probed[0].free_mib
+
+
 def test_a_target_the_schedule_did_not_plan_for_takes_the_most_cautious_planned_links_cap():
     from xdcore.pipeline.targets import MigrateSetup, TargetPool
     from xdcore.placement import TargetHost

@@ -164,7 +164,7 @@ def test_the_board_keeps_each_migration_targets_room_and_the_migrations_in_fligh
 
     b = B.reduce_all(B.EMPTY_BOARD, [
         stop_run(),
-        TargetProbed(run="r1", target="xen02", free_mib=16384, total_mib=18432, reserve_mib=1024),
+        TargetProbed(run="r1", target="xen02", free_mib=16384, total_mib=18432, reserve_mib=1024, at_once=2),
         TargetProbed(run="r1", target="xen03", error="ssh: connect to host xen03 port 22: No route to host"),
         GuestPlaced(run="r1", guest="web", target="xen02", memory_mib=2048),
         GuestPlaced(run="r1", guest="db", target="xen02", memory_mib=4096),
@@ -172,10 +172,17 @@ def test_the_board_keeps_each_migration_targets_room_and_the_migrations_in_fligh
     ])
     t = b.targets["xen02"]
     assert t.room_left_mib == 15360 - 6144 and t.in_flight == ("web",) and b.targets["xen03"].error
-    assert "xen02 9.0G left ▶1" in host_line(b, 200.0).plain and "xen03 left out" in host_line(b, 200.0).plain
+    assert t.at_once == 2
+    assert "xen02 1/2 migrating · 9.0 GiB left" in host_line(b, 200.0).plain
+    assert "xen03 left out" in host_line(b, 200.0).plain
     moved = B.reduce_all(b, [GuestPlaced(run="r1", guest="db", target="", by="operator"),
                              StageFinished(run="r1", stage="migrate", guest="web", outcome="done", detail="xen02")])
     assert moved.targets["xen02"].room_left_mib == 15360 - 2048 and moved.targets["xen02"].in_flight == ()
+    assert "xen02 0/2 migrating · 13.0 GiB left" in host_line(moved, 200.0).plain  # the cap, also with none in flight
+    # a target announced without a cap (no bound of its own, or a progress file from before the field): the count alone
+    old = B.reduce_all(B.EMPTY_BOARD, [stop_run(), TargetProbed(run="r1", target="xen02", free_mib=16384, reserve_mib=1024),
+                                       StageStarted(run="r1", stage="migrate", guest="web", detail="xen02")])
+    assert "xen02 1 migrating · " in host_line(old, 200.0).plain
     assert describe(TargetProbed(target="xen03", error="No route to host")) == (
         "warning", "target xen03 left out: No route to host")
     assert describe(GuestPlaced(guest="huge", target="", reason="no target can take 30720 MiB"))[0] == "warning"

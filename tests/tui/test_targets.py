@@ -129,3 +129,38 @@ async def test_migrate_selected_with_several_targets_places_the_marked_guest_whe
     assert pool["xen01"] == {"big"} and pool["xen04"] == {"web"}
     rec = load_last(host.cfg, "stop").guest("web")
     assert (rec.outcome, rec.target, rec.placed_by) == ("migrated", "xen04", "operator")
+
+
+async def test_the_attached_board_shows_each_targets_migrations_in_flight_of_its_links_cap(tmp_path):
+    from xdcore import events as ev
+    from xdcore.control_socket import ControlClient, socket_path
+
+    from .test_steer import attached, console_for, start_headless, stop_headless
+
+    # three 1 GiB guests all fit on xen03 (most room); two migrations at once per target, a1 and a2 hold both
+    h = E2EHost.make(tmp_path / "h", guests=[("a1", GIB, 1), ("a2", GIB, 1), ("a3", GIB, 1)], XENDOMAINS_PARALLEL=4,
+                     XENDOMAINS_PARALLEL_MIGRATE=2, XENDOMAINS_STOP_MAXWAIT=300)
+    for name, gib in (("xen02", 16), ("xen03", 24)):
+        h.add_peer(name, 2048 + gib * GIB)
+    h.configure(XENDOMAINS_MIGRATE_TARGETS="xen02 xen03")
+    h.sim("fault", "migrate", "a1", "hang")
+    h.sim("fault", "migrate", "a2", "hang")
+    proc = await start_headless(h)
+    try:
+        app = make_app(console_for(h), Providers(), attach="auto", attach_poll=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await attached(pilot, app)
+            shown = lambda: str(screen.query_one("#board-host").render())  # noqa: E731 - the line as drawn
+            await wait_for(pilot, lambda: "xen03 2/2 migrating" in shown(), timeout=60,
+                           what=f"xen03's two migrations of two at once on the board (it shows {shown()!r})")
+            assert set(screen.board_state.targets["xen03"].in_flight) == {"a1", "a2"}
+            assert "xen02 0/2 migrating · 15.0 GiB left" in shown()  # its cap, nothing placed there
+            for g in ("a1", "a2"):
+                ControlClient(socket_path(h.progress)).skip_stage(g, "migrate")
+            await wait_for(pilot, lambda: screen.board_state.finished is not None, timeout=60, what="the run to finish")
+        res = h.finish(proc)
+    finally:
+        stop_headless(h, proc)
+    assert res.returncode == 0, res.describe()
+    assert res.outcomes == {"a1": "saved", "a2": "saved", "a3": "migrated"}
+    assert {e.target: e.at_once for e in res.of(ev.TargetProbed)} == {"xen02": 2, "xen03": 2}

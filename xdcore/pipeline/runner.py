@@ -681,6 +681,8 @@ class StopRunner:
         if schedule is not None and self.cfg.schedule == "auto":
             self._follow(schedule)
             guests = self._ordered(guests)
+        if self.pool is not None:  # each target with the cap its link now has
+            self.pool.announce(self.bus.emit)
         for slot in (schedule.slots if schedule else ()):
             self.bus.emit(GuestScheduled(guest=slot.guest, stage=slot.stage, resource=slot.resource, order=slot.order,
                                          start=slot.start, finish=slot.finish, reason=slot.reason))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from ..config import Config
 from ..errors import CommandFailed, CommandTimedOut, ToolstackError
+from ..events import Event, GuestPlaced, MessageLogged, TargetProbed
 from ..placement import Decision, GuestNeed, Ledger, TargetHost, TargetRoom
 from ..toolstack import process
 from ..toolstack.parse import parse_xl_info
@@ -125,6 +126,23 @@ class TargetPool:
         fallback = min(caps.values()) if caps else None
         for name, link in self.links.items():
             link.set_limit(caps.get(name, fallback))
+
+    def announce(self, emit: Callable[[Event], None]) -> None:
+        """Each target's answer with its link's cap (so: after follow_schedule), then the first placement;
+        a warning for each target left out and each guest placed nowhere."""
+        for t in self.ledger.targets.values():
+            emit(TargetProbed(target=t.name, free_mib=t.free_mib, total_mib=t.total_mib,
+                              reserve_mib=self.ledger.reserve_mib, xen_version=t.xen_version, error=t.error,
+                              at_once=0 if t.error else self.link_cap(t.name) or 0))
+            if t.error:
+                emit(MessageLogged(level="warning", text=f"migration target {t.name} left out: {t.error}"))
+        for dec in self.decisions:
+            need = self.ledger.needs.get(dec.guest)
+            emit(GuestPlaced(guest=dec.guest, target=dec.target, reason=dec.reason,
+                             memory_mib=need.memory_mib if need else 0, by=dec.by))
+            if not dec.target:
+                emit(MessageLogged(level="warning", guest=dec.guest,
+                                   text=f"{dec.guest}: no migration target ({dec.reason}); it goes on to the next stage"))
 
     def link_cap(self, target: str) -> int | None:
         """How many migrations to `target` may run at once (None: no bound of its own)."""

@@ -114,18 +114,20 @@ def host_line(b: BoardState, now: float) -> Text:
         t.append(text or c.status, style=style)
     if b.aborted:
         t.append("  ABORTED", style="bold red")
-    if b.targets:  # several migration targets: room left and migrations in flight
+    if b.targets:  # several migration targets: migrations in flight (of its link's cap) and room left
         t.append("  │ ", style="dim")
         for i, tv in enumerate(b.targets.values()):
             if i:
-                t.append(" · ", style="dim")
+                t.append(" │ ", style="dim")
             t.append(tv.name + " ", style="cyan")
             if tv.error:
                 t.append("left out", style="red")
                 continue
-            t.append(f"{tv.room_left_mib / 1024:.1f}G left", style="dim")
-            if tv.in_flight:
-                t.append(f" ▶{len(tv.in_flight)}", style="bold yellow")
+            if tv.in_flight or tv.at_once:
+                flying = f"{len(tv.in_flight)}/{tv.at_once}" if tv.at_once else str(len(tv.in_flight))
+                t.append(f"{flying} migrating", style="bold yellow" if tv.in_flight else "dim")
+                t.append(" · ", style="dim")
+            t.append(f"{tv.room_left_mib / 1024:.1f} GiB left", style="dim")
     return t
 
 
