@@ -102,6 +102,58 @@ def systemd_run_argv(unit: str, verb: str, argv: Sequence[str], env: Mapping[str
             + ["--", *argv])
 
 
+#: ActiveState values of a unit that is still there (its command runs, starts or stops); see systemctl(1)
+UNIT_RUNNING = frozenset({"active", "activating", "deactivating", "reloading", "refreshing"})
+#: what the console asks systemd of a run's unit
+UNIT_PROPS = ("LoadState", "ActiveState", "SubState", "Result", "ExecMainPID")
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """What `systemctl show` says of a run's unit (an unknown or collected unit: not-found, inactive)."""
+
+    unit: str
+    load: str
+    active: str
+    sub: str
+    result: str
+    pid: int  # ExecMainPID: the run's own pid (0 before it ran)
+
+    @property
+    def running(self) -> bool:
+        return self.active in UNIT_RUNNING
+
+    def words(self) -> str:
+        if self.running:
+            return f"unit {self.unit} {self.active}" + (f", pid {self.pid}" if self.pid else "")
+        if self.active == "failed":
+            return f"unit {self.unit} failed ({self.result})"
+        if self.load == "not-found":  # --collect: systemd forgets a unit once it ended, failed or not
+            return f"unit {self.unit} is gone (ended or failed)"
+        return f"unit {self.unit} {self.active} ({self.sub}, {self.result})"
+
+
+def unit_state(unit: str, env: Mapping[str, str] | None = None) -> UnitState:
+    """Ask systemd about `unit` (blocking: call through a thread); raises LaunchError when systemctl cannot tell.
+
+    `systemctl show -p A,B UNIT` prints NAME=VALUE lines in systemd's own order, not the order asked
+    (so no --value here); it exits 0 for a unit it does not know (LoadState=not-found).
+    """
+    env = os.environ if env is None else env
+    exe = shutil.which("systemctl", path=env.get("PATH")) or "systemctl"
+    try:
+        done = subprocess.run([exe, "show", "-p", ",".join(UNIT_PROPS), "--", unit], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LaunchError(f"systemctl: {exc}") from exc
+    said = dict(line.partition("=")[::2] for line in done.stdout.splitlines() if "=" in line)
+    if done.returncode != 0 or "ActiveState" not in said:
+        raise LaunchError((done.stderr.strip().splitlines() or [f"systemctl show: exit {done.returncode}"])[-1])
+    pid = said.get("ExecMainPID", "0")
+    return UnitState(unit, said.get("LoadState", ""), said["ActiveState"], said.get("SubState", ""),
+                     said.get("Result", ""), int(pid) if pid.isdigit() else 0)
+
+
 def _root() -> bool:
     return os.geteuid() == 0
 
@@ -155,5 +207,5 @@ def launch(host: HostContext, verb: str, guests: Sequence[str] = (), opts: RunOp
     return Launched(verb, tuple(argv), how, opts.on_hangup, pid=pid, log=log)
 
 
-__all__ = ["UNIT_PROPERTIES", "LaunchError", "Launched", "launch", "run_argv", "systemd_run_argv", "systemd_run_exe",
+__all__ = ["UNIT_PROPERTIES", "LaunchError", "Launched", "UnitState", "launch", "unit_state", "run_argv", "systemd_run_argv", "systemd_run_exe",
            "unit_name", "xendomains_exe"]

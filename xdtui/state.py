@@ -24,6 +24,7 @@ class ConsoleState:
     attach_poll: float = 0.2
     launched: Launched | None = None  # the last run this console launched
     launched_at: float = 0.0
+    launch_grace: float = 15.0  # seconds after a launch, and between looks, until a run not yet begun is looked for
     own_run: str = ""  # its run id, once its RunStarted was read from the progress file
     closing: bool = False
     tty: str | None = None  # this console's terminal, sent with each steering request (asked once: it may go away)

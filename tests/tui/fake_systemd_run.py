@@ -15,7 +15,9 @@ of its own and nobody's child (double fork) — and returns only once the
 command was executed (exec failed: exit 1, as "Job for … failed").
 
 What it was asked is recorded for the tests in $FAKE_SYSTEMD_DIR:
-`units/NAME.service.json` (argv, unit, properties, environment, pid) and
+`units/NAME.service.json` (argv, unit, properties, environment, pid),
+`units/NAME.service.json.result` once the command ended (its exit code; read
+by the stand-in `systemctl`, tests/tui/fake_systemctl.py) and
 `journal/NAME.service.log`.  A unit whose name is taken by a running one is
 refused ("Unit … already exists"), as systemd does.
 
@@ -178,6 +180,8 @@ def main(args: list[str]) -> int:
     os.makedirs(os.path.join(state, "units"), exist_ok=True)
     os.makedirs(os.path.join(state, "journal"), exist_ok=True)
     journal = os.path.join(state, "journal", unit + ".log")
+    if os.path.exists(record + ".result"):  # the name's last unit ended: a new one starts afresh
+        os.remove(record + ".result")
     argv = [exe, *command[1:]]
     cwd = (opts.get("working-directory") or ["/"])[-1]
     rd, wr = os.pipe()  # the command's pid, then EOF once it was executed (close-on-exec), or the errno
@@ -187,19 +191,31 @@ def main(args: list[str]) -> int:
         os.close(rd)
         if os.fork():
             os._exit(0)
-        os.setsid()  # the service's main process leads a session of its own, as under the manager
-        try:
-            os.write(wr, f"{os.getpid()}\n".encode())
-            null = os.open(os.devnull, os.O_RDONLY)
-            out = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(null, 0)
-            os.dup2(out, 1)
-            os.dup2(out, 2)
-            os.chdir(cwd)
-            os.execve(argv[0], argv, env)
-        except OSError as exc:
-            os.write(wr, f"failed {exc.errno}\n".encode())
-        os._exit(127)
+        os.setsid()  # the "manager": nobody's child, no terminal; it reaps the command and keeps its result
+        service = os.fork()
+        if service == 0:
+            os.setsid()  # the service's main process leads a session of its own, as under the manager
+            try:
+                os.write(wr, f"{os.getpid()}\n".encode())
+                null = os.open(os.devnull, os.O_RDONLY)
+                out = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.dup2(null, 0)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                os.chdir(cwd)
+                os.execve(argv[0], argv, env)
+            except OSError as exc:
+                os.write(wr, f"failed {exc.errno}\n".encode())
+            os._exit(127)
+        os.close(wr)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # let go of systemd-run's caller's pipes
+            os.dup2(null, fd)
+        _, status = os.waitpid(service, 0)
+        with open(record + ".result.tmp", "w") as fh:  # what systemd's Result= and ExecMainStatus= tell
+            json.dump({"pid": service, "code": os.waitstatus_to_exitcode(status)}, fh)
+        os.replace(record + ".result.tmp", record + ".result")
+        os._exit(0)
     os.close(wr)
     os.waitpid(first, 0)
     said = b""

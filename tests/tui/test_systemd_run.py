@@ -28,19 +28,26 @@ from tests.support import wait_for as wait_until
 from .conftest import set_latency, wait_for
 from .test_pilot import SIZE, confirm_plan, guests_on, ready, run_to_end, steering
 
+from xdcore.lock import RunLock, default_lock_path
+from xdtui.widgets.event_log import EventLog
+
+from . import fake_systemctl as C
 from . import fake_systemd_run as F
 
 FAKE = Path(F.__file__)
+FAKE_CTL = Path(C.__file__)
 
 
 @pytest.fixture
 def systemd(tmp_path, monkeypatch) -> Path:
-    """`systemd-run` on PATH (the stand-in), /run/systemd/system "present", root: the console's systemd case."""
+    """`systemd-run` and `systemctl` on PATH (the stand-ins), /run/systemd/system "present", root: the console's
+    systemd case."""
     bin_dir = tmp_path / "systemd-bin"
     bin_dir.mkdir()
-    exe = bin_dir / "systemd-run"
-    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} \"$@\"\n")
-    exe.chmod(0o755)
+    for name, script in (("systemd-run", FAKE), ("systemctl", FAKE_CTL)):
+        exe = bin_dir / name
+        exe.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+        exe.chmod(0o755)
     state = tmp_path / "systemd-state"
     state.mkdir()
     run_dir = tmp_path / "run-systemd-system"
@@ -55,6 +62,11 @@ def systemd(tmp_path, monkeypatch) -> Path:
 
 def fake(state: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(FAKE), *args], capture_output=True, text=True, timeout=30,
+                          env=dict(os.environ, FAKE_SYSTEMD_DIR=str(state)))
+
+
+def ctl(state: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(FAKE_CTL), *args], capture_output=True, text=True, timeout=30,
                           env=dict(os.environ, FAKE_SYSTEMD_DIR=str(state)))
 
 
@@ -138,3 +150,92 @@ async def test_an_evacuation_started_from_the_console_runs_as_a_transient_unit_a
     assert guests_on(demo.demo_dir) == {"(null)", "backup"}  # the zombie legacy-app, as xl lists it
     assert not (demo.cfg.progress.parent / "console-runs.log").exists()  # not the session-of-its-own fallback
     assert "stop: 10 saved, 1 suspended, 1 zombie" in (systemd / "journal" / f"{la.unit}.service.log").read_text()
+
+
+def test_the_systemctl_stand_in_tells_a_units_life_as_systemctl_252_prints_it(tmp_path):
+    assert fake(tmp_path, "--unit=held", "--", "/bin/sleep", "600").returncode == 0
+    pid = unit_record(tmp_path, "held.service")["pid"]
+    # options after the verb (getopt permutes), a comma list, -P: systemd's order, not the order asked
+    shown = ctl(tmp_path, "show", "held", "-p", "ExecMainPID,ActiveState", "--property=SubState")
+    assert shown.returncode == 0 and shown.stdout == f"ActiveState=active\nSubState=running\nExecMainPID={pid}\n"
+    assert ctl(tmp_path, "-P", "ActiveState", "show", "held.service").stdout == "active\n"
+    assert (ctl(tmp_path, "is-active", "held").returncode, ctl(tmp_path, "is-active", "-q", "held").stdout) == (0, "")
+    unknown = ctl(tmp_path, "show", "-p", "LoadState,ActiveState", "nobody")  # systemd: exit 0 for an unknown unit
+    assert (unknown.returncode, unknown.stdout) == (0, "LoadState=not-found\nActiveState=inactive\n")
+    assert ctl(tmp_path, "is-active", "nobody").returncode == 3
+    for args, says in ((["frob", "held"], "Unknown command verb 'frob'."), (["show", "--frob", "held"],
+                       "unrecognized option '--frob'"), (["show", "held", "-p"], "requires an argument")):
+        done = ctl(tmp_path, *args)
+        assert done.returncode == 1 and says in done.stderr
+    os.kill(pid, 9)
+    wait_until(lambda: "failed" in ctl(tmp_path, "is-active", "held").stdout, what="the unit to fail")
+    failed = ctl(tmp_path, "show", "-p", "ActiveState,SubState,Result,ExecMainPID", "held")
+    assert failed.stdout == f"ActiveState=failed\nSubState=failed\nResult=signal\nExecMainPID={pid}\n"
+    # a unit started with --collect is gone once it ended, failed or not, as systemd garbage-collects it
+    assert fake(tmp_path, "--unit=short", "--collect", "--", "/bin/false").returncode == 0
+    wait_until(lambda: (tmp_path / "units" / "short.service.json.result").exists(), what="the unit to end")
+    assert ctl(tmp_path, "show", "-p", "LoadState,ActiveState", "short").stdout \
+        == "LoadState=not-found\nActiveState=inactive\n"
+    assert fake(tmp_path, "--unit=short", "--", "/bin/false").returncode == 0  # without --collect: failed
+    wait_until(lambda: (tmp_path / "units" / "short.service.json.result").exists(), what="the unit to end")
+    assert "Result=exit-code" in ctl(tmp_path, "show", "short").stdout
+
+
+def test_the_console_reads_a_units_state_from_systemctl(systemd):
+    assert fake(systemd, "--unit=held", "--", "/bin/sleep", "600").returncode == 0
+    pid = unit_record(systemd, "held.service")["pid"]
+    st = L.unit_state("held")
+    assert (st.running, st.pid, st.words()) == (True, pid, f"unit held active, pid {pid}")
+    os.kill(pid, 9)
+    wait_until(lambda: not L.unit_state("held").running, what="the unit to fail")
+    assert L.unit_state("held").words() == "unit held failed (signal)"
+    assert L.unit_state("nobody").words() == "unit nobody is gone (ended or failed)"
+    (systemd.parent / "systemd-bin" / "systemctl").write_text("#!/bin/sh\necho 'Failed to connect to bus: "
+                                                              "Host is down' >&2; exit 1\n")
+    with pytest.raises(L.LaunchError, match="Failed to connect to bus: Host is down"):
+        L.unit_state("held")
+
+
+def said(screen) -> list[str]:
+    return [s.text for s in screen.query_one(EventLog)._said]
+
+
+async def test_a_unit_waiting_for_the_lock_longer_than_the_limit_is_not_called_never_started(demo, systemd):
+    lock = RunLock(default_lock_path(demo.cfg.lockfile))
+    lock.acquire_for_stop(wait=0)  # another stop run holds the lock
+    app = make_app(demo, Providers.frozen())
+    app.state.launch_grace = 0.1  # the limit (15 s): looked at again and again while the run waits
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await ready(pilot, app)
+            await pilot.press("e")
+            await confirm_plan(pilot, app)
+            await wait_for(pilot, lambda: screen.launch_checks >= 3, what="three looks at the waiting run")
+            la = app.state.launched
+            rec = unit_record(systemd, la.unit + ".service")
+            assert la.pid == rec["pid"] and not app.state.own_run  # the unit's ExecMainPID is the run's pid
+            waiting = [t for t in said(screen) if "not begun" in t]
+            assert waiting == [f"the stop run has not begun yet: waiting (unit {la.unit} active, pid {rec['pid']}); "
+                               "another run may hold the lock"]  # said once
+            lock.release(remove=True)
+            await wait_for(pilot, lambda: app.state.own_run and screen.board_state.pid == rec["pid"],
+                           what="the run to take the lock and be recognised by its pid")
+            await run_to_end(pilot, app, timeout=60)
+            assert not [t for t in said(screen) if "never started" in t]
+    finally:
+        lock.release(remove=False)
+
+
+async def test_a_unit_that_failed_before_its_run_began_is_said_never_to_have_started(demo, systemd, monkeypatch):
+    monkeypatch.setattr(L, "xendomains_exe", lambda: "/bin/false")  # the unit's command fails at once
+    app = make_app(demo, Providers.frozen())
+    app.state.launch_grace = 0.1
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot, app)
+        await pilot.press("e")
+        await confirm_plan(pilot, app)
+        await wait_for(pilot, lambda: any("never started" in t for t in said(screen)), what="the verdict")
+        la = app.state.launched
+        assert [t for t in said(screen) if "never started" in t] == [
+            f"the stop run never started: unit {la.unit} is gone (ended or failed); see journalctl -u {la.unit}"]
+        assert not app.state.own_run and not screen.board_state.active

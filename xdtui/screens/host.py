@@ -16,6 +16,7 @@ command palette.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from rich.text import Text
@@ -32,7 +33,7 @@ from xdcore.xenstore.watcher import watch_domains
 from .. import board as B
 from ..commands import HOST_COMMANDS, Command, bindings_for
 from ..follow import pid_alive
-from ..launch import LaunchError, launch
+from ..launch import Launched, LaunchError, launch, unit_state
 from ..messages import DomainsRefreshed, EventsArrived, HostFiguresMeasured, HostListsRead, RunLaunched
 from ..runs import ONE_STAGE, TOGGLABLE, RunRequest, compute_plan
 from ..state import ConsoleState
@@ -48,9 +49,6 @@ from .run_view import RunView
 RUN_ONLY = {"skip_stage", "abort", "abort_now"}
 #: actions that start a run (one run at a time holds the lock)
 STARTS = {"evacuate", "evacuate_selected", "start", "one_stage", "mark", "clear_marks"}
-#: seconds after a launch before a run that never showed up is reported
-LAUNCH_GRACE = 15.0
-
 
 class HostScreen(RunView):
     """This host, and the run in progress on it (whoever started it)."""
@@ -73,6 +71,8 @@ class HostScreen(RunView):
         self._source = ""
         self._others_started = False
         self._others_timer: Timer | None = None
+        self.launch_checks = 0  # looks at a launched run not yet in the progress file (tests wait on it)
+        self._waiting_said = ""
 
     # -- layout -----------------------------------------------------------------------------------
 
@@ -327,18 +327,58 @@ class HostScreen(RunView):
         self.state.launched, self.state.launched_at, self.state.own_run = la, time.time(), ""
         then = "goes on" if la.on_hangup == "continue" else "stops at a clean point"
         log.note(f"started xendomains {la.verb} headless ({la.how}); if this terminal goes away it {then}", at=now)
-        self.set_timer(LAUNCH_GRACE, lambda: self._launch_check(la))
+        self._rearm_launch_check(la)
 
-    def _launch_check(self, la) -> None:
-        """A launched run that never showed up in the progress file: say what it wrote before it died."""
-        if self.state.launched is not la or self.state.own_run:
+    def _rearm_launch_check(self, la: Launched) -> None:
+        self.set_timer(self.state.launch_grace, lambda: self.run_worker(
+            self._launch_check(la), group="launch-check", exclusive=True, exit_on_error=False))
+
+    def _waiting_for_it(self, la: Launched) -> bool:
+        return self.state.launched is la and not self.state.own_run
+
+    async def _launch_check(self, la: Launched) -> None:
+        """A launched run not yet in the progress file: still there (waiting for the lock, perhaps), or gone?
+
+        A run started as a systemd unit has no pid of ours: systemd is asked whether its unit is still
+        there (and the unit's ExecMainPID becomes the run's pid); "never started" only once the unit is
+        gone or failed.  A run in a session of its own: its pid."""
+        if not self._waiting_for_it(la):
             return
-        if la.pid and pid_alive(la.pid):
-            self.set_timer(LAUNCH_GRACE, lambda: self._launch_check(la))  # waiting for the lock, perhaps
-            return
-        why = la.failure() or (f"see journalctl -u {la.unit}" if la.unit else "no output")
-        self.query_one(EventLog).note(f"the {la.verb} run never started: {why}", level="error")
+        log = self.query_one(EventLog)
+        if la.unit:
+            try:
+                unit = await asyncio.to_thread(unit_state, la.unit)
+            except LaunchError as exc:
+                if self._waiting_for_it(la):
+                    log.note(f"the {la.verb} run has not begun yet and systemd cannot tell about its unit "
+                             f"({exc}): see journalctl -u {la.unit}", level="warning")
+                return
+            if not self._waiting_for_it(la):
+                return
+            self.launch_checks += 1
+            if unit.running:
+                if unit.pid and unit.pid != la.pid:  # the run's pid: its RunStarted is recognised by it
+                    la = self.state.launched = dataclasses.replace(la, pid=unit.pid)
+                self._say_waiting(la, unit.words())
+                self._rearm_launch_check(la)
+                return
+            why = f"{unit.words()}; see journalctl -u {la.unit}"
+        else:
+            self.launch_checks += 1
+            if la.pid and pid_alive(la.pid):
+                self._say_waiting(la, f"pid {la.pid} running")
+                self._rearm_launch_check(la)
+                return
+            why = la.failure() or "no output"
+        log.note(f"the {la.verb} run never started: {why}", level="error")
         self.notify(f"The {la.verb} run never started: {why}", severity="error", timeout=20, markup=False)
+
+    def _say_waiting(self, la: Launched, what: str) -> None:
+        """Once per launch: the run is there but has not begun (another run may hold the lock)."""
+        if self._waiting_said != la.how:
+            self._waiting_said = la.how
+            self.query_one(EventLog).note(f"the {la.verb} run has not begun yet: waiting ({what}); "
+                                          "another run may hold the lock")
 
     # -- actions: choices before a run, interventions during one --------------------------------------------------
 
