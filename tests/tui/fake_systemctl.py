@@ -29,67 +29,28 @@ import json
 import os
 import sys
 
+try:
+    from .fake_systemd_run import Refused, getopt
+except ImportError:  # run as a script
+    from fake_systemd_run import Refused, getopt
+
 #: the properties this stand-in knows, in the order systemctl 252 prints them
 ORDER = ("Id", "LoadState", "ActiveState", "SubState", "Result", "MainPID", "ExecMainPID", "ExecMainStatus")
 
 #: systemctl's long options that this stand-in accepts: name -> takes an argument
 LONG = {"property": True, "value": False, "quiet": False, "all": False, "no-pager": False, "system": False,
-        "no-legend": False, "full": False}
-SHORT = {"p": "property", "q": "quiet", "a": "all", "l": "full", "P": "property"}
+        "no-legend": False, "full": False, "-P": True}  # -P only (no such long option)
+SHORT = {"p": "property", "q": "quiet", "a": "all", "l": "full", "P": "-P"}
 VERBS = ("show", "is-active")
 RUNNING = {"active", "reloading", "activating", "deactivating", "refreshing"}
 
 
-class Refused(Exception):
-    pass
-
-
 def parse(args: list[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """(options: long name -> values, the other words) as getopt_long (permuting) reads them."""
-    opts: dict[str, list[str]] = {}
-    words: list[str] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            words += args[i + 1:]
-            break
-        if a.startswith("--"):
-            name, eq, value = a[2:].partition("=")
-            if name not in LONG:
-                raise Refused(f"systemctl: unrecognized option '{a}'")
-            if LONG[name]:
-                if not eq:
-                    i += 1
-                    if i >= len(args):
-                        raise Refused(f"systemctl: option '--{name}' requires an argument")
-                    value = args[i]
-            elif eq:
-                raise Refused(f"systemctl: option '--{name}' doesn't allow an argument")
-            opts.setdefault(name, []).append(value)
-        elif a.startswith("-") and a != "-":
-            j = 1
-            while j < len(a):
-                letter = a[j]
-                name = SHORT.get(letter)
-                if name is None:
-                    raise Refused(f"systemctl: invalid option -- '{letter}'")
-                if LONG[name]:
-                    value = a[j + 1:]
-                    if not value:
-                        i += 1
-                        if i >= len(args):
-                            raise Refused(f"systemctl: option requires an argument -- '{letter}'")
-                        value = args[i]
-                    opts.setdefault(name, []).append(value)
-                    if letter == "P":
-                        opts.setdefault("value", []).append("")
-                    break
-                opts.setdefault(name, []).append("")
-                j += 1
-        else:
-            words.append(a)
-        i += 1
+    """(options: long name -> values, the other words) as systemctl's getopt_long (permuting) reads them."""
+    opts, words = getopt("systemctl", args, LONG, SHORT, permute=True)
+    if "-P" in opts:  # -P NAME: --value --property=NAME
+        opts.setdefault("property", []).extend(opts.pop("-P"))
+        opts.setdefault("value", []).append("")
     return opts, words
 
 

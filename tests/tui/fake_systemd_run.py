@@ -68,9 +68,12 @@ class Refused(Exception):
     pass
 
 
-def parse(args: list[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """(options: long name -> values in order, command) as systemd-run's getopt_long("+…") reads them."""
+def getopt(prog: str, args: list[str], long: dict[str, bool], short: dict[str, str],
+           permute: bool = False) -> tuple[dict[str, list[str]], list[str]]:
+    """(options: long name -> values in order, the other words) as glibc's getopt_long reads them: with
+    "+" (permute=False) options end at the first non-option word, else they may come anywhere."""
     opts: dict[str, list[str]] = {}
+    words: list[str] = []
     i = 0
     while i < len(args):
         a = args[i]
@@ -79,39 +82,46 @@ def parse(args: list[str]) -> tuple[dict[str, list[str]], list[str]]:
             break
         if a.startswith("--"):
             name, eq, value = a[2:].partition("=")
-            if name not in LONG:
-                raise Refused(f"systemd-run: unrecognized option '{a}'")
-            if LONG[name]:
+            if name not in long:
+                raise Refused(f"{prog}: unrecognized option '{a}'")
+            if long[name]:
                 if not eq:
                     i += 1
                     if i >= len(args):
-                        raise Refused(f"systemd-run: option '--{name}' requires an argument")
+                        raise Refused(f"{prog}: option '--{name}' requires an argument")
                     value = args[i]
             elif eq:
-                raise Refused(f"systemd-run: option '--{name}' doesn't allow an argument")
+                raise Refused(f"{prog}: option '--{name}' doesn't allow an argument")
             opts.setdefault(name, []).append(value)
         elif a.startswith("-") and a != "-":
             j = 1
             while j < len(a):
                 letter = a[j]
-                name = SHORT.get(letter)
+                name = short.get(letter)
                 if name is None:
-                    raise Refused(f"systemd-run: invalid option -- '{letter}'")
-                if LONG[name]:
+                    raise Refused(f"{prog}: invalid option -- '{letter}'")
+                if long[name]:
                     value = a[j + 1:]
                     if not value:
                         i += 1
                         if i >= len(args):
-                            raise Refused(f"systemd-run: option requires an argument -- '{letter}'")
+                            raise Refused(f"{prog}: option requires an argument -- '{letter}'")
                         value = args[i]
                     opts.setdefault(name, []).append(value)
                     break
                 opts.setdefault(name, []).append("")
                 j += 1
+        elif permute:
+            words.append(a)
         else:
             break  # "+": the first non-option word is the command; everything after it is its own
         i += 1
-    return opts, args[i:]
+    return opts, words + args[i:]
+
+
+def parse(args: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """(options: long name -> values in order, command) as systemd-run's getopt_long("+…") reads them."""
+    return getopt("systemd-run", args, LONG, SHORT)
 
 
 def check(opts: dict[str, list[str]], command: list[str]) -> tuple[str, dict[str, str], dict[str, str]]:
