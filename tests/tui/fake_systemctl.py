@@ -30,9 +30,9 @@ import os
 import sys
 
 try:
-    from .fake_systemd_run import Refused, getopt
+    from .fake_systemd_run import Refused, getopt, state_dir
 except ImportError:  # run as a script
-    from fake_systemd_run import Refused, getopt
+    from fake_systemd_run import Refused, getopt, state_dir
 
 #: the properties this stand-in knows, in the order systemctl 252 prints them
 ORDER = ("Id", "LoadState", "ActiveState", "SubState", "Result", "MainPID", "ExecMainPID", "ExecMainStatus")
@@ -79,9 +79,8 @@ def unit_properties(state: str, unit: str) -> dict[str, str]:
 
 
 def main(args: list[str]) -> int:
-    state = os.environ.get("FAKE_SYSTEMD_DIR")
+    state = state_dir("systemctl")
     if not state:
-        sys.stderr.write("fake systemctl: FAKE_SYSTEMD_DIR is not set\n")
         return 1
     try:
         opts, words = parse(args)

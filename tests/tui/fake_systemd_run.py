@@ -167,10 +167,17 @@ def alive(pid: int) -> bool:
         return False
 
 
-def main(args: list[str]) -> int:
-    state = os.environ.get("FAKE_SYSTEMD_DIR")
+def state_dir(prog: str) -> str:
+    """$FAKE_SYSTEMD_DIR, where the stand-ins keep what systemd would know ("" and said when unset)."""
+    state = os.environ.get("FAKE_SYSTEMD_DIR", "")
     if not state:
-        sys.stderr.write("fake systemd-run: FAKE_SYSTEMD_DIR is not set\n")
+        sys.stderr.write(f"fake {prog}: FAKE_SYSTEMD_DIR is not set\n")
+    return state
+
+
+def main(args: list[str]) -> int:
+    state = state_dir("systemd-run")
+    if not state:
         return 1
     try:
         opts, command = parse(args)
