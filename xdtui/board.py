@@ -46,6 +46,7 @@ from xdcore.events import (
     StageFinished,
     StageStarted,
 )
+from xdcore.model import NAMELESS
 from xdcore.pipeline.stages import START_GUEST_STAGES, STOP_GUEST_STAGES
 
 PENDING, RUNNING, DONE, FAILED, TIMEOUT = "pending", "running", "done", "failed", "timeout"
@@ -72,9 +73,15 @@ class Cell:
     detail: str = ""
 
 
+def row_key(guest: str, domid: int) -> str:
+    """A guest's row in the console's tables: its name; a nameless domain (every zombie and domain being torn
+    down is "(null)" in `xl list`) by its domid, so that each has a row of its own."""
+    return f"{NAMELESS} domid {domid}" if guest == NAMELESS and domid >= 0 else guest
+
+
 @dataclass(frozen=True, slots=True)
 class GuestRow:
-    """One guest's line on the board."""
+    """One guest's line on the board (keyed by `key`)."""
 
     guest: str
     run: str = ""
@@ -99,6 +106,10 @@ class GuestRow:
     @property
     def done(self) -> bool:
         return bool(self.outcome)
+
+    @property
+    def key(self) -> str:
+        return row_key(self.guest, self.domid)
 
     def cell(self, stage: str) -> Cell:
         return self.cells.get(stage, Cell())
@@ -190,9 +201,10 @@ EMPTY_BOARD = BoardState()
 
 def _with_row(b: BoardState, row: GuestRow) -> BoardState:
     rows = dict(b.rows)
-    new = row.guest not in rows
-    rows[row.guest] = row
-    order = b.order + (row.guest,) if new else b.order
+    key = row.key
+    new = key not in rows
+    rows[key] = row
+    order = b.order + (key,) if new else b.order
     return dataclasses.replace(b, rows=MappingProxyType(rows), order=order)
 
 
@@ -202,12 +214,12 @@ def _with_cell(row: GuestRow, stage: str, cell: Cell, **kw: object) -> GuestRow:
     return dataclasses.replace(row, cells=MappingProxyType(cells), **kw)
 
 
-def _row_for(b: BoardState, guest: str, run: str) -> GuestRow | None:
+def _row_for(b: BoardState, guest: str, run: str, domid: int = -1) -> GuestRow | None:
     """The guest's row if this event may touch it (same run), creating one for an unknown guest."""
-    row = b.rows.get(guest)
+    row = b.rows.get(row_key(guest, domid))
     if row is None:
         cells = {c: Cell(OFF) for c in b.columns}
-        return GuestRow(guest, run=run, cells=MappingProxyType(cells))
+        return GuestRow(guest, run=run, domid=domid, cells=MappingProxyType(cells))
     if row.run and run and row.run != run:
         return None
     return row
@@ -294,7 +306,7 @@ def _reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of
         origin = b.plan_origin if b.plan_origin is not None else e.at
         return dataclasses.replace(b, plan_origin=origin, plan_finish=MappingProxyType(plan))
     if isinstance(e, GuestPlanned):
-        old = b.rows.get(e.guest)
+        old = b.rows.get(row_key(e.guest, e.domid))
         cells = {c: Cell(PENDING if c in e.stages else OFF) for c in b.columns}
         columns = b.columns
         for s in e.stages:
@@ -309,7 +321,7 @@ def _reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of
                        cells=MappingProxyType(cells))
         return dataclasses.replace(_with_row(b, row), columns=columns)
     if isinstance(e, GuestSkipped):
-        row = _row_for(b, e.guest, e.run)
+        row = _row_for(b, e.guest, e.run, e.domid)
         if row is None:
             return b
         if row.outcome and row.outcome != "skipped":
@@ -350,7 +362,7 @@ def _reduce(b: BoardState, e: Event) -> BoardState:  # noqa: C901 - one table of
         row = _with_cell(row, e.from_stage, Cell(SKIPPED, detail=f"→ {e.to_stage}: {e.reason}"))
         return _with_row(b, row)
     if isinstance(e, GuestFinished):
-        row = _row_for(b, e.guest, e.run)
+        row = _row_for(b, e.guest, e.run, e.domid)
         if row is None:
             return b
         row = _close_pending(row, SKIPPED if e.outcome in ("skipped", "failed") else UNNEEDED)
@@ -430,6 +442,6 @@ def reduce_all(b: BoardState, events: Iterable[Event]) -> BoardState:
 
 
 __all__ = [
-    "BoardState", "Cell", "GuestRow", "EMPTY_BOARD", "reduce", "reduce_all", "columns_for",
+    "BoardState", "Cell", "GuestRow", "EMPTY_BOARD", "reduce", "reduce_all", "columns_for", "row_key",
     "PENDING", "RUNNING", "DONE", "FAILED", "TIMEOUT", "CANCELLED", "SKIPPED", "UNNEEDED", "OFF", "DISABLED",
 ]

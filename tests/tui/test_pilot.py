@@ -25,6 +25,9 @@ from xdtui.screens.plan_dialog import PlanDialog
 from xdtui.widgets.domain_table import DomainTable
 from xdtui.widgets.stage_board import BoardTable
 
+from xdcore.sim.testing import add_domain, config_of, guest_config_text
+from xdtui.board import row_key
+
 from .conftest import clear_faults, hang_sysrq_instead, set_latency, wait_for
 
 SIZE = (100, 32)
@@ -97,7 +100,7 @@ async def test_evacuating_from_the_palette_saves_every_guest_the_config_allows(d
         # watchdog kills it, which leaves backup suspended (as real xl does): said, and the run exits 1
         assert outcomes["backup"] == "suspended"
         assert b.rows["backup"].cell("save").status in ("timeout", "failed")
-        assert outcomes["(null)"] == "zombie"
+        assert [outcomes[n] for n in b.order if b.rows[n].guest == "(null)"] == ["zombie"]
         assert all(outcomes[g] == "saved" for g in RUNNING if g != "backup")
         assert b.exit_code == 1
     assert guests_on(demo.demo_dir) == {"(null)", "backup"}
@@ -182,7 +185,7 @@ async def test_abort_keeps_handled_guests_handled_and_releases_the_lock(demo):
         await pilot.press("y")
         await run_to_end(pilot, app)
         b = app.host_screen.board_state
-        outcomes = {n: b.rows[n].outcome for n in b.order}
+        outcomes = {b.rows[n].guest: b.rows[n].outcome for n in b.order}  # by name, as xl lists them (one zombie)
         saved = {n for n, o in outcomes.items() if o == "saved"}
         skipped = {n for n, o in outcomes.items() if o == "skipped"}
         assert len(saved) >= 2 and skipped and b.aborted
@@ -393,3 +396,35 @@ async def test_the_timeline_of_a_finished_evacuation_shows_each_guest_planned_an
         await wait_for(pilot, lambda: isinstance(app.screen, RunTimeline) and app.screen.report is not None,
                        what="the timeline by its key")
         assert "web02" in str(app.screen.query_one(TimelineView).render())
+
+
+async def test_two_zombies_both_listed_as_null_each_have_their_own_row_by_domid(demo):
+    cfg = demo.demo_dir / "configs" / "old-app.cfg"
+    cfg.write_text(guest_config_text("old-app", 512, 1))
+    second = add_domain(demo.demo_dir, config_of(cfg), config_path=str(cfg), flags=simhost.ZOMBIE_FLAGS)
+    first = next(d.domid for d in simhost.load(demo.demo_dir).domains if d.name == "legacy-app")
+    app = make_app(demo, Providers.frozen())
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot, app)
+        table = screen.query_one(DomainTable)
+        zombies = sorted(k for k in table.names if table.domain(k).name == "(null)")
+        assert zombies == sorted([row_key("(null)", first), row_key("(null)", second)]) \
+            == sorted([f"(null) domid {first}", f"(null) domid {second}"])
+        for key, domid in ((row_key("(null)", first), first), (row_key("(null)", second), second)):
+            name, shown_id = (str(c) for c in table.get_row(key)[:2])
+            assert (name.strip(), shown_id) == ("(null)", str(domid))  # "(null)" with its own domid
+        table.keep_cursor_on("mail")
+        await pilot.press("ctrl+s")  # sorted by name: both "(null)" rows first; the cursor stays on mail
+        await wait_for(pilot, lambda: table.sort_column == "name", what="the sort by name")
+        assert table.guest_at_cursor() == "mail" and table.get_row_index("mail") == 2 + sorted(RUNNING).index("mail")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog")
+        plan_table = app.screen.query_one("#plan-table")  # the plan's table too: a row each (a second "(null)" crashed it)
+        assert {str(plan_table.get_row(k)[0]) for k in zombies} == set(zombies)
+        await pilot.press("y")
+        await run_to_end(pilot, app, timeout=60)
+        b = screen.board_state
+        nameless = {n: (b.rows[n].domid, b.rows[n].outcome) for n in b.order if b.rows[n].guest == "(null)"}
+        assert nameless == {row_key("(null)", first): (first, "zombie"), row_key("(null)", second): (second, "zombie")}
+        board = screen.query_one(BoardTable)
+        assert {str(board.get_row(k)[0]) for k in nameless} == {f"(null) domid {first}", f"(null) domid {second}"}

@@ -173,7 +173,8 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
             return "backup" in running and "backup" not in finished
 
         wait_for(backup_hangs, timeout=60, what="backup's SysRq to hang")
-        order = list(B.reduce_all(B.EMPTY_BOARD, progress_events(progress)).order)  # the board's rows, as drawn
+        board = B.reduce_all(B.EMPTY_BOARD, progress_events(progress))
+        order = list(board.order)  # the board's rows, as drawn (keys: the zombie is "(null) domid N")
         second.wait_for("sysrq…", timeout=60)  # the console's board has reached backup's hung SysRq too
         second.keys(*["j"] * order.index("backup"))
         second.keys("n")
@@ -196,7 +197,7 @@ def test_a_dropped_ssh_session_leaves_the_evacuation_running_and_a_new_session_s
         assert "if its terminal went away: continue" in report
         assert "hangup: the console's terminal went away (uid" in report and "the run continued" in report
         assert f"skip_stage backup sysrq (by {skip.by})" in report
-        for guest in order:
+        for guest in (board.rows[k].guest for k in order):
             assert f"  {guest} " in report, report
 
         # the same console starts the host again, and aborts that run

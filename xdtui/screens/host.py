@@ -217,10 +217,9 @@ class HostScreen(RunView):
     def selected_guests(self) -> list[str]:
         """Marked guests; else the guest under the cursor of the focused table."""
         table = self.query_one(DomainTable)
-        if table.marked:
-            return sorted(table.marked, key=lambda n: table.domain(n).domid if table.domain(n) else 0)
-        guest = self.cursor_guest()
-        return [guest] if guest else []
+        keys = sorted(table.marked, key=lambda n: table.domain(n).domid if table.domain(n) else 0) if table.marked \
+            else [k for k in (self.cursor_guest(),) if k]
+        return [k for k in keys if not ((d := table.domain(k)) and d.nameless)]  # "(null)": nothing to name
 
     def cursor_guest(self) -> str | None:
         focused = self.focused

@@ -37,6 +37,7 @@ from xdcore.plan import GuestPlan, Plan, move_problem
 from xdcore.run_options import RunOptionsError
 from xdcore.timeline import plan_bars
 
+from ..board import row_key
 from ..formatting import duration, size
 from ..widgets.stage_board import stage_title
 from ..widgets.timeline import TimelineView
@@ -195,8 +196,9 @@ class PlanDialog(ModalScreen["str | None"]):
         for g in self.plan.guests[:ROW_CAP]:
             why = g.note or "; ".join(r for r in g.reasons if r not in common)
             est = Text(duration(g.estimate_s) + (" ⚠" if g.guest in late else ""), style="bold yellow" if g.guest in late else "")
-            table.add_row(g.guest, chain(g.stages, g.target, g.placed_by), est,
-                          Text(why, style="yellow" if g.note else "dim"), key=g.guest)
+            key = row_key(g.guest, g.domid)  # every zombie is "(null)": each its own row, by domid
+            table.add_row(key, chain(g.stages, g.target, g.placed_by), est,
+                          Text(why, style="yellow" if g.note else "dim"), key=key)
             rows += 1
         planned = {g.guest for g in self.plan.guests}
         left_out = [(n, why) for n, why in self.plan.skipped if n not in planned]
@@ -226,7 +228,7 @@ class PlanDialog(ModalScreen["str | None"]):
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        return key if any(g.guest == key for g in self.plan.guests) else None
+        return next((g.guest for g in self.plan.guests if row_key(g.guest, g.domid) == key), None)
 
     def action_move_target(self) -> None:
         if self.replan is None or not self.plan.targets:

@@ -1,8 +1,10 @@
-"""The live domains, keyed by guest name, updated by diff (only changed cells, one sort).
+"""The live domains, keyed by guest name (a nameless one by domid), updated by diff (only changed cells, one sort).
 
 Sortable (click a header, or `ctrl+s` cycles the column; again on the same
 column reverses) and filterable (`/` in the host view: a name or state
-fragment).  The cursor stays on its guest when rows come, go or move.
+fragment).  The cursor stays on its guest when rows come, go or move.  Every
+zombie is "(null)" in `xl list`: each is a row of its own, keyed by its domid
+(`board.row_key`), so the keys here are those of the board's rows.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from textual.binding import Binding
 
 from xdcore.model import Domain
 
+from ..board import row_key
 from ..formatting import duration, mib
 from .cells import KeyedTable, Spec
 
@@ -63,7 +66,7 @@ class DomainTable(KeyedTable):
     # -- data --------------------------------------------------------------------------
 
     def set_domains(self, domains: Iterable[Domain]) -> None:
-        self._domains = {d.name: d for d in domains if not d.is_dom0}
+        self._domains = {row_key(d.name, d.domid): d for d in domains if not d.is_dom0}
         self.marked &= set(self._domains)
         self._apply()
 
@@ -85,8 +88,9 @@ class DomainTable(KeyedTable):
     def guest_at_cursor(self) -> str | None:
         return self.key_at_cursor()
 
-    def domain(self, name: str) -> Domain | None:
-        return self._domains.get(name)
+    def domain(self, key: str) -> Domain | None:
+        """The domain of a row (a guest's name; a nameless domain's `row_key`)."""
+        return self._domains.get(key)
 
     @property
     def names(self) -> list[str]:
@@ -115,8 +119,8 @@ class DomainTable(KeyedTable):
         f = self.filter_text.lower()
         return not f or f in d.name.lower() or (d.state is not None and f in d.state.words)
 
-    def _sort_key(self, name: str):
-        d = self._domains.get(name)
+    def _sort_key(self, key: str):
+        d = self._domains.get(key)
         col = self.sort_column
         if d is None:
             return 0
@@ -139,7 +143,8 @@ class DomainTable(KeyedTable):
         changed = self.apply_rows(want)
         if changed or force_sort or self.sort_column in ("state", "cpu", "mem"):
             with self.app.batch_update():
-                self.sort("name", key=lambda name_cell: self._sort_key(_plain(name_cell)), reverse=self.sort_reverse)
+                self.sort("name", "id", key=lambda cells: self._sort_key(row_key(_plain(cells[0]), int(str(cells[1])))),
+                          reverse=self.sort_reverse)
                 if at_cursor is not None and at_cursor in want:
                     self.keep_cursor_on(at_cursor)
 

@@ -97,7 +97,7 @@ def row_specs(r: GuestRow, columns: tuple[str, ...], now: float) -> tuple[Spec, 
         result = (("up, " if r.gate != "ready" else "") + r.gate + ("…" if r.gate == "waiting" else ""), gate_style)
     left = r.watchdog_left(now)
     wd = (duration(max(0.0, left)), watchdog_style(left, r.command_timeout or r.cell(r.running).timeout)) if left is not None else ("", "")
-    name = f"{r.group + 1}│{r.guest}" if r.group >= 0 else r.guest
+    name = f"{r.group + 1}│{r.key}" if r.group >= 0 else r.key  # a nameless domain: "(null) domid 15"
     return ((name, "bold" if r.running else ""),) + cells + ((elapsed, ""), wd, result)
 
 
