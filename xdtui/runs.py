@@ -27,7 +27,17 @@ if TYPE_CHECKING:  # planning is imported when a plan is first asked for, not be
 #: stages the operator may turn on or off, in key order 1..5
 TOGGLABLE = ("sysrq", "migrate", "save", "shutdown", "shutdown_all")
 
-__all__ = ["ONE_STAGE", "TOGGLABLE", "RunPrefs", "RunRequest", "compute_plan"]
+__all__ = ["ONE_STAGE", "TOGGLABLE", "RunPrefs", "RunRequest", "compute_plan", "stage_states"]
+
+
+def stage_state(cfg: Config, disabled: set[str] | frozenset[str], name: str) -> str:
+    """'on', 'off' (turned off) or 'n/a' (`cfg` gives the stage nothing to do)."""
+    return "n/a" if not STAGES[name].is_enabled(cfg) else "off" if name in disabled else "on"
+
+
+def stage_states(cfg: Config, disabled: set[str] | frozenset[str]) -> dict[str, str]:
+    """`stage_state` of every togglable stage, in key order (the toggle line's)."""
+    return {name: stage_state(cfg, disabled, name) for name in TOGGLABLE}
 
 
 @dataclass
@@ -47,12 +57,13 @@ class RunPrefs:
             kw["parallel"] = self.parallel
         return cfg.with_overrides(**kw) if kw else cfg
 
+    def stage_states(self, cfg: Config) -> dict[str, str]:
+        """Every togglable stage under these choices (see `stage_states`)."""
+        return stage_states(self.config_for(cfg), self.disabled)
+
     def stage_state(self, cfg: Config, name: str) -> str:
         """'on', 'off' (operator) or 'n/a' (the config gives it nothing to do)."""
-        st = STAGES[name]
-        if not st.is_enabled(self.config_for(cfg)):
-            return "n/a"
-        return "off" if name in self.disabled else "on"
+        return stage_state(self.config_for(cfg), self.disabled, name)
 
 
 @dataclass(frozen=True)

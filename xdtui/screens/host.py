@@ -35,7 +35,7 @@ from ..commands import HOST_COMMANDS, Command, bindings_for
 from ..follow import pid_alive
 from ..launch import Launched, LaunchError, launch, unit_state
 from ..messages import DomainsRefreshed, EventsArrived, HostFiguresMeasured, HostListsRead, RunLaunched
-from ..runs import ONE_STAGE, TOGGLABLE, RunRequest, compute_plan
+from ..runs import ONE_STAGE, RunRequest, compute_plan
 from ..state import ConsoleState
 from ..widgets.domain_table import DomainTable
 from ..widgets.event_log import EventLog
@@ -210,7 +210,7 @@ class HostScreen(RunView):
         if self.run_active:
             return self.run_prefs_text()
         prefs, cfg = self.state.prefs, self.host.cfg
-        states = {name: prefs.stage_state(cfg, name) for name in TOGGLABLE}
+        states = prefs.stage_states(cfg)
         target = " ".join(prefs.migrate_target) if prefs.migrate_target else None
         return toggle_line(states, target, prefs.parallel or cfg.parallel)
 

@@ -30,7 +30,7 @@ from .. import board as B
 from .. import steer
 from ..follow import follow, pid_alive
 from ..messages import ControlAnswered, EventsArrived, SteeringChecked
-from ..runs import TOGGLABLE
+from ..runs import stage_states
 from ..state import ConsoleState
 from ..widgets.event_log import EventLog
 from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
@@ -172,10 +172,7 @@ class RunView(Screen):
         b = self.board_state
         if not self.steering.allowed or b.verb != "stop":
             return None
-        cfg = self.run_config()
-        states = {name: "n/a" if not STAGES[name].is_enabled(cfg) else "off" if name in b.disabled else "on"
-                  for name in TOGGLABLE}
-        return toggle_line(states, b.migrate_target, b.parallel)
+        return toggle_line(stage_states(self.run_config(), b.disabled), b.migrate_target, b.parallel)
 
     def prefs_text(self) -> Text | None:
         return self.run_prefs_text()
