@@ -41,7 +41,7 @@ from ..widgets.domain_table import DomainTable
 from ..widgets.event_log import EventLog
 from ..widgets.host_figures import HostFigures
 from ..widgets.host_lists import AutoList, SavedList
-from ..widgets.stage_board import BoardTable, StageBoard, stage_title, toggle_line
+from ..widgets.stage_board import BoardTable, StageBoard, toggle_line
 from .dialogs import ask_migration_target, ask_parallelism
 from .run_view import RunView
 
@@ -412,8 +412,7 @@ class HostScreen(RunView):
         prefs = self.state.prefs
         state = prefs.stage_state(self.host.cfg, name)
         if state == "n/a":
-            why = "set a migration target with o" if name == "migrate" else "the config gives it nothing to do"
-            self.notify(f"{stage_title(name)} cannot be turned on: {why}.", severity="warning")
+            self.cannot_turn_on(name)
             return
         (prefs.disabled.discard if state == "off" else prefs.disabled.add)(name)
         self.show()

@@ -248,10 +248,14 @@ class RunView(Screen):
         if not self.may_steer():
             return
         if not STAGES[name].is_enabled(self.run_config()):
-            why = "set a migration target with o" if name == "migrate" else "the config gives it nothing to do"
-            self.notify(f"{stage_title(name)} cannot be turned on: {why}.", severity="warning")
+            self.cannot_turn_on(name)
             return
         self.send_request(steer.set_stage(name, enabled=name in self.board_state.disabled))
+
+    def cannot_turn_on(self, name: str) -> None:
+        """The notice for a stage toggle the config gives nothing to do (the run's or the next run's)."""
+        why = "set a migration target with o" if name == "migrate" else "the config gives it nothing to do"
+        self.notify(f"{stage_title(name)} cannot be turned on: {why}.", severity="warning")
 
     def _parallel_now(self) -> int:
         return self.board_state.parallel or self.host.cfg.parallel
