@@ -17,7 +17,6 @@ from textual.widgets import Footer, Header, Static
 from ..commands import ATTACH_COMMANDS, STEER_COMMANDS, Command, bindings_for
 from ..follow import pid_alive
 from ..formatting import clock
-from ..messages import EventsArrived
 from ..state import ConsoleState
 from ..widgets.event_log import EventLog
 from ..widgets.stage_board import BoardTable, StageBoard
@@ -51,9 +50,6 @@ class AttachScreen(RunView):
 
     def palette_commands(self) -> list[Command]:
         return list(ATTACH_COMMANDS) + (list(STEER_COMMANDS) if self.steering.allowed else [])
-
-    def events_drawn(self, msg: EventsArrived, before) -> None:
-        self.show()
 
     def banner(self) -> Text:
         b = self.board_state
