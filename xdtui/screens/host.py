@@ -218,18 +218,15 @@ class HostScreen(RunView):
         """Marked guests; else the guest under the cursor of the focused table."""
         table = self.query_one(DomainTable)
         keys = sorted(table.marked, key=lambda n: table.domain(n).domid if table.domain(n) else 0) if table.marked \
-            else [k for k in (self.cursor_guest(),) if k]
+            else [k for k in (self.board_guest(),) if k]
         return [k for k in keys if not ((d := table.domain(k)) and d.nameless)]  # "(null)": nothing to name
 
-    def cursor_guest(self) -> str | None:
+    def board_guest(self) -> str | None:
+        """The guest a key acts on: the board's cursor when the board has the focus, else the domain table's."""
         focused = self.focused
         if isinstance(focused, BoardTable):
             return focused.guest_at_cursor()
         return self.query_one(DomainTable).guest_at_cursor()
-
-    def board_guest(self) -> str | None:
-        """The guest a steering key acts on: the board's cursor, else the domain table's."""
-        return self.cursor_guest()
 
     # -- the footer and the palette follow the state ---------------------------------------------------------
 
