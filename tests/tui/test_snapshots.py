@@ -44,6 +44,15 @@ async def _running(pilot) -> None:
     await pilot.pause(0.2)
 
 
+async def _opened(pilot, key: str, screen: type, what: str, *, timeout: float = 15.0, settle: float = 0.2) -> None:
+    """The host view filled, then `key` pressed until `screen` is on top."""
+    app = pilot.app
+    await _filled(pilot)
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(app.screen, screen), what=what, timeout=timeout)
+    await pilot.pause(settle)
+
+
 @SIZES
 def test_host_view(snap_compare, size):
     """The host view: idle stage board collapsed to its status lines, the lists below."""
@@ -65,10 +74,7 @@ def test_plan_confirmation(snap_compare, size, extra):
     app = make_app(scripted_host(f"plan{size[0]}-{extra}", extra=extra), Providers.frozen())
 
     async def run_before(pilot):
-        await _filled(pilot)
-        await pilot.press("e")
-        await wait_for(pilot, lambda: isinstance(app.screen, PlanDialog), what="the plan dialog", timeout=60)
-        await pilot.pause(0.3)
+        await _opened(pilot, "e", PlanDialog, "the plan dialog", timeout=60, settle=0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -101,10 +107,7 @@ def test_help(snap_compare, size):
     app = make_app(scripted_host(f"help{size[0]}"), Providers.frozen())
 
     async def run_before(pilot):
-        await _filled(pilot)
-        await pilot.press("question_mark")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
-        await pilot.pause(0.2)
+        await _opened(pilot, "question_mark", HelpScreen, "help")
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
