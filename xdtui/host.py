@@ -46,9 +46,13 @@ class HostContext:
         """A Service on this host; `planning=False` leaves out the estimator (reading the host needs none,
         and on the simulated host building it reads the whole state once more)."""
         from xdcore.pipeline.control import RunControl
-        from xdcore.plan import estimator
         from xdcore.service import Service
 
         cfg = cfg or self.cfg
+        estimate = None
+        if planning:  # xdcore.plan only when planning: the host view's list poller never needs it
+            from xdcore.plan import estimator
+
+            estimate = estimator(cfg, toolstack=self.toolstack)
         return Service(cfg, self.toolstack, bus, control=control or RunControl(cfg.parallel, emit=bus.emit),
-                       estimate=estimator(cfg, toolstack=self.toolstack) if planning else None)
+                       estimate=estimate)
