@@ -103,7 +103,7 @@ class XdApp(App[int]):
         """The run this console launched learns its terminal went away (it continues or stops, as chosen)."""
         st = self.state
         running = headless_run_in_progress(self.host.cfg.progress)
-        if not st.own_run or running is None or running.run != st.own_run:
+        if running is None or not st.owns(running.run):
             return False  # ours has finished (or never started); never tell another's run
         try:
             ControlClient(socket_path(self.host.cfg.progress), timeout=2.0, tty=st.tty).hangup()

@@ -30,6 +30,10 @@ class ConsoleState:
     tty: str | None = None  # this console's terminal, sent with each steering request (asked once: it may go away)
     said_once: set[str] = field(default_factory=set)  # notes the log gives once per console session (EventLog)
 
+    def owns(self, run: str) -> bool:
+        """`run` is the one this console launched (its RunStarted was adopted)."""
+        return bool(run) and run == self.own_run
+
     def adopt(self, run: str, pid: int, at: float) -> bool:
         """A RunStarted read from the progress file: is it the run this console launched?  (Remembered.)"""
         la = self.launched

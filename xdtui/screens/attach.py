@@ -61,7 +61,7 @@ class AttachScreen(RunView):
             t.append("\n")
             return t
         what = {"stop": "stop (evacuation)", "start": "start"}.get(b.verb, b.verb)
-        whose = "this console's" if b.run and b.run == self.state.own_run else "headless"
+        whose = "this console's" if self.state.owns(b.run) else "headless"
         t.append(f"  {whose} {what} · pid {b.pid}")
         if b.started:
             t.append(f" · since {clock(b.started)}", style="dim")

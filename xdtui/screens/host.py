@@ -200,7 +200,7 @@ class HostScreen(RunView):
         b = self.board_state
         title = "Stage board"
         if b.active:
-            whose = "this console's" if b.run == self.state.own_run else "headless"
+            whose = "this console's" if self.state.owns(b.run) else "headless"
             title += f" — {whose} {b.verb} in progress, pid {b.pid}" + ("" if self.steering.allowed else " (read-only)")
         self.query_one("#board").border_title = title
         super().show()
@@ -251,7 +251,7 @@ class HostScreen(RunView):
         """True (and a notice) when a run stands in the way."""
         b = self.board_state
         if b.active:
-            who = "this console's" if b.run == self.state.own_run else "a headless"
+            who = "this console's" if self.state.owns(b.run) else "a headless"
             self.notify(f"{who.capitalize()} {b.verb} (pid {b.pid}) is in progress: skip, abort or wait for it.",
                         severity="warning")
             return True
