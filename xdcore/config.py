@@ -75,7 +75,6 @@ class Config:
     stop_deadline: float | None = None
     destroy_on_deadline: bool = False
     policy_dir: Path | None = Path("/etc/xen/xendomains.d")
-    start_maxwait: int = 300
     migrate_targets: tuple[str, ...] = ()
     target_reserve_mib: int = 1024
     problems: tuple[ConfigError, ...] = ()
@@ -583,7 +582,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XENDOMAINS_AUTO": ("auto_dir", _directory_or_none),
     "XENDOMAINS_AUTO_ONLY": ("auto_only", _bool),
     "XENDOMAINS_STOP_MAXWAIT": ("stop_maxwait", _int("an integer number of seconds")),
-    "XENDOMAINS_START_MAXWAIT": ("start_maxwait", _int("an integer number of seconds")),
+    "XENDOMAINS_START_MAXWAIT": ("start_maxwait", _int("an integer number of seconds (0: no limit)")),
     "XENDOMAINS_LOCKFILE": ("lockfile", _path_or_none),
     "XENDOMAINS_TOOLSTACK": ("toolstack", _toolstack),
     "XENDOMAINS_PARALLEL": ("parallel", _int_or_auto(f"an integer from 1 to {MAX_PARALLEL}, or auto", 1, MAX_PARALLEL)),
@@ -596,7 +595,6 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XENDOMAINS_STOP_DEADLINE": ("stop_deadline", _seconds_or_none),
     "XENDOMAINS_DESTROY_ON_DEADLINE": ("destroy_on_deadline", _bool),
     "XENDOMAINS_POLICY_DIR": ("policy_dir", _directory_or_none),
-    "XENDOMAINS_START_MAXWAIT": ("start_maxwait", _int("an integer number of seconds (0: no limit)")),
     "XENDOMAINS_MIGRATE_TARGETS": ("migrate_targets", _hosts),
     "XENDOMAINS_TARGET_RESERVE_MIB": ("target_reserve_mib", _int("an integer number of MiB")),
 }
