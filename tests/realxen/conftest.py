@@ -2,7 +2,8 @@
 
 They run when asked for: `-m realxen` (or any -m expression naming it), or XENDOMAINS_REALXEN=1 (.ci/run
 sets it); otherwise they are deselected, so that the everyday suite stays minutes long.  They skip only
-where QEMU cannot run at all.
+where QEMU cannot run at all, and never under CI (the CI variable set): there they fail, so a green CI
+run is one in which real Xen ran.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def realxen(request: pytest.FixtureRequest) -> harness.Boot:
     """Boot Xen once for the whole session and run the scenarios the selected tests need, in ORDER."""
     why = harness.qemu_unavailable()
+    if why and os.environ.get("CI"):  # CI asked for real Xen: a green run must mean it ran
+        pytest.fail(f"QEMU cannot run here, and CI is set: {why}")
     if why:
         pytest.skip(f"QEMU cannot run here: {why}")
     wanted: set[str] = set()
