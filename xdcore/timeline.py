@@ -46,18 +46,15 @@ def group(bars: Iterable[Bar]) -> dict[str, list[Bar]]:
     return {r: out[r] for r in order}
 
 
-def _axis(span: float, width: int) -> str:
+def _axis(span: float, width: int) -> tuple[str, str]:
+    """The tick row and the label row of a time axis `span` seconds long, `width` cells wide."""
     ticks = [" "] * (width + 1)
     labels = ""
-    step = max(1, round(span / 5))
-    for k in range(0, int(span) + 1, step):
+    pos = 0
+    for k in range(0, int(span) + 1, max(1, round(span / 5))):
         col = int(k / span * width) if span else 0
         if col <= width:
             ticks[col] = "┬"
-    labels = ""
-    pos = 0
-    for k in range(0, int(span) + 1, step):
-        col = int(k / span * width) if span else 0
         text = f"{k}s"
         if col >= pos:
             labels += " " * (col - pos) + text
