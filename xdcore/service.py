@@ -10,6 +10,7 @@ shutdown-all → cleanup) and status (§5).  It reports only through events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -967,7 +968,7 @@ class Service:
     async def _restore_one(self, im: SaveImage, disk: "Limiter | None" = None) -> GuestResult:
         name = im.guest or im.path.name
         res = GuestResult(name, -1)
-        async with self.control.limiter, (disk or _NO_LIMIT):
+        async with self.control.limiter, (disk or contextlib.nullcontext()):
             if self.control.aborted or self.control.guest_skipped(name):
                 res.outcome, res.detail = "skipped", "skipped by operator"
                 self.bus.emit(GuestSkipped(guest=name, reason=res.detail))
@@ -1186,17 +1187,6 @@ def _by_name(domains: Sequence[Domain]) -> dict[str, Domain]:
     name while libxl tears it down) is left out whatever `xl list -l` still calls it: libxl finds names in
     XenStore, so a create or restore of that name goes ahead, and nothing is "already running"."""
     return {d.name: d for d in domains if not d.nameless}
-
-
-class _NoLimit:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LIMIT = _NoLimit()
 
 
 class _Spacer:
