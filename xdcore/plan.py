@@ -754,9 +754,9 @@ async def stop_plan(service, only: Sequence[str] | None = None) -> Plan:  # serv
     cfg: Config = service.cfg
     control: RunControl = service.control
     estimate = _estimate_of(service)
-    await service.check_names(only)
-    await service.check_placements(only, ask_targets=False)  # what the targets refuse is among the plan's errors
     guests = await service.guests()
+    await service.check_names(only, guests)
+    await service.check_placements(only, ask_targets=False, guests=guests)  # what the targets refuse: among the errors
     selected, skipped = await service.select_for_stop(guests, set(only) if only else None)
     no_room = guests_without_room(cfg, selected, control) if (cfg.save_dir and control.stage_enabled("save")) else frozenset()
     raw = await service.policies([d.name for d in selected])

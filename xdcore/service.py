@@ -236,11 +236,14 @@ class Service:
                 continue
         return out
 
-    async def check_names(self, only: Sequence[str] | None) -> None:
-        """Raise UnknownGuest when a guest named on the command line is not on this host (dom0 is not a guest)."""
+    async def check_names(self, only: Sequence[str] | None, guests: Sequence[Domain] | None = None) -> None:
+        """Raise UnknownGuest when a guest named on the command line is not on this host (dom0 is not a guest).
+        `guests`: this host's guests when the caller listed them already."""
         if not only:
             return
-        known = [d.name for d in await self.guests() if not d.nameless]  # "(null)" names no guest to compare with
+        if guests is None:
+            guests = await self.guests()
+        known = [d.name for d in guests if not d.nameless]  # "(null)" names no guest to compare with
         unknown = [n for n in dict.fromkeys(only) if n not in set(known)]
         if unknown:
             raise UnknownGuest(unknown, known)
@@ -412,7 +415,8 @@ class Service:
             return {}
         return {g.guest: g.target for g in stop.guests if g.outcome == "migrated" and g.target}
 
-    async def check_placements(self, only: Sequence[str] | None, ask_targets: bool = True) -> None:
+    async def check_placements(self, only: Sequence[str] | None, ask_targets: bool = True,
+                               guests: Sequence[Domain] | None = None) -> None:
         """PlacementRefused when the operator's placements (`--place GUEST=TARGET`) name what is not there:
         no several targets, a target not among them, a guest not on this host or not in this stop; with
         `ask_targets`, also what the targets' answers refuse (left out, no room, kept apart).  Checked before
@@ -426,7 +430,9 @@ class Service:
             raise PlacementRefused(["--place needs several migration targets (XENDOMAINS_MIGRATE_TARGETS or --targets)"])
         if not self.control.stage_enabled("migrate"):
             raise PlacementRefused(["--place: the migrate stage is turned off for this run"])
-        known = {d.name for d in await self.guests()}
+        if guests is None:
+            guests = await self.guests()
+        known = {d.name for d in guests}
         problems = []
         for guest, target in chosen.items():
             what = f"--place {guest}={target}"
@@ -439,7 +445,7 @@ class Service:
         if problems:
             raise PlacementRefused(problems)
         if ask_targets:
-            selected, _ = await self.select_for_stop(await self.guests(), set(only) if only else None)
+            selected, _ = await self.select_for_stop(guests, set(only) if only else None)
             pols, _ = await self.stop_order(selected, warn=False)
             problems = self.placement_problems(await self.target_pool(selected, announce=False, policies=pols))
             if problems:
@@ -533,8 +539,10 @@ class Service:
         lockless = ""
         try:
             try:
-                await self.check_names(only)  # a typo stops nothing: checked before the lock and any stage
-                await self.check_placements(only)
+                # a typo stops nothing: checked before the lock and any stage (one `xl list` for both checks)
+                listed = await self.guests() if only else None
+                await self.check_names(only, listed)
+                await self.check_placements(only, guests=listed)
             except (UnknownGuest, PlacementRefused) as exc:
                 self._error(str(exc))
                 outcome.exit_code, outcome.summary = EXIT_USAGE, "nothing stopped"
