@@ -838,15 +838,16 @@ class Service:
                 elif im.kind.value != self.ts.name:
                     self._warn(f"{im.path} is an {im.kind.value} image but the toolstack is {self.ts.name}; left alone")
             restores = [im for im in to_restore if im.valid and im.kind.value == self.ts.name]
+        listed: list[Domain] | None = None
         if restores:  # an image an `xl restore` of a killed run is still reading, or has brought back already
             await self._wait_for_readers([im.path for im in restores], float(cfg.start_maxwait or 60))
-            present = _by_name(await self.guests())
-            restores, pre = self._not_restored_yet(restores, present)
+            listed = await self.guests()
+            restores, pre = self._not_restored_yet(restores, _by_name(listed))
             results += pre
         # what to create
         do_create = cfg.auto_dir is not None and self.control.stage_enabled("create")
         autos = await self.auto_configs() if do_create else []
-        running = await self.guests() if (autos or restores) else []
+        running = (listed if listed is not None else await self.guests()) if (autos or restores) else []
         creates, results_c = self._autostart_todo(autos, blocked_names, _by_name(running),
                                                   {im.guest for im in restores if im.guest}) if autos else ([], [])
         results += results_c
